@@ -1,0 +1,139 @@
+//! The SOAP Metadata API's `readMetadata`, enough to read `RealTimeEventSettings`
+//! (Event Manager's streaming and storing switches), with SOAP faults for bad sessions.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use quick_xml::Reader;
+use quick_xml::events::Event;
+
+use crate::oauth::escape;
+use crate::org::EventType;
+use crate::{Sim, now_ms};
+
+pub fn routes() -> Router<Arc<Sim>> {
+    Router::new().route("/services/Soap/m/{version}", post(soap)).route("/services/Soap/m/{version}/{org}", post(soap))
+}
+
+const ENVELOPE_OPEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="http://soap.sforce.com/2006/04/metadata" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>"#;
+const ENVELOPE_CLOSE: &str = "</soapenv:Body></soapenv:Envelope>";
+
+fn xml(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], format!("{ENVELOPE_OPEN}{body}{ENVELOPE_CLOSE}"))
+        .into_response()
+}
+
+fn fault(code: &str, message: &str) -> Response {
+    xml(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            "<soapenv:Fault><faultcode xmlns:sf=\"http://soap.sforce.com/2006/04/metadata\">sf:{code}</faultcode><faultstring>{code}: {}</faultstring></soapenv:Fault>",
+            escape(message)
+        ),
+    )
+}
+
+/// What we need from the request: session id, operation, type and full names.
+#[derive(Default, Debug)]
+struct SoapRequest {
+    session_id: String,
+    operation: String,
+    metadata_type: String,
+    full_names: Vec<String>,
+}
+
+fn parse(body: &str) -> Result<SoapRequest, String> {
+    let mut reader = Reader::from_str(body);
+    reader.config_mut().trim_text(true);
+    let mut request = SoapRequest::default();
+    let mut path: Vec<String> = Vec::new();
+    let mut in_body = false;
+    loop {
+        match reader.read_event().map_err(|e| format!("malformed XML: {e}"))? {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if in_body && request.operation.is_empty() {
+                    request.operation = name.clone();
+                }
+                if name == "Body" {
+                    in_body = true;
+                }
+                path.push(name);
+            }
+            Event::Empty(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if in_body && request.operation.is_empty() {
+                    request.operation = name;
+                }
+            }
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(t) => {
+                let text = t.decode().map_err(|e| format!("malformed XML: {e}"))?.into_owned();
+                let text = quick_xml::escape::unescape(&text).map_err(|e| format!("malformed XML: {e}"))?.into_owned();
+                match path.last().map(String::as_str) {
+                    Some("sessionId") => request.session_id = text,
+                    Some("type") => request.metadata_type = text,
+                    Some("fullNames") => request.full_names.push(text),
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !in_body {
+        return Err("the request is not a SOAP envelope with a Body".into());
+    }
+    Ok(request)
+}
+
+async fn soap(State(sim): State<Arc<Sim>>, body: String) -> Response {
+    let request = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return fault("INVALID_XML", &e),
+    };
+    let user = {
+        let org = sim.org();
+        sim.sessions().validate(&request.session_id, now_ms(), |u| org.user_can_sign_in(u)).ok().map(|t| t.user)
+    };
+    let Some(user) = user else {
+        return fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session");
+    };
+    if !sim.spend_api_call() {
+        return fault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+    }
+    if request.operation != "readMetadata" {
+        return fault("UNKNOWN_OPERATION", &format!("sfsim emulates readMetadata only, not {}", request.operation));
+    }
+    let org = sim.org();
+    if !org.user_has_permission(&user, "PermissionsCustomizeApplication", now_ms()) {
+        return fault("INSUFFICIENT_ACCESS", "reading metadata needs the Customize Application permission");
+    }
+    if request.metadata_type != "RealTimeEventSettings" {
+        return fault("INVALID_TYPE", &format!("sfsim does not emulate metadata type {:?}", request.metadata_type));
+    }
+    let mut records = String::new();
+    for name in &request.full_names {
+        if name != "RealTimeEvent" {
+            continue; // Unknown names yield no record, as Salesforce does.
+        }
+        records.push_str("<records xsi:type=\"RealTimeEventSettings\"><fullName>RealTimeEvent</fullName>");
+        for e in EventType::ALL {
+            for (entity, on) in
+                [(e.stream_entity(), org.settings.streaming(e)), (e.storage_entity(), org.settings.storing(e))]
+            {
+                records.push_str(&format!(
+                    "<realTimeEvents><entityName>{entity}</entityName><isEnabled>{on}</isEnabled></realTimeEvents>"
+                ));
+            }
+        }
+        records.push_str("</records>");
+    }
+    xml(StatusCode::OK, format!("<readMetadataResponse><result>{records}</result></readMetadataResponse>"))
+}

@@ -1,0 +1,305 @@
+//! The REST API under `/services/data`: versions, query with SOQL and 2,000-record
+//! pages, sObject records and descriptions, limits; Salesforce's error shapes.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sfwire::id::SfId;
+
+use crate::model::{FieldType, Row, Storage, object_for_prefix, object_schema};
+use crate::oauth::bearer_user;
+use crate::rng::{ALNUM, Rng};
+use crate::{Sim, now_ms, soql};
+
+/// Oldest and newest API versions served.
+pub const MIN_VERSION: u32 = 31;
+pub const MAX_VERSION: u32 = 66;
+const MAX_BATCH: usize = 2000;
+const CURSOR_LIFETIME_MS: i64 = 15 * 60 * 1000;
+
+pub fn routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/services/data", get(versions))
+        .route("/services/data/", get(versions))
+        .route("/services/data/{version}", get(resources))
+        .route("/services/data/{version}/", get(resources))
+        .route("/services/data/{version}/query", get(query))
+        .route("/services/data/{version}/query/", get(query))
+        .route("/services/data/{version}/query/{locator}", get(query_more))
+        .route("/services/data/{version}/limits", get(limits))
+        .route("/services/data/{version}/sobjects", get(describe_global))
+        .route("/services/data/{version}/sobjects/{object}/describe", get(describe))
+        .route("/services/data/{version}/sobjects/{object}/{id}", get(record))
+}
+
+/// A REST error: `[{"message": ..., "errorCode": ...}]` with its HTTP status.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!([{ "message": self.2, "errorCode": self.1 }]))).into_response()
+    }
+}
+
+fn not_found(message: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "NOT_FOUND", message.into())
+}
+
+/// Paged query results waiting for `nextRecordsUrl`.
+#[derive(Default)]
+pub struct Cursors(Mutex<HashMap<String, Cursor>>);
+
+struct Cursor {
+    records: Vec<serde_json::Value>,
+    batch: usize,
+    created_ms: i64,
+}
+
+fn version_of(text: &str) -> Result<String, ApiError> {
+    let number = text.strip_prefix('v').and_then(|v| v.strip_suffix(".0")).and_then(|v| v.parse::<u32>().ok());
+    match number {
+        Some(n) if (MIN_VERSION..=MAX_VERSION).contains(&n) => Ok(format!("v{n}.0")),
+        _ => Err(not_found("The requested resource does not exist")),
+    }
+}
+
+/// Authenticates the call and counts it against the daily API limit.
+fn api_call(sim: &Sim, headers: &HeaderMap) -> Result<SfId, ApiError> {
+    let user = bearer_user(sim, headers)
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid".into()))?;
+    if !sim.spend_api_call() {
+        return Err(ApiError(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.".into()));
+    }
+    Ok(user)
+}
+
+/// Adds `Sforce-Limit-Info`, as every Salesforce API response has.
+fn with_usage(sim: &Sim, body: serde_json::Value) -> Response {
+    let max = sim.config.api_daily_limit;
+    let used = max - sim.api_remaining.load(Ordering::Relaxed);
+    let mut response = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("api-usage={used}/{max}")) {
+        response.headers_mut().insert("sforce-limit-info", v);
+    }
+    response
+}
+
+async fn versions(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
+    let list: Vec<_> = (MIN_VERSION..=MAX_VERSION)
+        .map(|n| json!({ "label": format!("API {n}.0"), "url": format!("/services/data/v{n}.0"), "version": format!("{n}.0") }))
+        .collect();
+    let _ = &sim;
+    Json(list.into())
+}
+
+async fn resources(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Result<Response, ApiError> {
+    let v = version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let base = format!("/services/data/{v}");
+    Ok(with_usage(
+        &sim,
+        json!({
+            "sobjects": format!("{base}/sobjects"),
+            "query": format!("{base}/query"),
+            "limits": format!("{base}/limits"),
+        }),
+    ))
+}
+
+async fn limits(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Result<Response, ApiError> {
+    version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let remaining = sim.api_remaining.load(Ordering::Relaxed);
+    Ok(with_usage(&sim, json!({ "DailyApiRequests": { "Max": sim.config.api_daily_limit, "Remaining": remaining } })))
+}
+
+/// `Sforce-Query-Options: batchSize=N` (200 to 2,000).
+fn batch_size(headers: &HeaderMap) -> usize {
+    headers
+        .get("sforce-query-options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|p| p.trim().strip_prefix("batchSize=")))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .map_or(MAX_BATCH, |n| n.clamp(200, MAX_BATCH))
+}
+
+async fn query(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let v = version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let Some(text) = params.get("q") else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            "A query string must be provided in the q parameter".into(),
+        ));
+    };
+    let now = now_ms();
+    let parsed = soql::parse(text, now).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.code, e.message))?;
+    let result = {
+        let org = sim.org();
+        let hidden = !org.settings.licence && object_schema(&parsed.object).is_some_and(|o| o.is_big_object());
+        if hidden {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "INVALID_TYPE",
+                format!("sObject type '{}' is not supported.", parsed.object),
+            ));
+        }
+        soql::execute(&org, &parsed, now, &v).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.code, e.message))?
+    };
+    let batch = batch_size(&headers);
+    Ok(with_usage(&sim, page(&sim, &v, result.total_size, result.records, 0, batch)))
+}
+
+/// One page of results starting at `offset`, parking the rest behind a locator.
+fn page(
+    sim: &Sim,
+    v: &str,
+    total: usize,
+    mut records: Vec<serde_json::Value>,
+    offset: usize,
+    batch: usize,
+) -> serde_json::Value {
+    if records.len() <= offset + batch {
+        let rest = records.split_off(offset.min(records.len()));
+        return json!({ "totalSize": total, "done": true, "records": rest });
+    }
+    let next = offset + batch;
+    let this_page: Vec<serde_json::Value> = records[offset..next].to_vec();
+    let locator = format!("01g{}", Rng::new(now_ms() as u64 ^ total as u64 ^ offset as u64).token(ALNUM, 15));
+    let mut cursors = sim.cursors.0.lock().unwrap_or_else(|e| e.into_inner());
+    let now = now_ms();
+    cursors.retain(|_, c| now - c.created_ms < CURSOR_LIFETIME_MS);
+    cursors.insert(locator.clone(), Cursor { records, batch, created_ms: now });
+    json!({
+        "totalSize": total,
+        "done": false,
+        "nextRecordsUrl": format!("/services/data/{v}/query/{locator}-{next}"),
+        "records": this_page,
+    })
+}
+
+async fn query_more(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path((version, locator)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let invalid = || ApiError(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator".into());
+    let (id, offset) = locator.rsplit_once('-').ok_or_else(invalid)?;
+    let offset: usize = offset.parse().map_err(|_| invalid())?;
+    let cursor = sim.cursors.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id).ok_or_else(invalid)?;
+    let total = cursor.records.len();
+    if offset > total {
+        return Err(invalid());
+    }
+    let body = page(&sim, &v, total, cursor.records, offset, cursor.batch);
+    Ok(with_usage(&sim, body))
+}
+
+async fn describe_global(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Result<Response, ApiError> {
+    let v = version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let objects: Vec<_> = crate::model::OBJECTS
+        .iter()
+        .map(|o| {
+            json!({
+                "name": o.name, "label": o.name, "keyPrefix": o.key_prefix, "queryable": true,
+                "retrieveable": o.storage == Storage::Table, "custom": false,
+                "urls": { "sobject": format!("/services/data/{v}/sobjects/{}", o.name),
+                          "describe": format!("/services/data/{v}/sobjects/{}/describe", o.name) }
+            })
+        })
+        .collect();
+    Ok(with_usage(&sim, json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": objects })))
+}
+
+fn unknown_object(name: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("The requested resource does not exist: sObject type '{name}'"),
+    )
+}
+
+async fn describe(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path((version, object)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let schema = object_schema(&object).ok_or_else(|| unknown_object(&object))?;
+    let fields: Vec<_> = schema
+        .fields
+        .iter()
+        .map(|f| {
+            let ty = match f.ty {
+                FieldType::Id => "id",
+                FieldType::Reference => "reference",
+                FieldType::String => "string",
+                FieldType::Boolean => "boolean",
+                FieldType::Int => "int",
+                FieldType::Double => "double",
+                FieldType::DateTime => "datetime",
+            };
+            let relationship = schema.relationships.iter().find(|r| r.id_field == f.name);
+            json!({
+                "name": f.name, "label": f.name, "type": ty, "nillable": f.name != "Id",
+                "relationshipName": relationship.map(|r| r.name),
+                "referenceTo": relationship.map(|r| vec![r.target]).unwrap_or_default(),
+                "filterable": true,
+            })
+        })
+        .collect();
+    Ok(with_usage(&sim, json!({ "name": schema.name, "keyPrefix": schema.key_prefix, "fields": fields })))
+}
+
+async fn record(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path((version, object, id)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let v = version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let schema = object_schema(&object).filter(|s| !s.is_big_object()).ok_or_else(|| unknown_object(&object))?;
+    let parsed = SfId::parse(&id)
+        .ok()
+        .filter(|i| object_for_prefix(i.key_prefix()).is_some_and(|o| o.name == schema.name))
+        .ok_or_else(|| not_found(&format!("Provided external ID field does not exist or is not accessible: {id}")))?;
+    let org = sim.org();
+    let table = org.table(schema.name);
+    let row = table.get(parsed.as_str()).ok_or_else(|| not_found("The requested resource does not exist"))?;
+    let mut out = serde_json::Map::new();
+    out.insert("attributes".into(), soql::attributes(schema.name, Some(parsed.as_str()), &v));
+    for (i, f) in schema.fields.iter().enumerate() {
+        out.insert(f.name.into(), Row::Record(row).value(schema, i).to_json());
+    }
+    drop(org);
+    Ok(with_usage(&sim, serde_json::Value::Object(out)))
+}
