@@ -289,10 +289,9 @@ impl Parser<'_> {
     }
 
     fn is_reserved(word: &str) -> bool {
-        const RESERVED: [&str; 14] = [
-            "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "OFFSET", "NULL",
-            "GROUP",
-        ];
+        // `Group` is an object name, so GROUP is not reserved (there is no GROUP BY here).
+        const RESERVED: [&str; 13] =
+            ["SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "OFFSET", "NULL"];
         RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
     }
 
