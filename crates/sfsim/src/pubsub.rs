@@ -17,8 +17,8 @@ use sfwire::pubsub as wire;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
-use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -42,7 +42,13 @@ pub fn serve(sim: Arc<Sim>, listener: TcpListener, tls: Option<(String, String)>
             }
         }
     }
-    let incoming = TcpListenerStream::new(listener);
+    // Pull flow control means a round trip per batch: Nagle's delay would cap a
+    // stream at a few batches a second.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
     tokio::spawn(async move {
         if let Err(e) = builder.add_service(service).serve_with_incoming(incoming).await {
             tracing::error!("sfsim Pub/Sub server stopped: {e}");

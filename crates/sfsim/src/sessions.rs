@@ -14,6 +14,8 @@ pub struct AccessToken {
     pub user: SfId,
     pub client_id: String,
     pub issued_ms: i64,
+    /// Issue order: several tokens can share a millisecond.
+    pub serial: u64,
     pub refresh: Option<String>,
 }
 
@@ -54,6 +56,7 @@ pub struct Sessions {
     /// Browser sign-ins on the authorize page: cookie value → user.
     browser: HashMap<String, SfId>,
     rng: Rng,
+    issued: u64,
     pub timeout_ms: i64,
     org_id: SfId,
 }
@@ -66,6 +69,7 @@ impl Sessions {
             codes: HashMap::new(),
             browser: HashMap::new(),
             rng: Rng::derive(seed ^ crate::now_ms() as u64, "sessions"),
+            issued: 0,
             timeout_ms,
             org_id,
         }
@@ -74,11 +78,11 @@ impl Sessions {
     /// Issues an access token (`00D...!...`, as Salesforce's look), revoking the
     /// oldest if the user already has five for this app.
     pub fn issue_access(&mut self, user: &SfId, client_id: &str, refresh: Option<String>, now_ms: i64) -> String {
-        let mut live: Vec<(i64, String)> = self
+        let mut live: Vec<(u64, String)> = self
             .access
             .iter()
             .filter(|(_, t)| &t.user == user && t.client_id == client_id)
-            .map(|(k, t)| (t.issued_ms, k.clone()))
+            .map(|(k, t)| (t.serial, k.clone()))
             .collect();
         live.sort();
         while live.len() >= MAX_TOKENS_PER_USER_APP {
@@ -86,9 +90,11 @@ impl Sessions {
             self.access.remove(&oldest);
         }
         let token = format!("{}!{}", self.org_id.short(), self.rng.token(ALNUM, 96));
+        self.issued += 1;
+        let serial = self.issued;
         self.access.insert(
             token.clone(),
-            AccessToken { user: user.clone(), client_id: client_id.into(), issued_ms: now_ms, refresh },
+            AccessToken { user: user.clone(), client_id: client_id.into(), issued_ms: now_ms, serial, refresh },
         );
         token
     }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Benchmarks: programs that print figures (not timed tests). Record them, with the
+# machine, in BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+cargo build --release --locked -p sfsim --example bench
+echo "== sfsim: preload 1,000,000 retained events, drain with one Subscribe client"
+./target/release/examples/bench "${SFSIM_BENCH_EVENTS:-1000000}"
