@@ -361,3 +361,62 @@ async fn subscribes_over_tls() {
         Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Earliest, vec![], 10)).await.expect("open");
     assert_eq!(sub.events(1).await.len(), 1);
 }
+
+/// Sends raw bytes as a message, to test what the server does with bad protobuf.
+#[derive(Clone, Default)]
+struct RawCodec;
+struct Raw;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let bytes = bytes::Buf::chunk(src).to_vec();
+        bytes::Buf::advance(src, bytes.len());
+        Ok(Some(bytes))
+    }
+}
+
+#[tokio::test]
+async fn malformed_protobuf_is_an_error_not_a_crash() {
+    let org = start(config(40)).await;
+    let token = org.authorize().await.access;
+    let channel = Channel::from_shared(format!("http://{}", org.running.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut raw = tonic::client::Grpc::new(channel);
+    for method in ["GetTopic", "GetSchema", "Publish"] {
+        raw.ready().await.expect("ready");
+        let path = format!("/eventbus.v1.PubSub/{method}").parse().expect("path");
+        let garbage = vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x01];
+        let status = raw.unary(org.request(&token, garbage), path, RawCodec).await.expect_err("garbage is refused");
+        assert!(matches!(status.code(), Code::Internal | Code::InvalidArgument), "{method}: {status:?}");
+    }
+    // The server is unharmed.
+    let mut client = org.grpc().await;
+    assert!(client.get_topic(org.request(&token, TopicRequest { topic_name: REPORT.into() })).await.is_ok());
+}

@@ -82,14 +82,22 @@ struct SfsimArgs {
     api_limit: i64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match cli.command {
-        Command::Sfsim(args) => runtime.block_on(run_sfsim(args)),
+    let outcome =
+        tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|runtime| match cli.command {
+            Command::Sfsim(args) => runtime.block_on(run_sfsim(args)),
+        });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain, one cause per line, without a backtrace.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
