@@ -137,3 +137,59 @@ async fn logins_for_people_and_sessions_on_their_exports() {
     let unknown = org.http.post(org.url("/control/v1/users/nobody@nowhere/login")).send().await.expect("call");
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn access_tokens_end_with_the_session_timeout() {
+    let mut cfg = config(30);
+    cfg.session_timeout = std::time::Duration::from_millis(700);
+    let org = start(cfg).await;
+    let tokens = org.authorize().await;
+    assert_eq!(org.get(&tokens.access, "/services/data/v62.0/limits").await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_eq!(org.get(&tokens.access, "/services/data/v62.0/limits").await.status(), 401);
+    // The refresh token still gets a new session.
+    let (id, secret) = (org.client_id(), org.client_secret());
+    let r = org
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &tokens.refresh),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn simulated_people_work_and_can_be_paused() {
+    let mut cfg = config(80);
+    cfg.activity_rate = 400.0;
+    let org = start(cfg).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let topics = org.control_get("/org").await["pubsub"]["topics"].clone();
+    let retained = |name: &str| {
+        topics
+            .as_array()
+            .expect("topics")
+            .iter()
+            .find(|t| t["topic"] == name)
+            .map_or(0, |t| t["retained"].as_u64().unwrap_or(0))
+    };
+    assert!(retained("/event/LoginEventStream") > 0, "{topics}");
+    assert!(retained("/event/ReportEventStream") > 50, "{topics}");
+
+    let token = org.authorize().await.access;
+    let q = "SELECT Operation FROM ReportEvent WHERE EventDate > 2020-01-01T00:00:00Z";
+    let body: Value = org.query(&token, q).await.json().await.expect("json");
+    let ops: Vec<&str> =
+        body["records"].as_array().expect("records").iter().filter_map(|r| r["Operation"].as_str()).collect();
+    assert!(ops.iter().any(|o| o.starts_with("ReportRun")), "runs as well as exports");
+    assert!(ops.iter().any(|o| sfwire::pubsub::is_export_operation(o)), "exports as well as runs");
+
+    let status = org.control("/activity", json!({"paused": true})).await;
+    assert_eq!(status["paused"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let before = org.control_get("/org").await["pubsub"]["topics"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(org.control_get("/org").await["pubsub"]["topics"], before, "paused: nothing new");
+}
