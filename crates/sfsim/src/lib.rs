@@ -9,6 +9,7 @@
 //! - Activity: simulated people logging in, running and exporting reports.
 
 pub mod activity;
+pub mod browser;
 pub mod bus;
 pub mod control;
 pub mod metadata;

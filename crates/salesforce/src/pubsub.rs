@@ -1,0 +1,416 @@
+//! A Pub/Sub API subscriber: authenticated calls, a schema cache by id, Avro decoding
+//! with the schema GetSchema serves, pull flow control, an idle timeout that knows
+//! about keepalives, and a reconnecting loop that asks for more events only after the
+//! sink has stored what it was given.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value as Avro;
+use serde_json::{Map, Value};
+use sfwire::eventbus::v1::pub_sub_client::PubSubClient;
+use sfwire::eventbus::v1::{ConsumerEvent, FetchRequest, ReplayPreset, SchemaRequest, TopicInfo, TopicRequest};
+use sfwire::pubsub as wire;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{Code, Request, Status, Streaming};
+
+use crate::api::SalesforceApi;
+
+/// Salesforce's Pub/Sub endpoint.
+pub const SALESFORCE_ENDPOINT: &str = "https://api.pubsub.salesforce.com:7443";
+
+/// Where the Pub/Sub API is, and (for private endpoints such as sfsim) which CA to trust.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub ca_pem: Option<String>,
+}
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+    /// After this replay id.
+    After(Vec<u8>),
+}
+
+/// A decoded event.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    pub replay_id: Vec<u8>,
+    /// The ProducerEvent id (EventUuid).
+    pub id: String,
+    pub schema_id: String,
+    /// The payload's fields, as JSON (datetimes stay epoch milliseconds).
+    pub fields: Map<String, Value>,
+}
+
+/// What a Subscribe stream delivered.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub events: Vec<ReceivedEvent>,
+    /// The stream's position after these events (also sent alone as a keepalive).
+    pub latest_replay_id: Vec<u8>,
+}
+
+/// Why a stream failed, by what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The token is missing, expired or revoked: refresh it and resubscribe.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The replay id is expired or invalid: start elsewhere, and recover the gap.
+    #[error("the replay id can no longer be used: {0}")]
+    ReplayLost(String),
+    /// Not allowed (licence, permission): an admin must act.
+    #[error("not permitted: {0}")]
+    Denied(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A payload did not decode with its schema.
+    #[error("could not decode an event: {0}")]
+    Decode(String),
+    /// Network trouble, a closed or silent stream, server unavailable: retry later.
+    #[error("{0}")]
+    Transient(String),
+}
+
+fn classify(status: &Status) -> StreamError {
+    let code = status.metadata().get(wire::ERROR_CODE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let message = format!("{} ({:?})", status.message(), status.code());
+    if code == wire::REPLAY_ID_CORRUPTED || code == wire::REPLAY_ID_VALIDATION_FAILED || code.contains(".replayid.") {
+        return StreamError::ReplayLost(message);
+    }
+    if code == wire::AUTH_ERROR || status.code() == Code::Unauthenticated {
+        return StreamError::Auth(message);
+    }
+    match status.code() {
+        Code::PermissionDenied => StreamError::Denied(message),
+        Code::NotFound => StreamError::NotFound(message),
+        _ => StreamError::Transient(message),
+    }
+}
+
+/// An authenticated Pub/Sub client for one connection.
+pub struct PubSub {
+    client: PubSubClient<Channel>,
+    api: Arc<SalesforceApi>,
+    schemas: Mutex<HashMap<String, Arc<Schema>>>,
+}
+
+impl PubSub {
+    /// Opens the channel (lazily: the first call connects).
+    pub fn new(endpoint: &Endpoint, api: Arc<SalesforceApi>) -> Result<PubSub, StreamError> {
+        let mut builder = Channel::from_shared(endpoint.url.clone())
+            .map_err(|e| StreamError::Denied(format!("bad Pub/Sub URL {:?}: {e}", endpoint.url)))?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        if endpoint.url.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(pem) = &endpoint.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            builder = builder.tls_config(tls).map_err(|e| StreamError::Denied(format!("TLS: {e}")))?;
+        }
+        let client = PubSubClient::new(builder.connect_lazy()).max_decoding_message_size(64 * 1024 * 1024);
+        Ok(PubSub { client, api, schemas: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn api(&self) -> &Arc<SalesforceApi> {
+        &self.api
+    }
+
+    /// A request carrying `accesstoken`, `instanceurl` and `tenantid`.
+    fn request<T>(&self, message: T) -> Result<Request<T>, StreamError> {
+        let session = self.api.session();
+        let mut request = Request::new(message);
+        let metadata = request.metadata_mut();
+        for (key, value) in [
+            (wire::ACCESS_TOKEN, &session.access_token),
+            (wire::INSTANCE_URL, &session.instance_url),
+            (wire::TENANT_ID, &session.org_id),
+        ] {
+            let value = MetadataValue::try_from(value.as_str())
+                .map_err(|_| StreamError::Auth(format!("{key} is not ASCII")))?;
+            metadata.insert(key, value);
+        }
+        Ok(request)
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<TopicInfo, StreamError> {
+        let request = self.request(TopicRequest { topic_name: name.into() })?;
+        self.client.clone().get_topic(request).await.map(tonic::Response::into_inner).map_err(|s| classify(&s))
+    }
+
+    /// The writer schema for `schema_id`, fetched once and cached.
+    pub async fn schema(&self, schema_id: &str) -> Result<Arc<Schema>, StreamError> {
+        if let Some(schema) = self.schemas.lock().unwrap_or_else(|e| e.into_inner()).get(schema_id) {
+            return Ok(schema.clone());
+        }
+        let request = self.request(SchemaRequest { schema_id: schema_id.into() })?;
+        let info = self.client.clone().get_schema(request).await.map_err(|s| classify(&s))?.into_inner();
+        let schema = Arc::new(
+            Schema::parse_str(&info.schema_json)
+                .map_err(|e| StreamError::Decode(format!("schema {schema_id}: {e}")))?,
+        );
+        self.schemas.lock().unwrap_or_else(|e| e.into_inner()).insert(schema_id.to_owned(), schema.clone());
+        Ok(schema)
+    }
+
+    async fn decode(&self, event: ConsumerEvent) -> Result<ReceivedEvent, StreamError> {
+        let producer = event.event.ok_or_else(|| StreamError::Decode("a ConsumerEvent without an event".into()))?;
+        let schema = self.schema(&producer.schema_id).await?;
+        let reader = GenericDatumReader::builder(&schema).build().map_err(|e| StreamError::Decode(e.to_string()))?;
+        let value =
+            reader.read_value(&mut producer.payload.as_slice()).map_err(|e| StreamError::Decode(e.to_string()))?;
+        let Value::Object(fields) = avro_to_json(value) else {
+            return Err(StreamError::Decode("the payload is not a record".into()));
+        };
+        Ok(ReceivedEvent { replay_id: event.replay_id, id: producer.id, schema_id: producer.schema_id, fields })
+    }
+
+    /// Opens a Subscribe stream asking for `initial` events (at most 100 pending).
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        start: &StartFrom,
+        initial: i32,
+    ) -> Result<Subscription<'_>, StreamError> {
+        let (preset, replay_id) = match start {
+            StartFrom::Earliest => (ReplayPreset::Earliest, Vec::new()),
+            StartFrom::Latest => (ReplayPreset::Latest, Vec::new()),
+            StartFrom::After(id) => (ReplayPreset::Custom, id.clone()),
+        };
+        let (requests, rx) = mpsc::channel(8);
+        let first = FetchRequest {
+            topic_name: topic.into(),
+            replay_preset: preset as i32,
+            replay_id,
+            num_requested: initial.clamp(1, wire::MAX_PENDING),
+            auth_refresh: String::new(),
+        };
+        requests.send(first).await.map_err(|_| StreamError::Transient("request queue closed".into()))?;
+        let request = self.request(ReceiverStream::new(rx))?;
+        let responses = self.client.clone().subscribe(request).await.map_err(|s| classify(&s))?.into_inner();
+        Ok(Subscription { pubsub: self, requests, responses })
+    }
+}
+
+/// Converts a decoded Avro value to JSON (unions unwrapped).
+pub fn avro_to_json(value: Avro) -> Value {
+    match value {
+        Avro::Null => Value::Null,
+        Avro::Boolean(b) => b.into(),
+        Avro::Int(i) => i.into(),
+        Avro::Long(l) | Avro::TimestampMillis(l) | Avro::TimestampMicros(l) => l.into(),
+        Avro::Float(f) => f64::from(f).into(),
+        Avro::Double(d) => serde_json::Number::from_f64(d).map_or(Value::Null, Value::Number),
+        Avro::String(s) | Avro::Enum(_, s) => s.into(),
+        Avro::Bytes(b) | Avro::Fixed(_, b) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
+        Avro::Union(_, inner) => avro_to_json(*inner),
+        Avro::Array(items) => items.into_iter().map(avro_to_json).collect(),
+        Avro::Map(map) => map.into_iter().map(|(k, v)| (k, avro_to_json(v))).collect::<Map<_, _>>().into(),
+        Avro::Record(fields) => fields.into_iter().map(|(k, v)| (k, avro_to_json(v))).collect::<Map<_, _>>().into(),
+        other => format!("{other:?}").into(),
+    }
+}
+
+/// One open Subscribe stream.
+pub struct Subscription<'a> {
+    pubsub: &'a PubSub,
+    requests: mpsc::Sender<FetchRequest>,
+    responses: Streaming<sfwire::eventbus::v1::FetchResponse>,
+}
+
+impl Subscription<'_> {
+    /// The next delivery (events, or a keepalive with no events). Silence longer than
+    /// `idle` means a dead stream: Salesforce sends keepalives well within 270 s.
+    pub async fn next(&mut self, idle: Duration) -> Result<Delivery, StreamError> {
+        let response = match tokio::time::timeout(idle, self.responses.next()).await {
+            Err(_) => return Err(StreamError::Transient(format!("no message for {} s", idle.as_secs()))),
+            Ok(None) => return Err(StreamError::Transient("the server closed the stream".into())),
+            Ok(Some(Err(status))) => return Err(classify(&status)),
+            Ok(Some(Ok(response))) => response,
+        };
+        let mut events = Vec::with_capacity(response.events.len());
+        for event in response.events {
+            events.push(self.pubsub.decode(event).await?);
+        }
+        Ok(Delivery { events, latest_replay_id: response.latest_replay_id })
+    }
+
+    /// Asks for `n` more events.
+    pub async fn request(&self, n: i32) -> Result<(), StreamError> {
+        let request = FetchRequest { num_requested: n, ..Default::default() };
+        self.requests.send(request).await.map_err(|_| StreamError::Transient("the stream is closed".into()))
+    }
+}
+
+/// The subscriber's state, for the connection's health display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamHealth {
+    Streaming,
+    Retrying { error: StreamError, after: Duration },
+}
+
+/// A sink's own failure (e.g. its database): ends the subscriber.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Where delivered events go. Implementations store a delivery (its events and its
+/// `latest_replay_id` as the new checkpoint) durably before returning.
+pub trait EventSink: Send {
+    fn deliver(&mut self, topic: &str, delivery: Delivery) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Where to start or resume: normally after the stored checkpoint.
+    fn start_point(&mut self, topic: &str) -> impl Future<Output = Result<StartFrom, SinkError>> + Send;
+    /// The checkpoint cannot be used any more. The sink records the gap (and arranges
+    /// recovery) and says where to start instead.
+    fn replay_lost(&mut self, topic: &str, reason: &str) -> impl Future<Output = Result<StartFrom, SinkError>> + Send;
+    fn health(&mut self, topic: &str, health: StreamHealth);
+}
+
+/// How the reconnecting loop behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Events requested at a time (≤ 100).
+    pub batch: i32,
+    /// Longest silence before the stream is treated as dead.
+    pub idle_timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            batch: wire::MAX_PENDING,
+            idle_timeout: Duration::from_secs(300),
+            min_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the sink failed: {0}")]
+    Sink(#[from] SinkError),
+    /// Refreshing the token was refused: a person must authorize again.
+    #[error("authorization is no longer valid: {0}")]
+    Deauthorized(crate::Error),
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let fraction = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX);
+    d.mul_f64(0.5 + fraction / 2.0)
+}
+
+/// Subscribes to `topic` until `shutdown` turns true, reconnecting as needed.
+pub async fn run(
+    pubsub: &PubSub,
+    topic: &str,
+    sink: &mut impl EventSink,
+    options: &RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let mut backoff = options.min_backoff;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let start = sink.start_point(topic).await?;
+        let outcome = stream_once(pubsub, topic, &start, sink, options, &mut shutdown, &mut backoff).await;
+        let error = match outcome {
+            Ok(()) => return Ok(()),
+            Err(Failure::Run(e)) => return Err(e),
+            Err(Failure::Stream(e)) => e,
+        };
+        match &error {
+            StreamError::Auth(_) => {
+                let stale = pubsub.api().session().access_token;
+                if let Err(e) = pubsub.api().refresh_session(&stale).await {
+                    if e.needs_person() {
+                        return Err(RunError::Deauthorized(e));
+                    }
+                    sink.health(
+                        topic,
+                        StreamHealth::Retrying { error: StreamError::Transient(e.to_string()), after: backoff },
+                    );
+                    sleep_or_shutdown(jitter(backoff), &mut shutdown).await;
+                    backoff = (backoff * 2).min(options.max_backoff);
+                }
+                continue;
+            }
+            StreamError::ReplayLost(reason) => {
+                let reason = reason.clone();
+                sink.replay_lost(topic, &reason).await?;
+                continue;
+            }
+            StreamError::Denied(_) | StreamError::NotFound(_) => backoff = options.max_backoff,
+            StreamError::Decode(_) | StreamError::Transient(_) => {}
+        }
+        let wait = jitter(backoff);
+        tracing::warn!(topic, "Pub/Sub stream: {error}; retrying in {:.1} s", wait.as_secs_f64());
+        sink.health(topic, StreamHealth::Retrying { error, after: wait });
+        sleep_or_shutdown(wait, &mut shutdown).await;
+        backoff = (backoff * 2).min(options.max_backoff);
+    }
+}
+
+enum Failure {
+    Stream(StreamError),
+    Run(RunError),
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+async fn stream_once(
+    pubsub: &PubSub,
+    topic: &str,
+    start: &StartFrom,
+    sink: &mut impl EventSink,
+    options: &RunOptions,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+) -> Result<(), Failure> {
+    let mut subscription = pubsub.subscribe(topic, start, options.batch).await.map_err(Failure::Stream)?;
+    let mut healthy = false;
+    loop {
+        let delivery = tokio::select! {
+            d = subscription.next(options.idle_timeout) => d.map_err(Failure::Stream)?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        if !healthy {
+            // The first response proves the stream works (errors come before it).
+            healthy = true;
+            *backoff = options.min_backoff;
+            sink.health(topic, StreamHealth::Streaming);
+        }
+        let received = delivery.events.len() as i32;
+        sink.deliver(topic, delivery).await.map_err(|e| Failure::Run(e.into()))?;
+        // Only now, with the events stored, ask for as many more.
+        if received > 0 {
+            subscription.request(received).await.map_err(Failure::Stream)?;
+        }
+    }
+}

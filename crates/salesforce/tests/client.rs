@@ -1,0 +1,289 @@
+//! Tripline's Salesforce client against sfsim over real sockets: OAuth, REST paging,
+//! token refresh, limits, the Metadata API, and the reconnecting Pub/Sub subscriber.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use salesforce::api::SalesforceApi;
+use salesforce::login::LoginHost;
+use salesforce::oauth::{MONITORING_SCOPE, OAuthClient};
+use salesforce::pubsub::{Delivery, Endpoint, EventSink, PubSub, RunOptions, SinkError, StartFrom, StreamHealth, run};
+use serde_json::{Value, json};
+
+const CALLBACK: &str = "http://127.0.0.1:9/callback";
+
+struct Org {
+    running: sfsim::Running,
+    http: reqwest::Client,
+    oauth: OAuthClient,
+}
+
+impl Org {
+    async fn start(users: usize) -> Org {
+        let config = sfsim::Config { users, callback_urls: vec![CALLBACK.into()], ..sfsim::Config::default() };
+        let running = sfsim::start(config).await.expect("sfsim");
+        let http = reqwest::Client::new();
+        let (id, secret) = {
+            let org = running.sim.org();
+            (org.app.client_id.clone(), org.app.client_secret.clone())
+        };
+        let login = LoginHost::parse(running.base_url(), &[running.base_url().to_owned()]).expect("allowed");
+        let oauth = OAuthClient::new(login, &id, &secret, CALLBACK, http.clone());
+        Org { running, http, oauth }
+    }
+
+    fn allowed(&self) -> Vec<String> {
+        vec![self.running.base_url().to_owned()]
+    }
+
+    async fn control(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}/control/v1{path}", self.running.base_url());
+        self.http.post(url).json(&body).send().await.expect("control").json().await.expect("json")
+    }
+
+    async fn connect(&self) -> Arc<SalesforceApi> {
+        let start = self.oauth.start(MONITORING_SCOPE);
+        let (user, password) = {
+            let org = self.running.sim.org();
+            let service = org.service_user.clone();
+            (org.username(&service), org.passwords[service.as_str()].clone())
+        };
+        let back = sfsim::browser::sign_in_and_allow(&start.url, &user, &password).await.expect("sign in");
+        let query: Vec<(String, String)> =
+            url::Url::parse(&back).expect("url").query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).expect(k);
+        let wrong = self.oauth.finish(&start, "not-the-state", &get("code")).await;
+        assert!(wrong.expect_err("state mismatch").needs_person());
+        let tokens = self.oauth.finish(&start, &get("state"), &get("code")).await.expect("tokens");
+        assert!(self.oauth.signature_valid(&tokens));
+        Arc::new(SalesforceApi::new(self.oauth.clone(), &tokens, self.allowed(), self.http.clone()).expect("api"))
+    }
+
+    async fn exporter(&self) -> String {
+        let users: Value = self
+            .http
+            .get(format!("{}/control/v1/users", self.running.base_url()))
+            .send()
+            .await
+            .expect("users")
+            .json()
+            .await
+            .expect("json");
+        let service = self.running.sim.org().service_user.to_string();
+        users
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|u| {
+                u["can_export_reports"] == true
+                    && u["active"] == true
+                    && u["frozen"] == false
+                    && u["id"] != service.as_str()
+            })
+            .and_then(|u| u["id"].as_str())
+            .expect("an exporter")
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn rest_paging_refresh_and_limits() {
+    let org = Org::start(1800).await;
+    let api = org.connect().await;
+    let assignments = api.query("SELECT Id, AssigneeId FROM PermissionSetAssignment").await.expect("query");
+    assert!(assignments.len() > 2000, "more than one page: {}", assignments.len());
+    let mut ids: Vec<&str> = assignments.iter().filter_map(|r| r["Id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), assignments.len(), "every record once");
+
+    // An expired session is refreshed once, transparently, keeping one token in use.
+    let before = api.session().access_token;
+    org.control("/sessions/expire", json!({})).await;
+    let quoted = sfwire::soql::quote("O'Brien");
+    let found = api.query(&format!("SELECT Id FROM User WHERE LastName = {quoted}")).await.expect("after refresh");
+    assert!(found.iter().all(|r| r["Id"].as_str().is_some()));
+    assert_ne!(api.session().access_token, before);
+
+    org.control("/api-limit", json!({"remaining": 0})).await;
+    let limited = api.query("SELECT Id FROM Organization").await.expect_err("limited");
+    assert!(matches!(limited, salesforce::Error::ApiLimit(_)), "{limited}");
+    org.control("/api-limit", json!({"remaining": 100})).await;
+
+    let bad = api.query("SELECT Nope FROM User").await.expect_err("bad field");
+    assert_eq!(bad.code(), Some("INVALID_FIELD"));
+
+    // Revoked refresh token: a person must authorize again.
+    org.control("/tokens/revoke", json!({})).await;
+    let revoked = api.query("SELECT Id FROM Organization").await.expect_err("revoked");
+    assert!(revoked.needs_person(), "{revoked}");
+}
+
+#[tokio::test]
+async fn event_manager_settings() {
+    let org = Org::start(30).await;
+    let api = org.connect().await;
+    let settings = api.realtime_event_settings().await.expect("settings");
+    let enabled =
+        |name: &str, s: &[salesforce::api::RealTimeEvent]| s.iter().find(|e| e.entity_name == name).map(|e| e.enabled);
+    assert_eq!(enabled("ReportEventStream", &settings), Some(true));
+    org.control("/event-settings", json!({"event": "Report", "streaming": false, "storing": false})).await;
+    let settings = api.realtime_event_settings().await.expect("settings");
+    assert_eq!(enabled("ReportEventStream", &settings), Some(false));
+    assert_eq!(enabled("ReportEvent", &settings), Some(false));
+    assert_eq!(enabled("LoginEventStream", &settings), Some(true));
+    // Works across a session expiry too.
+    org.control("/sessions/expire", json!({})).await;
+    assert!(api.realtime_event_settings().await.is_ok());
+}
+
+/// A sink that keeps everything in memory, checkpointing each delivery.
+#[derive(Default)]
+struct Memory {
+    events: Vec<serde_json::Map<String, Value>>,
+    checkpoint: Option<Vec<u8>>,
+    lost: Vec<String>,
+    health: Vec<StreamHealth>,
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Memory>>);
+
+impl Shared {
+    fn with<T>(&self, f: impl FnOnce(&mut Memory) -> T) -> T {
+        f(&mut self.0.lock().expect("lock"))
+    }
+}
+
+impl EventSink for Shared {
+    async fn deliver(&mut self, _topic: &str, delivery: Delivery) -> Result<(), SinkError> {
+        self.with(|m| {
+            m.events.extend(delivery.events.into_iter().map(|e| e.fields));
+            m.checkpoint = Some(delivery.latest_replay_id);
+        });
+        Ok(())
+    }
+    async fn start_point(&mut self, _topic: &str) -> Result<StartFrom, SinkError> {
+        Ok(self.with(|m| m.checkpoint.clone().map_or(StartFrom::Earliest, StartFrom::After)))
+    }
+    async fn replay_lost(&mut self, _topic: &str, reason: &str) -> Result<StartFrom, SinkError> {
+        self.with(|m| {
+            m.lost.push(reason.to_owned());
+            m.checkpoint = None;
+        });
+        Ok(StartFrom::Earliest)
+    }
+    fn health(&mut self, _topic: &str, health: StreamHealth) {
+        self.with(|m| m.health.push(health));
+    }
+}
+
+async fn wait_for(sink: &Shared, what: &str, check: impl Fn(&Memory) -> bool) {
+    for _ in 0..200 {
+        if sink.with(|m| check(m)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn subscriber_survives_drops_expiry_and_lost_replay_ids() {
+    let org = Org::start(60).await;
+    let api = org.connect().await;
+    let endpoint = Endpoint { url: format!("http://{}", org.running.grpc_addr), ca_pem: None };
+    let pubsub = Arc::new(PubSub::new(&endpoint, api).expect("client"));
+    let sink = Shared::default();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let task = {
+        let (pubsub, mut sink) = (pubsub.clone(), sink.clone());
+        tokio::spawn(async move { run(&pubsub, sfwire::pubsub::REPORT_TOPIC, &mut sink, &options, shutdown).await })
+    };
+    let user = org.exporter().await;
+    let path = format!("/users/{user}/export");
+    let export = |rows: u64| org.control(&path, json!({ "rows": rows }));
+    export(12_000).await;
+    wait_for(&sink, "two chunks", |m| m.events.len() == 2).await;
+    let first = sink.with(|m| m.events[0].clone());
+    assert_eq!(first["UserId"], user.as_str());
+    assert_eq!(first["RowsProcessed"], 12_000.0);
+    assert!(first["EventDate"].as_i64().is_some());
+
+    // Dropped streams reconnect from the checkpoint: nothing twice, nothing lost.
+    org.control("/streams/drop", json!({})).await;
+    export(10).await;
+    wait_for(&sink, "the third event", |m| m.events.len() == 3).await;
+    // Expired session: refreshed, resubscribed.
+    org.control("/sessions/expire", json!({})).await;
+    org.control("/streams/drop", json!({})).await;
+    export(10).await;
+    wait_for(&sink, "the fourth event", |m| m.events.len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids: Vec<String> =
+        sink.with(|m| m.events.iter().map(|e| e["EventIdentifier"].as_str().unwrap_or_default().to_owned()).collect());
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no event twice");
+
+    // The checkpoint ages out while disconnected: the sink hears of it and restarts.
+    stop.send(true).expect("stop");
+    task.await.expect("join").expect("clean stop");
+    export(10).await;
+    export(10).await;
+    org.control("/retention", json!({"seconds": 1})).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let task = {
+        let (pubsub, mut sink) = (pubsub.clone(), sink.clone());
+        tokio::spawn(async move { run(&pubsub, sfwire::pubsub::REPORT_TOPIC, &mut sink, &options, shutdown).await })
+    };
+    wait_for(&sink, "the lost replay id reported", |m| !m.lost.is_empty()).await;
+    assert!(sink.with(|m| m.health.iter().any(|h| matches!(h, StreamHealth::Streaming))));
+    stop.send(true).expect("stop");
+    task.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test]
+async fn licence_off_is_reported_and_recovers() {
+    let org = Org::start(30).await;
+    let api = org.connect().await;
+    let endpoint = Endpoint { url: format!("http://{}", org.running.grpc_addr), ca_pem: None };
+    let pubsub = Arc::new(PubSub::new(&endpoint, api).expect("client"));
+    org.control("/licence", json!({"enabled": false})).await;
+    let sink = Shared::default();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let task = {
+        let (pubsub, mut sink) = (pubsub.clone(), sink.clone());
+        tokio::spawn(async move { run(&pubsub, sfwire::pubsub::LOGIN_TOPIC, &mut sink, &options, shutdown).await })
+    };
+    wait_for(&sink, "a denial", |m| {
+        m.health
+            .iter()
+            .any(|h| matches!(h, StreamHealth::Retrying { error: salesforce::pubsub::StreamError::Denied(_), .. }))
+    })
+    .await;
+    org.control("/licence", json!({"enabled": true})).await;
+    let user = org.exporter().await;
+    org.control(&format!("/users/{user}/logout"), json!({})).await;
+    org.control(&format!("/users/{user}/login"), json!({})).await;
+    wait_for(&sink, "the login event", |m| m.events.iter().any(|e| e["UserId"] == user.as_str())).await;
+    stop.send(true).expect("stop");
+    task.await.expect("join").expect("clean stop");
+}
