@@ -394,17 +394,18 @@ async fn stream_once(
     backoff: &mut Duration,
 ) -> Result<(), Failure> {
     let mut subscription = pubsub.subscribe(topic, start, options.batch).await.map_err(Failure::Stream)?;
-    let mut healthy = false;
+    sink.health(topic, StreamHealth::Streaming);
+    let mut proven = false;
     loop {
         let delivery = tokio::select! {
             d = subscription.next(options.idle_timeout) => d.map_err(Failure::Stream)?,
             _ = shutdown.changed() => return Ok(()),
         };
-        if !healthy {
-            // The first response proves the stream works (errors come before it).
-            healthy = true;
+        if !proven {
+            // Only a response proves the stream works: an error can follow the call's
+            // acceptance, and must not reset the backoff into a tight loop.
+            proven = true;
             *backoff = options.min_backoff;
-            sink.health(topic, StreamHealth::Streaming);
         }
         let received = delivery.events.len() as i32;
         sink.deliver(topic, delivery).await.map_err(|e| Failure::Run(e.into()))?;

@@ -201,11 +201,27 @@ impl PubSub for Service {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let rpc_id = rpc_id();
         let token = self.authenticate(request.metadata(), &rpc_id)?;
-        let inbound = request.into_inner();
+        let mut inbound = request.into_inner();
+        // The first FetchRequest fixes topic and start before the response begins, so a
+        // client whose Subscribe call returned is positioned (and bad requests fail the
+        // call itself).
+        let first = match tokio::time::timeout(self.sim.config.idle_timeout, inbound.message()).await {
+            Ok(Ok(Some(first))) => first,
+            Ok(Ok(None)) | Err(_) => {
+                return Err(status_with_code(
+                    Code::InvalidArgument,
+                    "Subscribe needs a first FetchRequest",
+                    None,
+                    &rpc_id,
+                ));
+            }
+            Ok(Err(status)) => return Err(status),
+        };
+        let opened = self.open(&first, &rpc_id)?;
         let (tx, rx) = mpsc::channel(8);
         let service = Service { sim: self.sim.clone() };
         tokio::spawn(async move {
-            let outcome = service.run_subscription(token, inbound, &tx, &rpc_id).await;
+            let outcome = service.run_subscription(token, inbound, opened, &tx, &rpc_id).await;
             if let Err(status) = outcome {
                 let _ = tx.send(Err(status)).await;
             }
@@ -214,24 +230,17 @@ impl PubSub for Service {
     }
 }
 
+/// A validated start: the topic, the replay id to deliver after, what is pending.
+struct Opened {
+    topic: usize,
+    cursor: u64,
+    pending: i32,
+}
+
 type Sender = mpsc::Sender<Result<FetchResponse, Status>>;
 
 impl Service {
-    /// One Subscribe stream: Ok(()) when it ends quietly (client closed, idle close),
-    /// Err(status) to end it with an error.
-    async fn run_subscription(
-        &self,
-        mut token: String,
-        mut inbound: Streaming<FetchRequest>,
-        tx: &Sender,
-        rpc_id: &str,
-    ) -> Result<(), Status> {
-        let config = &self.sim.config;
-        let first = match tokio::time::timeout(config.idle_timeout, inbound.message()).await {
-            Ok(Ok(Some(first))) => first,
-            Ok(Ok(None)) | Err(_) => return Ok(()),
-            Ok(Err(status)) => return Err(status),
-        };
+    fn open(&self, first: &FetchRequest, rpc_id: &str) -> Result<Opened, Status> {
         let topic = self.topic(&first.topic_name, rpc_id)?;
         if !self.sim.org().settings.licence {
             return Err(status_with_code(
@@ -252,8 +261,25 @@ impl Service {
                 return Err(status_with_code(Code::InvalidArgument, "unknown replay_preset", None, rpc_id));
             }
         };
-        let mut cursor = topic.resolve_start(start).map_err(|e| replay_status(e, rpc_id))?;
-        let mut pending = add_pending(0, first.num_requested, rpc_id)?;
+        let cursor = topic.resolve_start(start).map_err(|e| replay_status(e, rpc_id))?;
+        let pending = add_pending(0, first.num_requested, rpc_id)?;
+        let index = self.sim.topics.iter().position(|t| t.name == topic.name).unwrap_or_default();
+        Ok(Opened { topic: index, cursor, pending })
+    }
+
+    /// One Subscribe stream after its start: Ok(()) when it ends quietly (client
+    /// closed, idle close), Err(status) to end it with an error.
+    async fn run_subscription(
+        &self,
+        mut token: String,
+        mut inbound: Streaming<FetchRequest>,
+        opened: Opened,
+        tx: &Sender,
+        rpc_id: &str,
+    ) -> Result<(), Status> {
+        let config = &self.sim.config;
+        let topic = &self.sim.topics[opened.topic];
+        let (mut cursor, mut pending) = (opened.cursor, opened.pending);
         let mut latest = topic.subscribe_latest();
         let mut epoch = self.sim.stream_epoch.subscribe();
         epoch.borrow_and_update();

@@ -61,6 +61,14 @@ impl Subscription {
     }
 }
 
+/// A Subscribe that must fail: the status, from the call or from the stream.
+async fn refused(org: &Org, client: &mut PubSubClient<Channel>, token: &str, first: FetchRequest) -> Status {
+    match Subscription::open(org, client, token, first).await {
+        Err(status) => status,
+        Ok(mut sub) => sub.next().await.expect_err("the subscription fails"),
+    }
+}
+
 fn fetch(preset: ReplayPreset, replay_id: Vec<u8>, n: i32) -> FetchRequest {
     FetchRequest {
         topic_name: REPORT.into(),
@@ -225,19 +233,13 @@ async fn bad_replay_ids_and_retention() {
         .expect("subscribe");
     let old = sub.events(1).await[0].replay_id.clone();
 
-    let mut garbage =
-        Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Custom, b"garbage".to_vec(), 1))
-            .await
-            .expect("open");
-    let status = garbage.next().await.expect_err("corrupted");
+    let status = refused(&org, &mut client, &token, fetch(ReplayPreset::Custom, b"garbage".to_vec(), 1)).await;
     assert_eq!(error_code(&status).as_deref(), Some(sfwire::pubsub::REPLAY_ID_CORRUPTED), "{status:?}");
     assert!(status.message().contains("rpcId"));
 
     org.control("/retention", json!({"seconds": 1})).await;
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    let mut expired =
-        Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Custom, old, 1)).await.expect("open");
-    let status = expired.next().await.expect_err("expired");
+    let status = refused(&org, &mut client, &token, fetch(ReplayPreset::Custom, old, 1)).await;
     assert_eq!(error_code(&status).as_deref(), Some(sfwire::pubsub::REPLAY_ID_CORRUPTED));
 }
 
@@ -298,9 +300,8 @@ async fn event_manager_licence_and_dropped_streams() {
     assert_eq!(sub.next().await.expect_err("dropped").code(), Code::Unavailable);
 
     org.control("/licence", json!({"enabled": false})).await;
-    let mut denied =
-        Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Latest, vec![], 1)).await.expect("open");
-    assert_eq!(denied.next().await.expect_err("no licence").code(), Code::PermissionDenied);
+    let denied = refused(&org, &mut client, &token, fetch(ReplayPreset::Latest, vec![], 1)).await;
+    assert_eq!(denied.code(), Code::PermissionDenied);
 }
 
 #[tokio::test]

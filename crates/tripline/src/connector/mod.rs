@@ -1,0 +1,259 @@
+//! The Salesforce data connection: authorization, the monitored-user scope, and the
+//! three subscribers whose events become file events.
+
+pub mod ingest;
+pub mod scope;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use salesforce::api::SalesforceApi;
+use salesforce::login::LoginHost;
+use salesforce::oauth::{AuthorizationStart, OAuthClient, Tokens};
+use salesforce::pubsub::{self, Endpoint, PubSub, RunOptions};
+use serde_json::{Map, Value, json};
+use sfwire::events::{EventRecord, ReportEventStream};
+use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC};
+use tokio::sync::watch;
+
+use crate::events::Cidr;
+use crate::store::{ConnectionRecord, Store};
+use ingest::{ConnectionContext, TopicSink};
+use scope::ScopeMode;
+
+/// The connected app and endpoints a Tripline server uses.
+#[derive(Debug, Clone)]
+pub struct SalesforceApp {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub pubsub: Endpoint,
+    /// Origins accepted besides Salesforce's own hosts (an emulated org).
+    pub allowed_origins: Vec<String>,
+}
+
+impl SalesforceApp {
+    pub fn oauth(&self, login: LoginHost, http: reqwest::Client) -> OAuthClient {
+        OAuthClient::new(login, &self.client_id, &self.client_secret, &self.redirect_uri, http)
+    }
+}
+
+/// What a new connection is asked to be.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub display_name: String,
+    pub scope: ScopeMode,
+    pub corporate_cidrs: Vec<String>,
+}
+
+/// Stores a connection authorized by `tokens` (from the web server flow).
+pub fn save_authorized(
+    store: &dyn Store,
+    app: &SalesforceApp,
+    login: &LoginHost,
+    new: &NewConnection,
+    tokens: &Tokens,
+) -> anyhow::Result<ConnectionRecord> {
+    let (org_id, user_id) = tokens.org_and_user().context("the identity URL names no org and user")?;
+    if !salesforce::login::instance_url_ok(&tokens.instance_url, &app.allowed_origins) {
+        anyhow::bail!("Salesforce returned an instance URL that is not a Salesforce host: {}", tokens.instance_url);
+    }
+    let (mode, entries) = match &new.scope {
+        ScopeMode::All => ("all", Vec::new()),
+        ScopeMode::Users(list) => ("users", list.clone()),
+        ScopeMode::Groups(list) => ("groups", list.clone()),
+    };
+    let record = ConnectionRecord {
+        id: salesforce::oauth::random_token(12),
+        display_name: new.display_name.clone(),
+        org_id: org_id.into(),
+        instance_url: tokens.instance_url.clone(),
+        login_url: login.to_string(),
+        scope_mode: mode.into(),
+        scope_entries: entries,
+        corporate_cidrs: new.corporate_cidrs.clone(),
+        refresh_token: tokens.refresh_token.clone().context("no refresh token: the app must grant refresh_token")?,
+        access_token: tokens.access_token.clone(),
+        service_user_id: user_id.into(),
+        status: "initializing".into(),
+        status_detail: None,
+        created_at: chrono::Utc::now().timestamp_millis(),
+    };
+    store.create_connection(&record)?;
+    store.set_status(&record.id, "initializing", None, "authorization")?;
+    Ok(record)
+}
+
+/// Completes a web server flow from its callback parameters and stores the connection.
+pub async fn finish_authorization(
+    store: &dyn Store,
+    app: &SalesforceApp,
+    login: &LoginHost,
+    new: &NewConnection,
+    start: &AuthorizationStart,
+    state: &str,
+    code: &str,
+) -> anyhow::Result<ConnectionRecord> {
+    let oauth = app.oauth(login.clone(), reqwest::Client::new());
+    let tokens = oauth.finish(start, state, code).await?;
+    save_authorized(store, app, login, new, &tokens)
+}
+
+/// Builds the API session of a stored connection.
+pub fn api_for(record: &ConnectionRecord, app: &SalesforceApp, http: reqwest::Client) -> anyhow::Result<SalesforceApi> {
+    let login = LoginHost::parse(&record.login_url, &app.allowed_origins)?;
+    let session = salesforce::api::Session {
+        instance_url: record.instance_url.clone(),
+        access_token: record.access_token.clone(),
+        org_id: record.org_id.clone(),
+        user_id: record.service_user_id.clone(),
+    };
+    Ok(SalesforceApi::with_refresh_token(
+        app.oauth(login, http.clone()),
+        record.refresh_token.clone(),
+        session,
+        app.allowed_origins.clone(),
+        http,
+    )?)
+}
+
+/// Re-reads exports from the stored `ReportEvent` object for a window the stream lost.
+pub async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_ms: i64) -> anyhow::Result<usize> {
+    let fmt = |ms: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    let from = from_ms.unwrap_or(to_ms - 72 * 3_600_000);
+    let soql = format!(
+        "SELECT {} FROM ReportEvent WHERE EventDate >= {} AND EventDate <= {}",
+        ReportEventStream::FIELDS.join(", "),
+        fmt(from),
+        fmt(to_ms)
+    );
+    let records = ctx.api.query(&soql).await?;
+    let events: Vec<Map<String, Value>> = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Value::Object(mut m) => {
+                m.remove("attributes");
+                Some(m)
+            }
+            _ => None,
+        })
+        .collect();
+    let n = events.len();
+    let batch = ctx.report_batch(events).await.map_err(|e| anyhow::anyhow!(e.0))?;
+    ctx.store.apply_reports(&ctx.connection_id, REPORT_TOPIC, &batch, None)?;
+    ctx.store.record_gap(
+        &ctx.connection_id,
+        REPORT_TOPIC,
+        Some(from),
+        Some(to_ms),
+        "replay id lost; recovered from ReportEvent",
+    )?;
+    Ok(n)
+}
+
+/// How a running connection behaves.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub rescan_every: Duration,
+    pub stream: RunOptions,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings { rescan_every: Duration::from_secs(15 * 60), stream: RunOptions::default() }
+    }
+}
+
+/// A connection being monitored.
+pub struct RunningConnection {
+    pub context: Arc<ConnectionContext>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningConnection {
+    /// Stops the subscribers and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts monitoring a stored connection: scans the scope, then subscribes to the
+/// three topics and rescans periodically.
+pub async fn start(
+    store: Arc<dyn Store>,
+    record: &ConnectionRecord,
+    app: &SalesforceApp,
+    settings: RunSettings,
+) -> anyhow::Result<RunningConnection> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let api = Arc::new(api_for(record, app, http)?);
+    let corporate =
+        record.corporate_cidrs.iter().map(|c| Cidr::parse(c).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
+    let context = Arc::new(ConnectionContext {
+        connection_id: record.id.clone(),
+        store: store.clone(),
+        api: api.clone(),
+        corporate,
+        scope: RwLock::new(Default::default()),
+        health: RwLock::new(Default::default()),
+    });
+    // Monitoring starts with the last known scope, then the fresh scan replaces it.
+    context.set_scope(store.scope(&record.id)?);
+    let mode = ScopeMode::from_parts(&record.scope_mode, &record.scope_entries);
+    rescan(&context, &mode).await?;
+    store.set_status(&record.id, "monitoring", None, "connector")?;
+
+    let pubsub = Arc::new(PubSub::new(&app.pubsub, api)?);
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for topic in [LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC] {
+        let (pubsub, context, options, shutdown) =
+            (pubsub.clone(), context.clone(), settings.stream.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sink = TopicSink { context: context.clone() };
+            if let Err(e) = pubsub::run(&pubsub, topic, &mut sink, &options, shutdown).await {
+                tracing::error!(connection = %context.connection_id, topic, "subscriber stopped: {e}");
+                let status = if matches!(e, pubsub::RunError::Deauthorized(_)) { "deauthorized" } else { "error" };
+                let detail = json!({ "kind": status, "source": "token", "message": e.to_string() });
+                let _ = context.store.set_status(&context.connection_id, status, Some(&detail), "connector");
+            }
+        }));
+    }
+    {
+        let (context, mut shutdown) = (context.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.rescan_every) => {}
+                    _ = shutdown.changed() => return,
+                }
+                if let Err(e) = rescan(&context, &mode).await {
+                    tracing::warn!(connection = %context.connection_id, "scope rescan failed: {e:#}");
+                }
+            }
+        }));
+    }
+    Ok(RunningConnection { context, stop, tasks })
+}
+
+/// Scans the org for monitored users and makes the result current.
+pub async fn rescan(context: &ConnectionContext, mode: &ScopeMode) -> anyhow::Result<usize> {
+    let scan = scope::scan(&context.api, mode).await?;
+    if !scan.unmatched.is_empty() {
+        tracing::warn!(connection = %context.connection_id, "scope entries matching nobody: {:?}", scan.unmatched);
+    }
+    context.store.replace_scope(&context.connection_id, &scan.users)?;
+    let n = scan.users.len();
+    context.set_scope(scan.users);
+    Ok(n)
+}

@@ -1,0 +1,684 @@
+//! The embedded store: SQLite in WAL mode, schema migrations by `user_version`.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde_json::Value;
+
+use super::{
+    ConnectionRecord, FileEventRow, LoginRecord, ReportBatch, ReportOutcome, Result, SessionInfo, StatusChange, Store,
+    StoreError, UserInfo,
+};
+use crate::search::{Field, Filter, Op, SearchPage, SearchQuery, like_pattern};
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+pub struct SqliteStore {
+    db: Mutex<Connection>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Database(format!("stored JSON: {e}"))
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let mut db = Connection::open(path)?;
+        // WAL: readers never block the ingest writer. NORMAL: a commit survives a
+        // process crash (what the exactly-once design needs); only power loss can
+        // roll back the newest transactions, never tear them.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.pragma_update(None, "foreign_keys", "ON")?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Database(format!(
+                "the database is at schema version {version}, newer than this Tripline ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = db.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn save_checkpoint(tx: &Transaction<'_>, connection: &str, topic: &str, replay_id: &[u8]) -> Result<()> {
+    tx.execute(
+        "INSERT INTO checkpoints (connection_id, topic, replay_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (connection_id, topic) DO UPDATE SET replay_id = excluded.replay_id, updated_at = excluded.updated_at",
+        params![connection, topic, replay_id, now_ms()],
+    )?;
+    Ok(())
+}
+
+fn bump(tx: &Transaction<'_>, connection: &str, name: &str, by: i64) -> Result<()> {
+    if by != 0 {
+        tx.execute(
+            "INSERT INTO counters (connection_id, name, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (connection_id, name) DO UPDATE SET value = value + excluded.value",
+            params![connection, name, by],
+        )?;
+    }
+    Ok(())
+}
+
+/// Marks an event applied; false if it already was.
+fn first_sighting(tx: &Transaction<'_>, connection: &str, event_identifier: &str) -> Result<bool> {
+    let mut stmt =
+        tx.prepare_cached("INSERT OR IGNORE INTO seen_events (connection_id, event_identifier) VALUES (?1, ?2)")?;
+    Ok(stmt.execute(params![connection, event_identifier])? == 1)
+}
+
+const EVENT_COLUMNS: &str = "seq, id, connection_id, observed_at, ingested_at, attribution, user_id, username, email, user_name, \
+    report_id, report_name, report_description, report_type, report_format, export_format, operation, rows, columns, \
+    column_count, queried_entities, execution_id, chunk_count, file_name, source_ip, browser, platform, city, country, \
+    session_key, destination, risk_score, severity, indicators, raw";
+
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<FileEventRow> {
+    let json_list = |i: usize| -> rusqlite::Result<Vec<Value>> {
+        let text: String = r.get(i)?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    };
+    Ok(FileEventRow {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        connection_id: r.get(2)?,
+        observed_at: r.get(3)?,
+        ingested_at: r.get(4)?,
+        attribution: r.get(5)?,
+        user_id: r.get(6)?,
+        username: r.get(7)?,
+        email: r.get(8)?,
+        user_name: r.get(9)?,
+        report_id: r.get(10)?,
+        report_name: r.get(11)?,
+        report_description: r.get(12)?,
+        report_type: r.get(13)?,
+        report_format: r.get(14)?,
+        export_format: r.get(15)?,
+        operation: r.get(16)?,
+        rows: r.get(17)?,
+        columns: r.get(18)?,
+        column_count: r.get(19)?,
+        queried_entities: r.get(20)?,
+        execution_id: r.get(21)?,
+        chunk_count: r.get(22)?,
+        file_name: r.get(23)?,
+        source_ip: r.get(24)?,
+        browser: r.get(25)?,
+        platform: r.get(26)?,
+        city: r.get(27)?,
+        country: r.get(28)?,
+        session_key: r.get(29)?,
+        destination: r.get(30)?,
+        risk_score: r.get(31)?,
+        severity: r.get(32)?,
+        indicators: json_list(33)?.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        raw: json_list(34)?,
+    })
+}
+
+fn connection_from_row(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
+    let list = |i: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = r.get(i)?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    };
+    let detail: Option<String> = r.get(12)?;
+    Ok(ConnectionRecord {
+        id: r.get(0)?,
+        display_name: r.get(1)?,
+        org_id: r.get(2)?,
+        instance_url: r.get(3)?,
+        login_url: r.get(4)?,
+        scope_mode: r.get(5)?,
+        scope_entries: list(6)?,
+        corporate_cidrs: list(7)?,
+        refresh_token: r.get(8)?,
+        access_token: r.get(9)?,
+        service_user_id: r.get(10)?,
+        status: r.get(11)?,
+        status_detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+        created_at: r.get(13)?,
+    })
+}
+
+const CONNECTION_COLUMNS: &str = "id, display_name, org_id, instance_url, login_url, scope_mode, scope_entries, \
+    corporate_cidrs, refresh_token, access_token, service_user_id, status, status_detail, created_at";
+
+/// SQL for a filter, with its parameters.
+fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
+    match filter {
+        Filter::All(list) | Filter::Any(list) if list.is_empty() => {
+            if matches!(filter, Filter::All(_)) {
+                "1".into()
+            } else {
+                "0".into()
+            }
+        }
+        Filter::All(list) => {
+            format!("({})", list.iter().map(|f| filter_sql(f, now, params)).collect::<Vec<_>>().join(" AND "))
+        }
+        Filter::Any(list) => {
+            format!("({})", list.iter().map(|f| filter_sql(f, now, params)).collect::<Vec<_>>().join(" OR "))
+        }
+        Filter::Term { field, op } => {
+            let column = field.column();
+            let mut value = |v: &str| {
+                params.push(if field.is_numeric() {
+                    v.parse::<f64>().map_or(Sql::Text(v.to_owned()), Sql::Real)
+                } else {
+                    Sql::Text(v.to_owned())
+                });
+                format!("?{}", params.len())
+            };
+            // Text comparisons ignore case, as analysts expect of usernames and names.
+            let collate = if field.is_numeric() { "" } else { " COLLATE NOCASE" };
+            match op {
+                Op::Is(v) => format!("{column} = {}{collate}", value(v)),
+                Op::IsNot(v) => format!("({column} IS NULL OR {column} != {}{collate})", value(v)),
+                Op::AnyOf(vs) => {
+                    let list: Vec<String> = vs.iter().map(|v| value(v)).collect();
+                    format!("{column}{collate} IN ({})", list.join(", "))
+                }
+                Op::Exists(true) => format!("({column} IS NOT NULL AND {column} != '')"),
+                Op::Exists(false) => format!("({column} IS NULL OR {column} = '')"),
+                Op::Greater(n) => {
+                    params.push(Sql::Real(*n));
+                    format!("{column} > ?{}", params.len())
+                }
+                Op::Less(n) => {
+                    params.push(Sql::Real(*n));
+                    format!("{column} < ?{}", params.len())
+                }
+                Op::WithinLast(ms) => {
+                    params.push(Sql::Integer(now - ms));
+                    format!("{column} >= ?{}", params.len())
+                }
+                Op::Matches(p) => {
+                    params.push(Sql::Text(like_pattern(p)));
+                    format!("{column} LIKE ?{} ESCAPE '\\'", params.len())
+                }
+            }
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_connection(&self, c: &ConnectionRecord) -> Result<()> {
+        let db = self.db();
+        let taken: bool = db
+            .query_row("SELECT 1 FROM connections WHERE display_name = ?1 COLLATE NOCASE", [&c.display_name], |_| {
+                Ok(true)
+            })
+            .optional()?
+            .unwrap_or(false);
+        if taken {
+            return Err(StoreError::Conflict(format!("a connection named {:?} already exists", c.display_name)));
+        }
+        db.execute(
+            &format!("INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            params![
+                c.id,
+                c.display_name,
+                c.org_id,
+                c.instance_url,
+                c.login_url,
+                c.scope_mode,
+                serde_json::to_string(&c.scope_entries)?,
+                serde_json::to_string(&c.corporate_cidrs)?,
+                c.refresh_token,
+                c.access_token,
+                c.service_user_id,
+                c.status,
+                c.status_detail.as_ref().map(Value::to_string),
+                c.created_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn connections(&self) -> Result<Vec<ConnectionRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!("SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY created_at"))?;
+        let rows = stmt.query_map([], connection_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn connection(&self, id: &str) -> Result<ConnectionRecord> {
+        let db = self.db();
+        db.query_row(&format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = ?1"), [id], connection_from_row)
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("connection {id}")))
+    }
+
+    fn set_access_token(&self, id: &str, access_token: &str) -> Result<()> {
+        self.db().execute("UPDATE connections SET access_token = ?2 WHERE id = ?1", params![id, access_token])?;
+        Ok(())
+    }
+
+    fn set_status(&self, id: &str, status: &str, detail: Option<&Value>, actor: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let detail = detail.map(Value::to_string);
+        let changed = tx.execute(
+            "UPDATE connections SET status = ?2, status_detail = ?3 WHERE id = ?1",
+            params![id, status, detail],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        tx.execute(
+            "INSERT INTO status_history (connection_id, at, status, detail, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, now_ms(), status, detail, actor],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn status_history(&self, id: &str) -> Result<Vec<StatusChange>> {
+        let db = self.db();
+        let mut stmt =
+            db.prepare("SELECT at, status, detail, actor FROM status_history WHERE connection_id = ?1 ORDER BY rowid")?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let detail: Option<String> = r.get(2)?;
+                Ok(StatusChange {
+                    at: r.get(0)?,
+                    status: r.get(1)?,
+                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+                    actor: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn checkpoint(&self, connection: &str, topic: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT replay_id FROM checkpoints WHERE connection_id = ?1 AND topic = ?2",
+                params![connection, topic],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn clear_checkpoint(&self, connection: &str, topic: &str) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM checkpoints WHERE connection_id = ?1 AND topic = ?2", params![connection, topic])?;
+        Ok(())
+    }
+
+    fn apply_logins(&self, connection: &str, topic: &str, records: &[LoginRecord], checkpoint: &[u8]) -> Result<usize> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let mut applied = 0;
+        for r in records {
+            if !first_sighting(&tx, connection, &r.event_identifier)? {
+                continue;
+            }
+            applied += 1;
+            let s = &r.session;
+            tx.prepare_cached(
+                "INSERT INTO login_history (connection_id, event_identifier, kind, user_id, username, source_ip, status, session_key, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                connection,
+                r.event_identifier,
+                if r.logout { "logout" } else { "login" },
+                s.user_id,
+                s.username,
+                s.source_ip,
+                r.status,
+                s.session_key,
+                s.login_at
+            ])?;
+            if s.session_key.is_empty() {
+                continue;
+            }
+            if r.logout {
+                tx.prepare_cached("UPDATE sessions SET logout_at = ?3 WHERE connection_id = ?1 AND session_key = ?2")?
+                    .execute(params![connection, s.session_key, s.login_at])?;
+            } else if r.success {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO sessions (connection_id, session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?
+                .execute(params![
+                    connection,
+                    s.session_key,
+                    s.login_key,
+                    s.user_id,
+                    s.username,
+                    s.source_ip,
+                    s.browser,
+                    s.platform,
+                    s.city,
+                    s.country,
+                    s.login_at
+                ])?;
+            }
+        }
+        save_checkpoint(&tx, connection, topic, checkpoint)?;
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    fn apply_reports(
+        &self,
+        connection: &str,
+        topic: &str,
+        batch: &ReportBatch,
+        checkpoint: Option<&[u8]>,
+    ) -> Result<ReportOutcome> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let mut outcome = ReportOutcome::default();
+        for user in &batch.users_looked_up {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO user_cache (connection_id, user_id, username, email, name, fetched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![connection, user.user_id, user.username, user.email, user.name, now_ms()])?;
+        }
+        for id in &batch.out_of_scope {
+            if first_sighting(&tx, connection, id)? {
+                outcome.out_of_scope += 1;
+            }
+        }
+        bump(&tx, connection, "out_of_scope_exports", outcome.out_of_scope as i64)?;
+        for chunk in &batch.exports {
+            if !first_sighting(&tx, connection, &chunk.event_identifier)? {
+                outcome.duplicates += 1;
+                continue;
+            }
+            let e = &chunk.file_event;
+            let existing: Option<(i64, String)> = match &e.execution_id {
+                Some(x) => tx
+                    .prepare_cached("SELECT seq, raw FROM file_events WHERE connection_id = ?1 AND execution_id = ?2")?
+                    .query_row(params![connection, x], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?,
+                None => None,
+            };
+            if let Some((seq, raw)) = existing {
+                // Another chunk of an export we have: count it, keep its evidence.
+                let mut all: Vec<Value> = serde_json::from_str(&raw).unwrap_or_default();
+                all.extend(e.raw.iter().cloned());
+                tx.prepare_cached(
+                    "UPDATE file_events SET chunk_count = chunk_count + 1, rows = MAX(rows, ?2), raw = ?3 WHERE seq = ?1",
+                )?
+                .execute(params![seq, e.rows, serde_json::to_string(&all)?])?;
+                outcome.merged_chunks += 1;
+                continue;
+            }
+            tx.prepare_cached(&format!(
+                "INSERT INTO file_events ({}) VALUES ({})",
+                &EVENT_COLUMNS[5..],
+                (1..=34).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+            ))?
+            .execute(params![
+                e.id,
+                e.connection_id,
+                e.observed_at,
+                e.ingested_at,
+                e.attribution,
+                e.user_id,
+                e.username,
+                e.email,
+                e.user_name,
+                e.report_id,
+                e.report_name,
+                e.report_description,
+                e.report_type,
+                e.report_format,
+                e.export_format,
+                e.operation,
+                e.rows,
+                e.columns,
+                e.column_count,
+                e.queried_entities,
+                e.execution_id,
+                e.chunk_count,
+                e.file_name,
+                e.source_ip,
+                e.browser,
+                e.platform,
+                e.city,
+                e.country,
+                e.session_key,
+                e.destination,
+                e.risk_score,
+                e.severity,
+                serde_json::to_string(&e.indicators)?,
+                serde_json::to_string(&e.raw)?,
+            ])?;
+            outcome.new_file_events += 1;
+        }
+        if let Some(checkpoint) = checkpoint {
+            save_checkpoint(&tx, connection, topic, checkpoint)?;
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn session(&self, connection: &str, session_key: &str) -> Result<Option<SessionInfo>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at
+             FROM sessions WHERE connection_id = ?1 AND session_key = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![connection, session_key], |r| {
+                Ok(SessionInfo {
+                    session_key: r.get(0)?,
+                    login_key: r.get(1)?,
+                    user_id: r.get(2)?,
+                    username: r.get(3)?,
+                    source_ip: r.get(4)?,
+                    browser: r.get(5)?,
+                    platform: r.get(6)?,
+                    city: r.get(7)?,
+                    country: r.get(8)?,
+                    login_at: r.get(9)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn cached_user(&self, connection: &str, user_id: &str) -> Result<Option<UserInfo>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT user_id, username, email, name FROM user_cache WHERE connection_id = ?1 AND user_id = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![connection, user_id], |r| {
+                Ok(UserInfo { user_id: r.get(0)?, username: r.get(1)?, email: r.get(2)?, name: r.get(3)? })
+            })
+            .optional()?)
+    }
+
+    fn replace_scope(&self, connection: &str, users: &[UserInfo]) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM scope_users WHERE connection_id = ?1", [connection])?;
+        for u in users {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO scope_users (connection_id, user_id, username, email, name) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![connection, u.user_id, u.username, u.email, u.name])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn scope(&self, connection: &str) -> Result<Vec<UserInfo>> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT user_id, username, email, name FROM scope_users WHERE connection_id = ?1 ORDER BY username",
+        )?;
+        let rows = stmt
+            .query_map([connection], |r| {
+                Ok(UserInfo { user_id: r.get(0)?, username: r.get(1)?, email: r.get(2)?, name: r.get(3)? })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn counter(&self, connection: &str, name: &str) -> Result<i64> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT value FROM counters WHERE connection_id = ?1 AND name = ?2",
+                params![connection, name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn record_gap(
+        &self,
+        connection: &str,
+        topic: &str,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        reason: &str,
+    ) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO gaps (connection_id, topic, detected_at, from_ms, to_ms, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![connection, topic, now_ms(), from_ms, to_ms, reason],
+        )?;
+        Ok(())
+    }
+
+    fn gaps(&self, connection: &str) -> Result<Vec<Value>> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT topic, detected_at, from_ms, to_ms, reason, recovered FROM gaps WHERE connection_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt
+            .query_map([connection], |r| {
+                Ok(serde_json::json!({
+                    "topic": r.get::<_, String>(0)?,
+                    "detected_at": r.get::<_, i64>(1)?,
+                    "from_ms": r.get::<_, Option<i64>>(2)?,
+                    "to_ms": r.get::<_, Option<i64>>(3)?,
+                    "reason": r.get::<_, String>(4)?,
+                    "recovered": r.get::<_, i64>(5)? != 0,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+        query.validate().map_err(|e| StoreError::Conflict(e.0))?;
+        let mut params: Vec<Sql> = vec![Sql::Integer(query.from_ms), Sql::Integer(query.to_ms)];
+        let mut clauses = vec!["observed_at >= ?1".to_owned(), "observed_at < ?2".to_owned()];
+        clauses.push(filter_sql(&query.filter, now_ms(), &mut params));
+        if let Some(seq) = query.after_seq {
+            params.push(Sql::Integer(seq));
+            clauses.push(format!("seq > ?{}", params.len()));
+        }
+        let column = query.sort.field.column();
+        let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+        if let Some(after) = &query.after {
+            // Keyset paging: (sort value, seq) strictly after the last row of the previous page.
+            let (value, seq) = after
+                .rsplit_once('|')
+                .and_then(|(v, s)| Some((v.to_owned(), s.parse::<i64>().ok()?)))
+                .ok_or_else(|| StoreError::Conflict(format!("{after:?} is not a page cursor")))?;
+            let value = if query.sort.field.is_numeric() {
+                value.parse::<f64>().map(Sql::Real).map_err(|_| StoreError::Conflict("bad page cursor".into()))?
+            } else {
+                Sql::Text(value)
+            };
+            params.push(value);
+            let v = params.len();
+            params.push(Sql::Integer(seq));
+            let s = params.len();
+            clauses.push(format!("({column} {cmp} ?{v} OR ({column} = ?{v} AND seq {cmp} ?{s}))"));
+        }
+        params.push(Sql::Integer(query.page_size as i64 + 1));
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM file_events WHERE {} ORDER BY {column} {dir}, seq {dir} LIMIT ?{}",
+            clauses.join(" AND "),
+            params.len()
+        );
+        let db = self.db();
+        let mut stmt = db.prepare_cached(&sql)?;
+        let mut events = stmt
+            .query_map(rusqlite::params_from_iter(params.iter()), event_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let next = if events.len() > query.page_size {
+            events.truncate(query.page_size);
+            events.last().map(|e| {
+                let value = match query.sort.field {
+                    Field::ObservedAt => e.observed_at.to_string(),
+                    Field::Rows => e.rows.to_string(),
+                    Field::RiskScore => e.risk_score.to_string(),
+                    _ => sort_text(e, query.sort.field),
+                };
+                format!("{value}|{}", e.seq)
+            })
+        } else {
+            None
+        };
+        Ok(SearchPage { events, next })
+    }
+
+    fn search_checkpoint(&self, name: &str) -> Result<i64> {
+        Ok(self
+            .db()
+            .query_row("SELECT last_seq FROM search_checkpoints WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn set_search_checkpoint(&self, name: &str, last_seq: i64) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO search_checkpoints (name, last_seq) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+            params![name, last_seq],
+        )?;
+        Ok(())
+    }
+}
+
+fn sort_text(e: &FileEventRow, field: Field) -> String {
+    let v = match field {
+        Field::Username => e.username.clone(),
+        Field::ReportName => e.report_name.clone(),
+        Field::Severity => Some(e.severity.clone()),
+        Field::Destination => Some(e.destination.clone()),
+        _ => None,
+    };
+    v.unwrap_or_default()
+}

@@ -1,0 +1,171 @@
+//! A scenario: an emulated org, a Tripline store, and an authorized connection.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use salesforce::login::LoginHost;
+use salesforce::oauth::MONITORING_SCOPE;
+use salesforce::pubsub::Endpoint;
+use serde_json::{Value, json};
+use tripline::connector::scope::ScopeMode;
+use tripline::connector::{NewConnection, RunSettings, SalesforceApp};
+use tripline::search::{Field, Filter, Op, SearchQuery, Sort};
+use tripline::store::sqlite::SqliteStore;
+use tripline::store::{ConnectionRecord, FileEventRow, Store};
+
+pub const CALLBACK: &str = "http://127.0.0.1:9/oauth/salesforce/callback";
+
+pub struct Scenario {
+    pub org: sfsim::Running,
+    pub http: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub app: SalesforceApp,
+    pub dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    pub async fn new(users: usize) -> Scenario {
+        let config = sfsim::Config { users, seed: 5, callback_urls: vec![CALLBACK.into()], ..sfsim::Config::default() };
+        let org = sfsim::start(config).await.expect("sfsim");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("tripline.db")).expect("store"));
+        let (client_id, client_secret) = {
+            let o = org.sim.org();
+            (o.app.client_id.clone(), o.app.client_secret.clone())
+        };
+        let app = SalesforceApp {
+            client_id,
+            client_secret,
+            redirect_uri: CALLBACK.into(),
+            pubsub: Endpoint { url: format!("http://{}", org.grpc_addr), ca_pem: None },
+            allowed_origins: vec![org.base_url().to_owned()],
+        };
+        Scenario { org, http: reqwest::Client::new(), store, app, dir }
+    }
+
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/control/v1{path}", self.org.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("control");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    pub async fn users(&self) -> Vec<Value> {
+        let r = self.http.get(format!("{}/control/v1/users", self.org.base_url())).send().await.expect("users");
+        r.json::<Value>().await.expect("json").as_array().cloned().unwrap_or_default()
+    }
+
+    /// The service account authorizes a connection through sfsim's sign-in pages.
+    pub async fn connect(&self, name: &str, scope: ScopeMode) -> ConnectionRecord {
+        let login = LoginHost::parse(self.org.base_url(), &self.app.allowed_origins).expect("login host");
+        let oauth = self.app.oauth(login.clone(), self.http.clone());
+        let start = oauth.start(MONITORING_SCOPE);
+        let (user, password) = {
+            let o = self.org.sim.org();
+            let s = o.service_user.clone();
+            (o.username(&s), o.passwords[s.as_str()].clone())
+        };
+        let back = sfsim::browser::sign_in_and_allow(&start.url, &user, &password).await.expect("sign in");
+        let params: Vec<(String, String)> =
+            url::Url::parse(&back).expect("url").query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).expect(k);
+        let new = NewConnection {
+            display_name: name.into(),
+            scope,
+            corporate_cidrs: vec!["10.20.0.0/16".into(), "198.51.100.0/24".into()],
+        };
+        tripline::connector::finish_authorization(
+            &*self.store,
+            &self.app,
+            &login,
+            &new,
+            &start,
+            &get("state"),
+            &get("code"),
+        )
+        .await
+        .expect("authorized")
+    }
+
+    pub async fn run(&self, record: &ConnectionRecord) -> tripline::connector::RunningConnection {
+        let mut settings = RunSettings::default();
+        settings.stream.min_backoff = Duration::from_millis(20);
+        settings.stream.max_backoff = Duration::from_millis(300);
+        let running =
+            tripline::connector::start(self.store.clone(), record, &self.app, settings).await.expect("connector");
+        // Subscribers start at LATEST on a new connection: wait until all three stream.
+        for _ in 0..200 {
+            if running.context.health.read().expect("lock").len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        running
+    }
+
+    pub fn events(&self) -> Vec<FileEventRow> {
+        let query = SearchQuery {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            filter: Filter::All(vec![]),
+            sort: Sort { field: Field::ObservedAt, descending: false },
+            page_size: 10_000,
+            after: None,
+            after_seq: None,
+        };
+        self.store.search(&query).expect("search").events
+    }
+
+    pub fn events_of(&self, user_id: &str) -> Vec<FileEventRow> {
+        self.events().into_iter().filter(|e| e.user_id == user_id).collect()
+    }
+
+    /// Waits until `check` holds on the stored events.
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&[FileEventRow]) -> bool) -> Vec<FileEventRow> {
+        for _ in 0..300 {
+            let events = self.events();
+            if check(&events) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        panic!("timed out waiting for {what}: {:#?}", self.events());
+    }
+
+    pub fn filter_user(user_id: &str) -> Filter {
+        Filter::Term { field: Field::UserId, op: Op::Is(user_id.into()) }
+    }
+
+    pub async fn export(&self, user: &str, body: Value) -> Value {
+        self.control(&format!("/users/{user}/export"), body).await
+    }
+
+    /// Users who hold Export Reports, can sign in, and are not the service account.
+    pub async fn exporters(&self) -> Vec<Value> {
+        let service = self.org.sim.org().service_user.to_string();
+        self.users()
+            .await
+            .into_iter()
+            .filter(|u| {
+                u["can_export_reports"] == true
+                    && u["active"] == true
+                    && u["frozen"] == false
+                    && u["id"] != service.as_str()
+            })
+            .collect()
+    }
+}
+
+pub fn id(user: &Value) -> String {
+    user["id"].as_str().expect("id").to_owned()
+}
+
+pub fn no_body() -> Value {
+    json!({})
+}

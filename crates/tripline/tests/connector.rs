@@ -1,0 +1,129 @@
+//! The connector end to end against sfsim: authorization, scope, attribution, chunks,
+//! and resuming without loss or duplicates.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::json;
+use tripline::connector::scope::ScopeMode;
+
+use common::{Scenario, id, no_body};
+
+#[tokio::test]
+async fn exports_become_attributed_file_events_once() {
+    let s = Scenario::new(80).await;
+    let record = s.connect("Acme production", ScopeMode::All).await;
+    assert_eq!(s.store.connection(&record.id).expect("stored").status, "initializing");
+    let running = s.run(&record).await;
+    assert_eq!(s.store.connection(&record.id).expect("stored").status, "monitoring");
+
+    let exporters = s.exporters().await;
+    // A user who signs in now: attributed through the login session.
+    let fresh = exporters.iter().find(|u| u["logged_in"] == false).expect("someone signed out");
+    let fresh_id = id(fresh);
+    s.control(&format!("/users/{fresh_id}/login"), json!({"source_ip": "203.0.113.50"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the login stream is separate
+    let outcome = s.export(&fresh_id, json!({"rows": 25_000, "file_format": "Excel"})).await;
+    // A user signed in before the connection existed: attributed by user lookup.
+    let early = exporters.iter().find(|u| u["logged_in"] == true).expect("someone already signed in");
+    let early_id = id(early);
+    s.export(&early_id, json!({"rows": 42, "file_format": "CSV"})).await;
+    // Runs are not downloads; users without Export Reports are not monitored.
+    s.export(&fresh_id, json!({"operation": "ReportRunFromLightning"})).await;
+    let outsider = s
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u["can_export_reports"] == false && u["active"] == true)
+        .expect("outsider");
+    s.export(&id(&outsider), no_body()).await;
+
+    let events = s.wait_for("two exports", |e| e.len() == 2 && e.iter().any(|x| x.chunk_count == 3)).await;
+    let big = events.iter().find(|e| e.user_id == fresh_id).expect("the big export");
+    assert_eq!(big.attribution, "login-session");
+    assert_eq!(big.chunk_count, 3, "three chunks, one file event");
+    assert_eq!(big.rows, 25_000);
+    assert_eq!(big.execution_id.as_deref(), outcome["execution_identifier"].as_str());
+    assert_eq!(big.source_ip.as_deref(), Some("203.0.113.50"));
+    assert_eq!(big.destination, "unmonitored");
+    assert_eq!(big.raw.len(), 3, "the raw events are kept");
+    assert!(big.file_name.ends_with(".xlsx"), "{}", big.file_name);
+    assert!(big.indicators.contains(&"large-export".to_owned()));
+    assert_eq!(big.username.as_deref(), fresh["username"].as_str());
+    assert_eq!(big.email.as_deref(), fresh["email"].as_str());
+    let small = events.iter().find(|e| e.user_id == early_id).expect("the early user's export");
+    assert_eq!(small.attribution, "user-lookup");
+    assert!(small.file_name.starts_with("report") && small.file_name.ends_with(".csv"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.store.counter(&record.id, "out_of_scope_exports").expect("counter"), 1);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_resumes_from_the_checkpoint() {
+    let s = Scenario::new(60).await;
+    let record = s.connect("Resume", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    let user = id(&s.exporters().await[0]);
+    s.export(&user, json!({"rows": 10})).await;
+    s.wait_for("the first export", |e| e.len() == 1).await;
+    running.stop().await;
+
+    // Exports while Tripline is down arrive after it restarts, each once.
+    s.export(&user, json!({"rows": 11})).await;
+    s.export(&user, json!({"rows": 12_345})).await;
+    let running = s.run(&record).await;
+    let events = s.wait_for("all three", |e| e.len() == 3).await;
+    assert_eq!(events.iter().map(|e| e.rows).collect::<Vec<_>>(), [10, 11, 12_345]);
+    assert_eq!(events[2].chunk_count, 2);
+    // Dropped streams replay from the checkpoint: still nothing twice.
+    s.control("/streams/drop", no_body()).await;
+    s.export(&user, json!({"rows": 13})).await;
+    s.wait_for("the fourth", |e| e.len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.events().len(), 4);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn scope_by_users_and_groups() {
+    let s = Scenario::new(120).await;
+    let exporters = s.exporters().await;
+    let chosen = &exporters[0];
+    let other = &exporters[1];
+    let by_email = ScopeMode::Users(vec![
+        chosen["email"].as_str().expect("email").to_uppercase(),
+        "nobody@nowhere.example".into(),
+    ]);
+    let record = s.connect("Chosen users", by_email).await;
+    let running = s.run(&record).await;
+    let scope = s.store.scope(&record.id).expect("scope");
+    assert_eq!(scope.len(), 1, "{scope:?}");
+    s.export(&id(other), json!({"rows": 5})).await;
+    s.export(&id(chosen), json!({"rows": 6})).await;
+    let events = s.wait_for("the chosen user's export", |e| !e.is_empty()).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].user_id, id(chosen));
+    running.stop().await;
+
+    // Groups: "All Sales" nests the regional groups; the cycle does not hang the scan.
+    let record = s.connect("Sales", ScopeMode::Groups(vec!["All_Sales".into()])).await;
+    let context = s.run(&record).await;
+    let scope = s.store.scope(&record.id).expect("scope");
+    assert!(!scope.is_empty());
+    let groups: serde_json::Value = s
+        .http
+        .get(format!("{}/control/v1/groups", s.org.base_url()))
+        .send()
+        .await
+        .expect("groups")
+        .json()
+        .await
+        .expect("json");
+    let finance = groups.as_array().expect("groups").iter().find(|g| g["name"] == "Finance Team").expect("finance");
+    let finance_members: Vec<&str> =
+        finance["members"].as_array().expect("members").iter().filter_map(|m| m.as_str()).collect();
+    assert!(scope.iter().all(|u| !finance_members.contains(&u.user_id.as_str())), "finance is not under All Sales");
+    context.stop().await;
+}
