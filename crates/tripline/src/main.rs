@@ -17,8 +17,77 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything on one machine: an emulated org with live activity and a connector
+    /// storing its report downloads in SQLite.
+    Demo(DemoArgs),
+    /// Forensic Search from the terminal.
+    Search(SearchArgs),
     /// Run the emulated Salesforce org (OAuth, REST/SOQL, Metadata API, Pub/Sub gRPC).
     Sfsim(SfsimArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Create the Salesforce connection through the org's real OAuth pages, signed in
+    /// as the service account, without a browser.
+    #[arg(long)]
+    auto_connect: bool,
+    /// The demo's SQLite database (replaced at each start).
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline-demo.db")]
+    database: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 500)]
+    users: usize,
+    /// Simulated events per second.
+    #[arg(long, default_value_t = 20.0)]
+    activity: f64,
+    /// Address of the emulated org's HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    sfsim_http: SocketAddr,
+    /// Address of the emulated org's Pub/Sub listener.
+    #[arg(long, default_value = "127.0.0.1:7011")]
+    sfsim_grpc: SocketAddr,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    /// The database to search.
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
+    database: PathBuf,
+    /// Events within this long before now (7d, 24h, 90m...). Default 7d.
+    #[arg(long, conflicts_with = "from")]
+    since: Option<String>,
+    /// Start of the time range (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// End of the time range (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// A user: username, email or Salesforce id (repeatable: any of them).
+    #[arg(long)]
+    user: Vec<String>,
+    /// Report name pattern; `*` matches any text (e.g. "*Pipeline*").
+    #[arg(long)]
+    report_name: Option<String>,
+    /// Only exports of at least this many rows.
+    #[arg(long)]
+    min_rows: Option<u64>,
+    #[arg(long, value_parser = ["corporate", "unmonitored"])]
+    destination: Option<String>,
+    #[arg(long, value_parser = ["no-risk", "low", "moderate", "high", "critical"])]
+    severity: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: tripline::search::output::Format,
+    /// Comma-separated columns for table and CSV output.
+    #[arg(long)]
+    columns: Option<String>,
+    /// Return only events not returned before under this name, then remember them.
+    #[arg(long)]
+    checkpoint: Option<String>,
+    /// Oldest first (default: newest first).
+    #[arg(long)]
+    oldest_first: bool,
 }
 
 /// Every flag can also be set by the environment variable named beside it.
@@ -89,12 +158,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome =
         tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|runtime| match cli.command {
+            Command::Demo(args) => runtime.block_on(run_demo(args)),
+            Command::Search(args) => run_search(args).or_else(quiet_broken_pipe),
             Command::Sfsim(args) => runtime.block_on(run_sfsim(args)),
         });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            // The whole chain, one cause per line, without a backtrace.
+            // The whole chain of causes, without a backtrace.
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
@@ -156,5 +227,153 @@ async fn run_sfsim(args: SfsimArgs) -> anyhow::Result<()> {
         println!("  control API          : {}/control/v1/org", sim.base_url);
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+/// Output cut short by the reader (`| head`) is not a failure.
+fn quiet_broken_pipe(e: anyhow::Error) -> anyhow::Result<()> {
+    match e.downcast_ref::<std::io::Error>() {
+        Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(e),
+    }
+}
+
+fn run_search(args: SearchArgs) -> anyhow::Result<()> {
+    use tripline::search::{Field, Filter, Op, SearchQuery, Sort, output};
+    use tripline::store::Store;
+
+    if !args.database.exists() {
+        anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
+    }
+    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let parse_time = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|d| d.timestamp_millis())
+            .with_context(|| format!("{text:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z"))
+    };
+    let (from_ms, to_ms) = match (&args.from, &args.to) {
+        (Some(from), Some(to)) => (parse_time(from)?, parse_time(to)?),
+        _ => (now - tripline::search::parse_duration(args.since.as_deref().unwrap_or("7d"))?, now + 1),
+    };
+    let mut filters = Vec::new();
+    if !args.user.is_empty() {
+        let mut any = Vec::new();
+        for u in &args.user {
+            for field in [Field::Username, Field::Email, Field::UserId] {
+                any.push(Filter::Term { field, op: Op::Is(u.clone()) });
+            }
+        }
+        filters.push(Filter::Any(any));
+    }
+    if let Some(pattern) = &args.report_name {
+        filters.push(Filter::Term { field: Field::ReportName, op: Op::Matches(pattern.clone()) });
+    }
+    if let Some(rows) = args.min_rows {
+        filters.push(Filter::Term { field: Field::Rows, op: Op::Greater(rows as f64 - 0.5) });
+    }
+    if let Some(d) = &args.destination {
+        filters.push(Filter::Term { field: Field::Destination, op: Op::Is(d.clone()) });
+    }
+    if !args.severity.is_empty() {
+        filters.push(Filter::Term { field: Field::Severity, op: Op::AnyOf(args.severity.clone()) });
+    }
+    let columns = args.columns.as_deref().map(output::parse_columns).transpose().map_err(anyhow::Error::msg)?;
+    let after_seq = match &args.checkpoint {
+        Some(name) => Some(store.search_checkpoint(name)?),
+        None => None,
+    };
+    let mut query = SearchQuery {
+        from_ms,
+        to_ms,
+        filter: Filter::All(filters),
+        sort: Sort { field: Field::ObservedAt, descending: !args.oldest_first },
+        page_size: 1000,
+        after: None,
+        after_seq,
+    };
+    query.validate().map_err(anyhow::Error::msg)?;
+    let stdout = std::io::stdout();
+    let mut writer = output::Writer::new(stdout.lock(), args.format, columns);
+    writer.header()?;
+    let mut max_seq = after_seq.unwrap_or(0);
+    loop {
+        let page = store.search(&query)?;
+        writer.rows(&page.events)?;
+        max_seq = page.events.iter().map(|e| e.seq).fold(max_seq, i64::max);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    writer.finish()?;
+    if let Some(name) = &args.checkpoint {
+        store.set_search_checkpoint(name, max_seq)?;
+    }
+    Ok(())
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use tripline::store::Store;
+
+    const CALLBACK: &str = "http://127.0.0.1:8080/oauth/salesforce/callback";
+    let config = sfsim::Config {
+        seed: args.seed,
+        users: args.users,
+        activity_rate: args.activity,
+        http_addr: args.sfsim_http,
+        grpc_addr: args.sfsim_grpc,
+        callback_urls: vec![CALLBACK.into()],
+        ..sfsim::Config::default()
+    };
+    let org = sfsim::start(config).await?;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", args.database.display()));
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("replacing {}", path.display()))?;
+        }
+    }
+    let store: Arc<dyn Store> = Arc::new(tripline::store::sqlite::SqliteStore::open(&args.database)?);
+    let (client_id, client_secret, service, password) = {
+        let o = org.sim.org();
+        let s = o.service_user.clone();
+        (o.app.client_id.clone(), o.app.client_secret.clone(), o.username(&s), o.passwords[s.as_str()].clone())
+    };
+    println!("Emulated Salesforce org: {} (sign in as {service} / {password})", org.base_url());
+    if !args.auto_connect {
+        println!("The web console is not built yet: run with --auto-connect to create the connection.");
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+    let app = tripline::connector::SalesforceApp {
+        client_id,
+        client_secret,
+        redirect_uri: CALLBACK.into(),
+        pubsub: salesforce::pubsub::Endpoint { url: format!("http://{}", org.grpc_addr), ca_pem: None },
+        allowed_origins: vec![org.base_url().to_owned()],
+    };
+    let login = salesforce::login::LoginHost::parse(org.base_url(), &app.allowed_origins)?;
+    let start = app.oauth(login.clone(), reqwest::Client::new()).start(salesforce::oauth::MONITORING_SCOPE);
+    let back = sfsim::browser::sign_in_and_allow(&start.url, &service, &password).await?;
+    let params: std::collections::HashMap<String, String> =
+        url::Url::parse(&back)?.query_pairs().into_owned().collect();
+    let (state, code) = (params.get("state").context("no state")?, params.get("code").context("no code")?);
+    let new = tripline::connector::NewConnection {
+        display_name: "Salesforce (demo)".into(),
+        scope: tripline::connector::scope::ScopeMode::All,
+        corporate_cidrs: sfsim::activity::CORPORATE_CIDRS.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    let record = tripline::connector::finish_authorization(&*store, &app, &login, &new, &start, state, code).await?;
+    let running = tripline::connector::start(store.clone(), &record, &app, Default::default()).await?;
+    println!(
+        "Connection {:?} is monitoring {} users. Report downloads are stored in {}.",
+        record.display_name,
+        store.scope(&record.id)?.len(),
+        args.database.display()
+    );
+    println!("Try: tripline search --database {} --since 1h", args.database.display());
+    tokio::signal::ctrl_c().await?;
+    running.stop().await;
     Ok(())
 }

@@ -1,0 +1,89 @@
+//! `tripline search` as a person runs it: the real binary against a real database.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tripline::connector::scope::ScopeMode;
+
+use common::{Scenario, id};
+
+fn search(s: &Scenario, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tripline"))
+        .arg("search")
+        .arg("--database")
+        .arg(s.dir.path().join("tripline.db"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn search_filters_formats_and_checkpoints() {
+    let s = Scenario::new(60).await;
+    let record = s.connect("CLI", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    let exporters = s.exporters().await;
+    let (a, b) = (&exporters[0], &exporters[1]);
+    // The hostile report names of the org: a formula and markup.
+    let reports: Value = s
+        .http
+        .get(format!("{}/control/v1/reports", s.org.base_url()))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("j");
+    let formula = reports
+        .as_array()
+        .expect("reports")
+        .iter()
+        .find(|r| r["name"].as_str().is_some_and(|n| n.starts_with('=')))
+        .expect("formula");
+    s.export(&id(a), json!({"rows": 15_000, "report_id": formula["id"]})).await;
+    s.export(&id(b), json!({"rows": 50})).await;
+    s.wait_for("both", |e| e.len() == 2).await;
+
+    let (ok, out, err) = search(&s, &["--since", "1h", "--format", "csv", "--min-rows", "1000"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "header and one row: {out}");
+    assert!(lines[1].contains(",\"'=HYPERLINK("), "formula neutralised: {}", lines[1]);
+
+    let username = a["username"].as_str().expect("username");
+    let (ok, out, _) = search(&s, &["--user", &username.to_uppercase(), "--format", "jsonl"]);
+    assert!(ok);
+    let events: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["user"]["username"], username);
+    assert_eq!(events[0]["report"]["chunk_count"], 2);
+
+    let (ok, out, _) = search(&s, &["--report-name", "*hyperlink*", "--format", "json"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("a JSON array").as_array().map(Vec::len), Some(1));
+
+    // Incremental pulls: each event once per checkpoint name.
+    let (_, first, _) = search(&s, &["--checkpoint", "siem", "--format", "jsonl"]);
+    assert_eq!(first.lines().count(), 2);
+    let (_, again, _) = search(&s, &["--checkpoint", "siem", "--format", "jsonl"]);
+    assert_eq!(again.lines().count(), 0);
+    s.export(&id(b), json!({"rows": 7})).await;
+    s.wait_for("the third", |e| e.len() == 3).await;
+    let (_, third, _) = search(&s, &["--checkpoint", "siem", "--format", "jsonl"]);
+    assert_eq!(third.lines().count(), 1);
+
+    let (ok, table, _) = search(&s, &["--since", "1h"]);
+    assert!(ok && table.contains("3 file event(s)"), "{table}");
+    let (ok, _, err) = search(&s, &["--since", "7x"]);
+    assert!(!ok && err.contains("unit"), "{err}");
+    let (ok, _, err) = search(&s, &["--columns", "time,nope"]);
+    assert!(!ok && err.contains("unknown column"), "{err}");
+    running.stop().await;
+}
