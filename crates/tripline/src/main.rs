@@ -22,6 +22,9 @@ enum Command {
     Demo(DemoArgs),
     /// Forensic Search from the terminal.
     Search(SearchArgs),
+    /// The server. Today it runs the connectors of every stored connection (the web
+    /// console and JSON API are not built yet).
+    Serve(ServeArgs),
     /// Run the emulated Salesforce org (OAuth, REST/SOQL, Metadata API, Pub/Sub gRPC).
     Sfsim(SfsimArgs),
 }
@@ -48,6 +51,33 @@ struct DemoArgs {
     /// Address of the emulated org's Pub/Sub listener.
     #[arg(long, default_value = "127.0.0.1:7011")]
     sfsim_grpc: SocketAddr,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
+    database: PathBuf,
+    /// The connected app's consumer key.
+    #[arg(long, env = "TRIPLINE_SALESFORCE_CLIENT_ID")]
+    salesforce_client_id: String,
+    /// The connected app's consumer secret.
+    #[arg(long, env = "TRIPLINE_SALESFORCE_CLIENT_SECRET", hide_env_values = true)]
+    salesforce_client_secret: String,
+    /// The OAuth callback URL registered on the connected app.
+    #[arg(long, env = "TRIPLINE_REDIRECT_URI", default_value = "http://127.0.0.1:8080/oauth/salesforce/callback")]
+    redirect_uri: String,
+    /// The Pub/Sub API endpoint.
+    #[arg(long, env = "TRIPLINE_PUBSUB_URL", default_value = salesforce::pubsub::SALESFORCE_ENDPOINT)]
+    pubsub_url: String,
+    /// A PEM CA certificate to trust for the Pub/Sub endpoint (an emulated org).
+    #[arg(long, env = "TRIPLINE_PUBSUB_CA")]
+    pubsub_ca: Option<PathBuf>,
+    /// Origins allowed besides Salesforce's own hosts, e.g. an sfsim address (repeatable).
+    #[arg(long = "allow-origin", env = "TRIPLINE_ALLOW_ORIGINS", value_delimiter = ',')]
+    allow_origins: Vec<String>,
+    /// Minutes between scans of the monitored users.
+    #[arg(long, env = "TRIPLINE_RESCAN_MINUTES", default_value_t = 15)]
+    rescan_minutes: u64,
 }
 
 #[derive(Args)]
@@ -160,6 +190,7 @@ fn main() -> std::process::ExitCode {
         tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|runtime| match cli.command {
             Command::Demo(args) => runtime.block_on(run_demo(args)),
             Command::Search(args) => run_search(args).or_else(quiet_broken_pipe),
+            Command::Serve(args) => runtime.block_on(run_serve(args)),
             Command::Sfsim(args) => runtime.block_on(run_sfsim(args)),
         });
     match outcome {
@@ -375,5 +406,50 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("Try: tripline search --database {} --since 1h", args.database.display());
     tokio::signal::ctrl_c().await?;
     running.stop().await;
+    Ok(())
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use tripline::store::Store;
+
+    let ca_pem = match &args.pubsub_ca {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+        None => None,
+    };
+    let app = tripline::connector::SalesforceApp {
+        client_id: args.salesforce_client_id,
+        client_secret: args.salesforce_client_secret,
+        redirect_uri: args.redirect_uri,
+        pubsub: salesforce::pubsub::Endpoint { url: args.pubsub_url, ca_pem },
+        allowed_origins: args.allow_origins,
+    };
+    let store: Arc<dyn Store> = Arc::new(tripline::store::sqlite::SqliteStore::open(&args.database)?);
+    let settings = tripline::connector::RunSettings {
+        rescan_every: Duration::from_secs(args.rescan_minutes.max(1) * 60),
+        ..Default::default()
+    };
+    let mut running = Vec::new();
+    for record in store.connections()? {
+        if matches!(record.status.as_str(), "paused" | "deauthorized") {
+            continue;
+        }
+        match tripline::connector::start(store.clone(), &record, &app, settings.clone()).await {
+            Ok(r) => {
+                tracing::info!("monitoring {:?}", record.display_name);
+                running.push(r);
+            }
+            Err(e) => {
+                tracing::error!("connection {:?} cannot start: {e:#}", record.display_name);
+                let detail = serde_json::json!({ "kind": "error", "source": "network", "message": format!("{e:#}") });
+                store.set_status(&record.id, "error", Some(&detail), "server")?;
+            }
+        }
+    }
+    println!("tripline serve: {} connection(s) monitoring", running.len());
+    tokio::signal::ctrl_c().await?;
+    for r in running {
+        r.stop().await;
+    }
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct ConnectionContext {
     pub store: Arc<dyn Store>,
     pub api: Arc<SalesforceApi>,
     pub corporate: Vec<Cidr>,
+    /// Exports before this time (ms) predate the connection and are not recorded.
+    pub monitor_from_ms: i64,
     /// Monitored users by 15-character id.
     pub scope: RwLock<HashMap<String, UserInfo>>,
     /// What the subscribers last reported, by topic.
@@ -115,6 +117,10 @@ impl ConnectionContext {
             else {
                 continue;
             };
+            let at = event_time(&fields);
+            if at < self.monitor_from_ms {
+                continue;
+            }
             let Some(scoped) = self.in_scope(&user_id) else {
                 batch.out_of_scope.push(event_identifier);
                 continue;
@@ -150,7 +156,6 @@ impl ConnectionContext {
                     (Attribution::UserLookup, cached.unwrap_or(scoped))
                 }
             };
-            let at = event_time(&fields);
             let rows = number(&fields, "RowsProcessed").unwrap_or_default() as i64;
             let source_ip = text(&fields, "SourceIp").or_else(|| session.as_ref().and_then(|s| s.source_ip.clone()));
             let dest = destination(source_ip.as_deref(), &self.corporate);
@@ -254,8 +259,10 @@ impl EventSink for TopicSink {
         let ctx = &self.context;
         Ok(match ctx.store.checkpoint(&ctx.connection_id, topic).map_err(sink_error)? {
             Some(replay) => StartFrom::After(replay),
-            // A new connection starts from now: history before it is not its business.
-            None => StartFrom::Latest,
+            // Never LATEST: a crash before the first checkpoint would lose what was
+            // published meanwhile. Retained logins teach us sessions of people already
+            // signed in; exports from before the connection are skipped.
+            None => StartFrom::Earliest,
         })
     }
 

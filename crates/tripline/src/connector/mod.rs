@@ -162,11 +162,13 @@ pub async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_
 pub struct RunSettings {
     pub rescan_every: Duration,
     pub stream: RunOptions,
+    /// Record exports from this time on (default: when the connection was created).
+    pub monitor_from_ms: Option<i64>,
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
-        RunSettings { rescan_every: Duration::from_secs(15 * 60), stream: RunOptions::default() }
+        RunSettings { rescan_every: Duration::from_secs(15 * 60), stream: RunOptions::default(), monitor_from_ms: None }
     }
 }
 
@@ -204,6 +206,8 @@ pub async fn start(
         store: store.clone(),
         api: api.clone(),
         corporate,
+        // A little before creation, so clock skew between us and Salesforce loses nothing.
+        monitor_from_ms: settings.monitor_from_ms.unwrap_or(record.created_at - 5 * 60_000),
         scope: RwLock::new(Default::default()),
         health: RwLock::new(Default::default()),
     });
