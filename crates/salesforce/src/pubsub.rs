@@ -168,16 +168,38 @@ impl PubSub {
         Ok(schema)
     }
 
-    async fn decode(&self, event: ConsumerEvent) -> Result<ReceivedEvent, StreamError> {
-        let producer = event.event.ok_or_else(|| StreamError::Decode("a ConsumerEvent without an event".into()))?;
-        let schema = self.schema(&producer.schema_id).await?;
-        let reader = GenericDatumReader::builder(&schema).build().map_err(|e| StreamError::Decode(e.to_string()))?;
-        let value =
-            reader.read_value(&mut producer.payload.as_slice()).map_err(|e| StreamError::Decode(e.to_string()))?;
-        let Value::Object(fields) = avro_to_json(value) else {
-            return Err(StreamError::Decode("the payload is not a record".into()));
-        };
-        Ok(ReceivedEvent { replay_id: event.replay_id, id: producer.id, schema_id: producer.schema_id, fields })
+    /// Decodes a response's events; one reader per schema per batch (building a reader
+    /// resolves the schema's names, which costs more than decoding a datum).
+    async fn decode_all(&self, events: Vec<ConsumerEvent>) -> Result<Vec<ReceivedEvent>, StreamError> {
+        let mut schemas: HashMap<String, Arc<Schema>> = HashMap::new();
+        for event in &events {
+            let id = event.event.as_ref().map(|e| e.schema_id.as_str()).unwrap_or_default();
+            if !schemas.contains_key(id) {
+                schemas.insert(id.to_owned(), self.schema(id).await?);
+            }
+        }
+        let mut readers = HashMap::new();
+        for (id, schema) in &schemas {
+            let reader = GenericDatumReader::builder(schema).build().map_err(|e| StreamError::Decode(e.to_string()))?;
+            readers.insert(id.as_str(), reader);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let producer = event.event.ok_or_else(|| StreamError::Decode("a ConsumerEvent without an event".into()))?;
+            let reader = readers.get(producer.schema_id.as_str()).expect("a reader for every schema of the batch");
+            let value =
+                reader.read_value(&mut producer.payload.as_slice()).map_err(|e| StreamError::Decode(e.to_string()))?;
+            let Value::Object(fields) = avro_to_json(value) else {
+                return Err(StreamError::Decode("the payload is not a record".into()));
+            };
+            out.push(ReceivedEvent {
+                replay_id: event.replay_id,
+                id: producer.id,
+                schema_id: producer.schema_id,
+                fields,
+            });
+        }
+        Ok(out)
     }
 
     /// Opens a Subscribe stream asking for `initial` events (at most 100 pending).
@@ -243,10 +265,7 @@ impl Subscription<'_> {
             Ok(Some(Err(status))) => return Err(classify(&status)),
             Ok(Some(Ok(response))) => response,
         };
-        let mut events = Vec::with_capacity(response.events.len());
-        for event in response.events {
-            events.push(self.pubsub.decode(event).await?);
-        }
+        let events = self.pubsub.decode_all(response.events).await?;
         Ok(Delivery { events, latest_replay_id: response.latest_replay_id })
     }
 

@@ -34,7 +34,8 @@ CREATE TABLE checkpoints (
     PRIMARY KEY (connection_id, topic)
 );
 
--- Every Salesforce event identifier already applied: replays become no-ops.
+-- Event identifiers of login, logout and out-of-scope events already applied, so that
+-- replays are no-ops. (Exports are recognised by their file event's id and raw events.)
 CREATE TABLE seen_events (
     connection_id    TEXT NOT NULL,
     event_identifier TEXT NOT NULL,
@@ -149,7 +150,6 @@ CREATE TABLE file_events (
 );
 CREATE INDEX file_events_time ON file_events (observed_at);
 CREATE INDEX file_events_user_time ON file_events (username, observed_at);
-CREATE INDEX file_events_execution ON file_events (connection_id, execution_id);
 
 -- Named positions for incremental pulls (`tripline search --checkpoint NAME`).
 CREATE TABLE search_checkpoints (

@@ -26,6 +26,8 @@ pub struct ConnectionContext {
     pub monitor_from_ms: i64,
     /// Monitored users by 15-character id.
     pub scope: RwLock<HashMap<String, UserInfo>>,
+    /// Users known to have stored exports (a cache for the "first export" indicator).
+    pub exporters: RwLock<std::collections::HashSet<String>>,
     /// What the subscribers last reported, by topic.
     pub health: RwLock<HashMap<String, StreamHealth>>,
 }
@@ -206,7 +208,8 @@ impl ConnectionContext {
                 risk_score: risk.score,
                 severity: risk.severity,
                 indicators: risk.indicators,
-                raw: vec![Value::Object(fields)],
+                // The event as received; null fields say nothing and are left out.
+                raw: vec![Value::Object(fields.into_iter().filter(|(_, v)| !v.is_null()).collect())],
             };
             batch.exports.push(ExportChunk { event_identifier, file_event });
         }
@@ -214,19 +217,14 @@ impl ConnectionContext {
     }
 
     fn has_exported(&self, user_id: &str) -> Result<bool, SinkError> {
-        let query = crate::search::SearchQuery {
-            from_ms: 0,
-            to_ms: i64::MAX,
-            filter: crate::search::Filter::Term {
-                field: crate::search::Field::UserId,
-                op: crate::search::Op::Is(user_id.into()),
-            },
-            sort: crate::search::Sort::default(),
-            page_size: 1,
-            after: None,
-            after_seq: None,
-        };
-        Ok(!self.store.search(&query).map_err(sink_error)?.events.is_empty())
+        if self.exporters.read().unwrap_or_else(|e| e.into_inner()).contains(short(user_id)) {
+            return Ok(true);
+        }
+        let has = self.store.user_has_file_events(&self.connection_id, user_id).map_err(sink_error)?;
+        if has {
+            self.exporters.write().unwrap_or_else(|e| e.into_inner()).insert(short(user_id).to_owned());
+        }
+        Ok(has)
     }
 }
 

@@ -209,6 +209,7 @@ pub async fn start(
         // A little before creation, so clock skew between us and Salesforce loses nothing.
         monitor_from_ms: settings.monitor_from_ms.unwrap_or(record.created_at - 5 * 60_000),
         scope: RwLock::new(Default::default()),
+        exporters: RwLock::new(Default::default()),
         health: RwLock::new(Default::default()),
     });
     // Monitoring starts with the last known scope, then the fresh scan replaces it.

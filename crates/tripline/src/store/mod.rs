@@ -182,6 +182,8 @@ pub trait Store: Send + Sync {
     ) -> Result<ReportOutcome>;
 
     fn session(&self, connection: &str, session_key: &str) -> Result<Option<SessionInfo>>;
+    /// Has this user any stored export (for the "first export" indicator)?
+    fn user_has_file_events(&self, connection: &str, user_id: &str) -> Result<bool>;
     fn cached_user(&self, connection: &str, user_id: &str) -> Result<Option<UserInfo>>;
     fn replace_scope(&self, connection: &str, users: &[UserInfo]) -> Result<()>;
     fn scope(&self, connection: &str) -> Result<Vec<UserInfo>>;

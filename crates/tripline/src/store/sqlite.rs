@@ -45,6 +45,8 @@ impl SqliteStore {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
+        // The default 2 MB page cache sends most B-tree reads to the kernel.
+        db.pragma_update(None, "cache_size", -64_000)?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
@@ -60,6 +62,9 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
+        // Checkpoint inline every 10,000 pages (40 MB): a background checkpointer never
+        // caught up with catch-up ingest and let the WAL grow past 2.7 GB (measured).
+        db.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         Ok(SqliteStore { db: Mutex::new(db) })
     }
 
@@ -415,21 +420,23 @@ impl Store for SqliteStore {
         }
         bump(&tx, connection, "out_of_scope_exports", outcome.out_of_scope as i64)?;
         for chunk in &batch.exports {
-            if !first_sighting(&tx, connection, &chunk.event_identifier)? {
-                outcome.duplicates += 1;
-                continue;
-            }
             let e = &chunk.file_event;
-            let existing: Option<(i64, String)> = match &e.execution_id {
-                Some(x) => tx
-                    .prepare_cached("SELECT seq, raw FROM file_events WHERE connection_id = ?1 AND execution_id = ?2")?
-                    .query_row(params![connection, x], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?,
-                None => None,
-            };
+            // The file event's id derives from the export's ExecutionIdentifier, so the
+            // other chunks of an export (and replays of any chunk) find it by id.
+            let existing: Option<(i64, String)> = tx
+                .prepare_cached("SELECT seq, raw FROM file_events WHERE id = ?1")?
+                .query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
             if let Some((seq, raw)) = existing {
-                // Another chunk of an export we have: count it, keep its evidence.
                 let mut all: Vec<Value> = serde_json::from_str(&raw).unwrap_or_default();
+                let seen = all
+                    .iter()
+                    .any(|r| r.get("EventIdentifier").and_then(Value::as_str) == Some(&chunk.event_identifier));
+                if seen {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                // Another chunk of an export we have: count it, keep its evidence.
                 all.extend(e.raw.iter().cloned());
                 tx.prepare_cached(
                     "UPDATE file_events SET chunk_count = chunk_count + 1, rows = MAX(rows, ?2), raw = ?3 WHERE seq = ?1",
@@ -510,6 +517,13 @@ impl Store for SqliteStore {
                 })
             })
             .optional()?)
+    }
+
+    fn user_has_file_events(&self, connection: &str, user_id: &str) -> Result<bool> {
+        let db = self.db();
+        let mut stmt =
+            db.prepare_cached("SELECT 1 FROM file_events WHERE connection_id = ?1 AND user_id = ?2 LIMIT 1")?;
+        Ok(stmt.exists(params![connection, user_id])?)
     }
 
     fn cached_user(&self, connection: &str, user_id: &str) -> Result<Option<UserInfo>> {
