@@ -322,14 +322,11 @@ impl Default for RunOptions {
     }
 }
 
-/// Why the loop stopped.
+/// Why the loop stopped: only the sink failing ends it.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("the sink failed: {0}")]
     Sink(#[from] SinkError),
-    /// Refreshing the token was refused: a person must authorize again.
-    #[error("authorization is no longer valid: {0}")]
-    Deauthorized(crate::Error),
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -363,14 +360,11 @@ pub async fn run(
             StreamError::Auth(_) => {
                 let stale = pubsub.api().session().access_token;
                 if let Err(e) = pubsub.api().refresh_session(&stale).await {
-                    if e.needs_person() {
-                        return Err(RunError::Deauthorized(e));
-                    }
-                    sink.health(
-                        topic,
-                        StreamHealth::Retrying { error: StreamError::Transient(e.to_string()), after: backoff },
-                    );
-                    sleep_or_shutdown(jitter(backoff), &mut shutdown).await;
+                    // A refused refresh needs a person, but its cause can be temporary
+                    // (a frozen service account): keep trying, slowly.
+                    let wait = if e.needs_person() { options.max_backoff } else { jitter(backoff) };
+                    sink.health(topic, StreamHealth::Retrying { error: StreamError::Auth(e.to_string()), after: wait });
+                    sleep_or_shutdown(wait, &mut shutdown).await;
                     backoff = (backoff * 2).min(options.max_backoff);
                 }
                 continue;

@@ -20,6 +20,9 @@ enum Command {
     /// Everything on one machine: an emulated org with live activity and a connector
     /// storing its report downloads in SQLite.
     Demo(DemoArgs),
+    /// The data connections and their health: status, since when, and each problem's
+    /// source and fix.
+    Connections(ConnectionsArgs),
     /// Forensic Search from the terminal.
     Search(SearchArgs),
     /// The server. Today it runs the connectors of every stored connection (the web
@@ -51,6 +54,15 @@ struct DemoArgs {
     /// Address of the emulated org's Pub/Sub listener.
     #[arg(long, default_value = "127.0.0.1:7011")]
     sfsim_grpc: SocketAddr,
+}
+
+#[derive(Args)]
+struct ConnectionsArgs {
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
+    database: PathBuf,
+    /// Also print each connection's status history.
+    #[arg(long)]
+    history: bool,
 }
 
 #[derive(Args)]
@@ -189,6 +201,7 @@ fn main() -> std::process::ExitCode {
     let outcome =
         tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|runtime| match cli.command {
             Command::Demo(args) => runtime.block_on(run_demo(args)),
+            Command::Connections(args) => run_connections(args),
             Command::Search(args) => run_search(args).or_else(quiet_broken_pipe),
             Command::Serve(args) => runtime.block_on(run_serve(args)),
             Command::Sfsim(args) => runtime.block_on(run_sfsim(args)),
@@ -450,6 +463,56 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     for r in running {
         r.stop().await;
+    }
+    Ok(())
+}
+
+fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
+    use tripline::search::output::time_text;
+    use tripline::store::Store;
+
+    if !args.database.exists() {
+        anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
+    }
+    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let connections = store.connections()?;
+    if connections.is_empty() {
+        println!("No data connections.");
+    }
+    // Salesforce-side text (names, messages) is printed without control characters.
+    let clean = |t: &str| t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    for c in connections {
+        let since = c.status_detail.as_ref().and_then(|d| d["since"].as_i64()).map(time_text).unwrap_or_default();
+        println!(
+            "{}  [{}] since {}  ({}; org {}; {} monitored users)",
+            clean(&c.display_name),
+            c.status.to_uppercase(),
+            since,
+            c.login_url,
+            c.org_id,
+            store.scope(&c.id)?.len()
+        );
+        let problems = c.status_detail.as_ref().and_then(|d| d["problems"].as_array().cloned()).unwrap_or_default();
+        for p in problems {
+            println!(
+                "  {} ({}): {}",
+                p["severity"].as_str().unwrap_or_default(),
+                p["source"].as_str().unwrap_or_default(),
+                clean(p["message"].as_str().unwrap_or_default())
+            );
+        }
+        for gap in store.gaps(&c.id)? {
+            println!(
+                "  gap on {}: {}",
+                gap["topic"].as_str().unwrap_or_default(),
+                clean(gap["reason"].as_str().unwrap_or_default())
+            );
+        }
+        if args.history {
+            for h in store.status_history(&c.id)? {
+                println!("    {}  {:<12} by {}", time_text(h.at), h.status, h.actor);
+            }
+        }
     }
     Ok(())
 }

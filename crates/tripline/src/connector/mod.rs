@@ -1,6 +1,7 @@
 //! The Salesforce data connection: authorization, the monitored-user scope, and the
 //! three subscribers whose events become file events.
 
+pub mod health;
 pub mod ingest;
 pub mod scope;
 
@@ -161,6 +162,8 @@ pub async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub rescan_every: Duration,
+    /// How often the org is checked (service account, permissions, Event Manager...).
+    pub preflight_every: Duration,
     pub stream: RunOptions,
     /// Record exports from this time on (default: when the connection was created).
     pub monitor_from_ms: Option<i64>,
@@ -168,7 +171,12 @@ pub struct RunSettings {
 
 impl Default for RunSettings {
     fn default() -> Self {
-        RunSettings { rescan_every: Duration::from_secs(15 * 60), stream: RunOptions::default(), monitor_from_ms: None }
+        RunSettings {
+            rescan_every: Duration::from_secs(15 * 60),
+            preflight_every: Duration::from_secs(3 * 60),
+            stream: RunOptions::default(),
+            monitor_from_ms: None,
+        }
     }
 }
 
@@ -215,10 +223,23 @@ pub async fn start(
     // Monitoring starts with the last known scope, then the fresh scan replaces it.
     context.set_scope(store.scope(&record.id)?);
     let mode = ScopeMode::from_parts(&record.scope_mode, &record.scope_entries);
-    rescan(&context, &mode).await?;
-    store.set_status(&record.id, "monitoring", None, "connector")?;
-
     let pubsub = Arc::new(PubSub::new(&app.pubsub, api)?);
+    // A failing first scan does not stop monitoring with the last known scope; the
+    // health check reports the cause until it is fixed.
+    let scan_problem = match rescan(&context, &mode).await {
+        Ok(_) => None,
+        Err(e) => Some(match e.downcast_ref::<salesforce::Error>() {
+            Some(api_error) => health::from_api_error(api_error),
+            None => health::Problem {
+                severity: health::Severity::Error,
+                source: health::Source::Network,
+                message: format!("{e:#}"),
+            },
+        }),
+    };
+    let mut problems = health::preflight(&context.api, &pubsub).await;
+    problems.extend(scan_problem);
+    report(&context, &problems)?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
     for topic in [LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC] {
@@ -227,10 +248,26 @@ pub async fn start(
         tasks.push(tokio::spawn(async move {
             let mut sink = TopicSink { context: context.clone() };
             if let Err(e) = pubsub::run(&pubsub, topic, &mut sink, &options, shutdown).await {
+                // Only the store failing ends a subscriber.
                 tracing::error!(connection = %context.connection_id, topic, "subscriber stopped: {e}");
-                let status = if matches!(e, pubsub::RunError::Deauthorized(_)) { "deauthorized" } else { "error" };
-                let detail = json!({ "kind": status, "source": "token", "message": e.to_string() });
-                let _ = context.store.set_status(&context.connection_id, status, Some(&detail), "connector");
+            }
+        }));
+    }
+    {
+        let (context, pubsub, mut shutdown) = (context.clone(), pubsub.clone(), shutdown.clone());
+        let every = settings.preflight_every;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => return,
+                }
+                let mut problems = health::preflight(&context.api, &pubsub).await;
+                let streams = context.health.read().unwrap_or_else(|e| e.into_inner()).clone();
+                problems.extend(health::from_streams(streams.iter()));
+                if let Err(e) = report(&context, &problems) {
+                    tracing::error!(connection = %context.connection_id, "cannot record the connection's health: {e}");
+                }
             }
         }));
     }
@@ -249,6 +286,34 @@ pub async fn start(
         }));
     }
     Ok(RunningConnection { context, stop, tasks })
+}
+
+/// Records the status the problems mean, when it changed (status history: when, what,
+/// who), with the problems and since when.
+fn report(context: &ConnectionContext, problems: &[health::Problem]) -> anyhow::Result<()> {
+    let record = context.store.connection(&context.connection_id)?;
+    if matches!(record.status.as_str(), "paused" | "deauthorized") {
+        return Ok(());
+    }
+    let status = health::status_for(problems);
+    let previous: Vec<health::Problem> = record
+        .status_detail
+        .as_ref()
+        .and_then(|d| d.get("problems"))
+        .and_then(|p| serde_json::from_value(p.clone()).ok())
+        .unwrap_or_default();
+    if record.status == status && previous == problems {
+        return Ok(());
+    }
+    let since = if record.status == status {
+        record.status_detail.as_ref().and_then(|d| d.get("since")).and_then(Value::as_i64)
+    } else {
+        None
+    };
+    let detail =
+        json!({ "problems": problems, "since": since.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()) });
+    context.store.set_status(&context.connection_id, status, Some(&detail), "health check")?;
+    Ok(())
 }
 
 /// Scans the org for monitored users and makes the result current.

@@ -94,7 +94,7 @@ impl Scenario {
     }
 
     pub async fn run(&self, record: &ConnectionRecord) -> tripline::connector::RunningConnection {
-        let mut settings = RunSettings::default();
+        let mut settings = RunSettings { preflight_every: Duration::from_millis(200), ..RunSettings::default() };
         settings.stream.min_backoff = Duration::from_millis(20);
         settings.stream.max_backoff = Duration::from_millis(300);
         let running =
@@ -136,6 +136,26 @@ impl Scenario {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         panic!("timed out waiting for {what}: {:#?}", self.events());
+    }
+
+    /// Waits until the connection's status and problem sources are as given.
+    pub async fn wait_status(&self, connection: &str, status: &str, sources: &[&str]) -> ConnectionRecord {
+        for _ in 0..300 {
+            let record = self.store.connection(connection).expect("connection");
+            let found: Vec<String> = record
+                .status_detail
+                .as_ref()
+                .and_then(|d| d["problems"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p["source"].as_str().map(str::to_owned))
+                .collect();
+            if record.status == status && sources.iter().all(|s| found.iter().any(|f| f == s)) {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{connection} never reached {status} {sources:?}: {:#?}", self.store.connection(connection).ok());
     }
 
     pub fn filter_user(user_id: &str) -> Filter {

@@ -1,0 +1,80 @@
+//! Faults injected in the org turn the connection to Error with the right source and
+//! an actionable message; fixing the cause brings it back to Monitoring by itself.
+
+mod common;
+
+use serde_json::json;
+use tripline::connector::scope::ScopeMode;
+
+use common::{Scenario, no_body};
+
+#[tokio::test]
+async fn faults_are_named_and_clear_by_themselves() {
+    let s = Scenario::new(40).await;
+    let record = s.connect("Health", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    s.wait_status(&record.id, "monitoring", &[]).await;
+    let service = s.org.sim.org().service_user.to_string();
+
+    // Event Manager: streaming off is an error naming the event; storing off a warning.
+    s.control("/event-settings", json!({"event": "LogoutEventStream", "streaming": false})).await;
+    let r = s.wait_status(&record.id, "error", &["event-manager"]).await;
+    assert!(r.status_detail.expect("detail").to_string().contains("LogoutEventStream"));
+    s.control("/event-settings", json!({"event": "LogoutEventStream", "streaming": true})).await;
+    s.wait_status(&record.id, "monitoring", &[]).await;
+    s.control("/event-settings", json!({"event": "ReportEvent", "storing": false})).await;
+    let r = s.wait_status(&record.id, "monitoring", &["event-manager"]).await;
+    assert!(r.status_detail.expect("detail").to_string().contains("warning"));
+    s.control("/event-settings", json!({"event": "ReportEvent", "storing": true})).await;
+
+    // Licence.
+    s.control("/licence", json!({"enabled": false})).await;
+    s.wait_status(&record.id, "error", &["licence"]).await;
+    s.control("/licence", json!({"enabled": true})).await;
+    s.wait_status(&record.id, "monitoring", &[]).await;
+
+    // The service account frozen: its token stops working.
+    s.control(&format!("/users/{service}/state"), json!({"frozen": true})).await;
+    let r = s.wait_status(&record.id, "error", &["token"]).await;
+    assert!(r.status_detail.expect("detail").to_string().contains("frozen"));
+    s.control(&format!("/users/{service}/state"), json!({"frozen": false})).await;
+    s.wait_status(&record.id, "monitoring", &[]).await;
+
+    // A permission taken from the service account's profile.
+    let sets: serde_json::Value = s
+        .http
+        .get(format!("{}/control/v1/permission-sets", s.org.base_url()))
+        .send()
+        .await
+        .expect("sets")
+        .json()
+        .await
+        .expect("json");
+    let profile_set = sets
+        .as_array()
+        .expect("sets")
+        .iter()
+        .find(|p| p["Label"] == "Tripline Monitoring")
+        .and_then(|p| p["Id"].as_str())
+        .expect("the service account's profile")
+        .to_owned();
+    s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": false})).await;
+    s.wait_status(&record.id, "error", &["permissions"]).await;
+    s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": true})).await;
+    s.wait_status(&record.id, "monitoring", &[]).await;
+
+    // The daily API limit.
+    s.control("/api-limit", json!({"remaining": 0})).await;
+    s.wait_status(&record.id, "error", &["api-limits"]).await;
+    s.control("/api-limit", json!({"remaining": 100000})).await;
+    s.wait_status(&record.id, "monitoring", &[]).await;
+
+    // Revoked tokens: a person must authorize again; the error stays.
+    s.control("/tokens/revoke", no_body()).await;
+    s.wait_status(&record.id, "error", &["token"]).await;
+
+    let history = s.store.status_history(&record.id).expect("history");
+    assert!(history.len() >= 12, "every change recorded: {}", history.len());
+    assert!(history.iter().all(|h| !h.actor.is_empty()));
+    running.stop().await;
+}
