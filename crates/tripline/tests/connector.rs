@@ -127,3 +127,21 @@ async fn scope_by_users_and_groups() {
     assert!(scope.iter().all(|u| !finance_members.contains(&u.user_id.as_str())), "finance is not under All Sales");
     context.stop().await;
 }
+
+#[tokio::test]
+async fn tokens_are_encrypted_at_rest() {
+    let s = Scenario::new(20).await;
+    let record = s.connect("Secrets", ScopeMode::All).await;
+    let stored = s.store.connection(&record.id).expect("stored");
+    assert_eq!(stored.refresh_token, record.refresh_token, "decrypted on read");
+    let mut bytes = Vec::new();
+    for name in ["tripline.db", "tripline.db-wal"] {
+        if let Ok(b) = std::fs::read(s.dir.path().join(name)) {
+            bytes.extend(b);
+        }
+    }
+    assert!(!bytes.is_empty());
+    let needle = record.refresh_token.as_bytes();
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the refresh token is not on disk in clear");
+    assert!(s.dir.path().join("tripline.key").exists());
+}

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sq
 
 pub struct SqliteStore {
     db: Mutex<Connection>,
+    secrets: super::secrets::SecretBox,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -65,11 +66,21 @@ impl SqliteStore {
         // Checkpoint inline every 10,000 pages (40 MB): a background checkpointer never
         // caught up with catch-up ingest and let the WAL grow past 2.7 GB (measured).
         db.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-        Ok(SqliteStore { db: Mutex::new(db) })
+        let secrets = super::secrets::SecretBox::load(&path.with_extension("key"))?;
+        Ok(SqliteStore { db: Mutex::new(db), secrets })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SqliteStore {
+    /// Decrypts a stored connection's tokens.
+    fn unseal(&self, mut record: ConnectionRecord) -> Result<ConnectionRecord> {
+        record.refresh_token = self.secrets.open(&record.refresh_token)?;
+        record.access_token = self.secrets.open(&record.access_token)?;
+        Ok(record)
     }
 }
 
@@ -257,8 +268,8 @@ impl Store for SqliteStore {
                 c.scope_mode,
                 serde_json::to_string(&c.scope_entries)?,
                 serde_json::to_string(&c.corporate_cidrs)?,
-                c.refresh_token,
-                c.access_token,
+                self.secrets.seal(&c.refresh_token)?,
+                self.secrets.seal(&c.access_token)?,
                 c.service_user_id,
                 c.status,
                 c.status_detail.as_ref().map(Value::to_string),
@@ -272,18 +283,25 @@ impl Store for SqliteStore {
         let db = self.db();
         let mut stmt = db.prepare(&format!("SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY created_at"))?;
         let rows = stmt.query_map([], connection_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        rows.into_iter().map(|r| self.unseal(r)).collect()
     }
 
     fn connection(&self, id: &str) -> Result<ConnectionRecord> {
         let db = self.db();
-        db.query_row(&format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = ?1"), [id], connection_from_row)
+        let record = db
+            .query_row(
+                &format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = ?1"),
+                [id],
+                connection_from_row,
+            )
             .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("connection {id}")))
+            .ok_or_else(|| StoreError::NotFound(format!("connection {id}")))?;
+        self.unseal(record)
     }
 
     fn set_access_token(&self, id: &str, access_token: &str) -> Result<()> {
-        self.db().execute("UPDATE connections SET access_token = ?2 WHERE id = ?1", params![id, access_token])?;
+        let sealed = self.secrets.seal(access_token)?;
+        self.db().execute("UPDATE connections SET access_token = ?2 WHERE id = ?1", params![id, sealed])?;
         Ok(())
     }
 

@@ -1,0 +1,111 @@
+//! Tokens are encrypted at rest (ChaCha20-Poly1305) with a key kept apart from the
+//! database: `TRIPLINE_SECRET_KEY` (32 bytes, base64), or a key file beside the
+//! database created on first use, readable by its owner only.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+
+use super::{Result, StoreError};
+
+const PREFIX: &str = "v1:";
+
+pub struct SecretBox {
+    cipher: ChaCha20Poly1305,
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    Ok(bytes)
+}
+
+impl SecretBox {
+    pub fn from_key(key: &[u8]) -> Result<SecretBox> {
+        if key.len() != 32 {
+            return Err(StoreError::Database(format!("the secret key must be 32 bytes, not {}", key.len())));
+        }
+        Ok(SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(key)) })
+    }
+
+    /// The key from `TRIPLINE_SECRET_KEY`, else from (or newly into) `key_file`.
+    pub fn load(key_file: &Path) -> Result<SecretBox> {
+        let decode = |text: &str, from: &str| {
+            STANDARD.decode(text.trim()).map_err(|_| StoreError::Database(format!("{from} is not base64")))
+        };
+        if let Ok(text) = std::env::var("TRIPLINE_SECRET_KEY") {
+            return SecretBox::from_key(&decode(&text, "TRIPLINE_SECRET_KEY")?);
+        }
+        let io = |e: std::io::Error| StoreError::Database(format!("secret key file {}: {e}", key_file.display()));
+        if key_file.exists() {
+            let text = std::fs::read_to_string(key_file).map_err(io)?;
+            return SecretBox::from_key(&decode(&text, &key_file.display().to_string())?);
+        }
+        let key: [u8; 32] = random()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(key_file).map_err(io)?;
+        std::io::Write::write_all(&mut file, STANDARD.encode(key).as_bytes()).map_err(io)?;
+        SecretBox::from_key(&key)
+    }
+
+    pub fn seal(&self, plain: &str) -> Result<String> {
+        let nonce: [u8; 12] = random()?;
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
+            .map_err(|_| StoreError::Database("encryption failed".into()))?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend(sealed);
+        Ok(format!("{PREFIX}{}", STANDARD.encode(bytes)))
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<String> {
+        let wrong =
+            || StoreError::Database("a stored token does not decrypt: wrong TRIPLINE_SECRET_KEY or key file?".into());
+        let bytes = sealed.strip_prefix(PREFIX).and_then(|b| STANDARD.decode(b).ok()).ok_or_else(wrong)?;
+        if bytes.len() < 12 {
+            return Err(wrong());
+        }
+        let plain = self.cipher.decrypt(Nonce::from_slice(&bytes[..12]), &bytes[12..]).map_err(|_| wrong())?;
+        String::from_utf8(plain).map_err(|_| wrong())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_with_the_right_key_only() {
+        let a = SecretBox::from_key(&[1u8; 32]).expect("key");
+        let b = SecretBox::from_key(&[2u8; 32]).expect("key");
+        let sealed = a.seal("5Aep861secret").expect("seal");
+        assert!(!sealed.contains("5Aep861"));
+        assert_ne!(a.seal("5Aep861secret").expect("seal"), sealed, "fresh nonce each time");
+        assert_eq!(a.open(&sealed).expect("open"), "5Aep861secret");
+        assert!(b.open(&sealed).is_err());
+        assert!(a.open("plain").is_err());
+        assert!(SecretBox::from_key(&[0u8; 16]).is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_once_and_private() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.key");
+        let first = SecretBox::load(&path).expect("created");
+        let sealed = first.seal("x").expect("seal");
+        let again = SecretBox::load(&path).expect("read");
+        assert_eq!(again.open(&sealed).expect("open"), "x");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        }
+    }
+}
