@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let new = NewConnection {
         display_name: "bench".into(),
         scope: ScopeMode::All,
+        scope_lines: None,
         corporate_cidrs: vec!["10.20.0.0/16".into()],
     };
     let record = tripline::connector::finish_authorization(

@@ -406,6 +406,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let new = tripline::connector::NewConnection {
         display_name: "Salesforce (demo)".into(),
         scope: tripline::connector::scope::ScopeMode::All,
+        scope_lines: None,
         corporate_cidrs: sfsim::activity::CORPORATE_CIDRS.iter().map(|c| (*c).to_owned()).collect(),
     };
     let record = tripline::connector::finish_authorization(&*store, &app, &login, &new, &start, state, code).await?;

@@ -92,9 +92,11 @@ async fn scope_by_users_and_groups() {
     let exporters = s.exporters().await;
     let chosen = &exporters[0];
     let other = &exporters[1];
+    // A listed user without Export Reports is not monitored.
+    let outsider = s.users().await.into_iter().find(|u| u["can_export_reports"] == false).expect("outsider");
     let by_email = ScopeMode::Users(vec![
         chosen["email"].as_str().expect("email").to_uppercase(),
-        "nobody@nowhere.example".into(),
+        outsider["username"].as_str().expect("username").to_owned(),
     ]);
     let record = s.connect("Chosen users", by_email).await;
     let running = s.run(&record).await;
@@ -144,4 +146,26 @@ async fn tokens_are_encrypted_at_rest() {
     let needle = record.refresh_token.as_bytes();
     assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the refresh token is not on disk in clear");
     assert!(s.dir.path().join("tripline.key").exists());
+}
+
+#[tokio::test]
+async fn unknown_scope_entries_are_refused_by_line_and_nothing_is_saved() {
+    use tripline::connector::NewConnection;
+    use tripline::connector::scope_csv::{CsvKind, ScopeCsv};
+
+    let s = Scenario::new(30).await;
+    let exporter = s.exporters().await[0]["username"].as_str().expect("username").to_owned();
+    let file = format!("username\n{exporter}\nghost@nowhere.example\n");
+    let csv = ScopeCsv::parse(file.as_bytes(), CsvKind::Users).expect("well formed");
+    let error = s.try_connect(&NewConnection::from_csv("Ghosts", &csv, vec![])).await.expect_err("unknown user");
+    assert!(error.to_string().contains("line 3"), "{error}");
+    assert!(s.store.connections().expect("list").is_empty(), "nothing saved");
+
+    let groups = ScopeCsv::parse(b"Group Name\nAll Sales\nNo Such Group\n", CsvKind::Groups).expect("well formed");
+    let error = s.try_connect(&NewConnection::from_csv("Groups", &groups, vec![])).await.expect_err("unknown group");
+    assert!(error.to_string().contains("line 3") && error.to_string().contains("No Such Group"), "{error}");
+
+    let good = ScopeCsv::parse(format!("{exporter}\n").as_bytes(), CsvKind::Users).expect("well formed");
+    let record = s.try_connect(&NewConnection::from_csv("Good", &good, vec![])).await.expect("saved");
+    assert_eq!(record.scope_entries, vec![exporter]);
 }

@@ -4,6 +4,7 @@
 pub mod health;
 pub mod ingest;
 pub mod scope;
+pub mod scope_csv;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -45,7 +46,26 @@ impl SalesforceApp {
 pub struct NewConnection {
     pub display_name: String,
     pub scope: ScopeMode,
+    /// The CSV line of each scope entry, for error messages (default: 1, 2, ...).
+    pub scope_lines: Option<Vec<usize>>,
     pub corporate_cidrs: Vec<String>,
+}
+
+impl NewConnection {
+    /// A connection scoped by an uploaded CSV file.
+    pub fn from_csv(display_name: &str, csv: &scope_csv::ScopeCsv, corporate_cidrs: Vec<String>) -> NewConnection {
+        let values = csv.values();
+        let scope = match csv.kind {
+            scope_csv::CsvKind::Users => ScopeMode::Users(values),
+            scope_csv::CsvKind::Groups => ScopeMode::Groups(values),
+        };
+        NewConnection {
+            display_name: display_name.into(),
+            scope,
+            scope_lines: Some(csv.entries.iter().map(|(l, _)| *l).collect()),
+            corporate_cidrs,
+        }
+    }
 }
 
 /// Stores a connection authorized by `tokens` (from the web server flow).
@@ -98,6 +118,25 @@ pub async fn finish_authorization(
 ) -> anyhow::Result<ConnectionRecord> {
     let oauth = app.oauth(login.clone(), reqwest::Client::new());
     let tokens = oauth.finish(start, state, code).await?;
+    // A scope naming users or groups the org does not have is refused, by line, and
+    // nothing is kept (the new token is revoked).
+    let api = SalesforceApi::new(oauth.clone(), &tokens, app.allowed_origins.clone(), reqwest::Client::new())?;
+    let unknown = scope::unknown_entries(&api, &new.scope).await?;
+    if !unknown.is_empty() {
+        let _ = oauth.revoke(api.refresh_token()).await;
+        let entries = match &new.scope {
+            ScopeMode::Users(e) | ScopeMode::Groups(e) => e.clone(),
+            ScopeMode::All => Vec::new(),
+        };
+        let kind = if matches!(new.scope, ScopeMode::Users(_)) {
+            scope_csv::CsvKind::Users
+        } else {
+            scope_csv::CsvKind::Groups
+        };
+        let lines = new.scope_lines.clone().unwrap_or_else(|| (1..=entries.len()).collect());
+        let csv = scope_csv::ScopeCsv { kind, entries: lines.into_iter().zip(entries).collect() };
+        csv.reject_unknown(&unknown)?;
+    }
     save_authorized(store, app, login, new, &tokens)
 }
 

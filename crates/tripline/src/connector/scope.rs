@@ -173,3 +173,27 @@ pub async fn lookup_user(api: &SalesforceApi, user_id: &str) -> Result<Option<Us
         })
     }))
 }
+
+/// Entries of a Users or Groups scope that name nobody in the org (whatever their
+/// permissions): these are refused at authorization.
+pub async fn unknown_entries(api: &SalesforceApi, mode: &ScopeMode) -> Result<Vec<String>, salesforce::Error> {
+    match mode {
+        ScopeMode::All => Ok(Vec::new()),
+        ScopeMode::Groups(entries) => Ok(resolve_groups(api, entries).await?.1),
+        ScopeMode::Users(entries) => {
+            let mut known: HashSet<String> = HashSet::new();
+            for chunk in entries.chunks(100) {
+                let list = chunk.iter().map(|e| quote(e.trim())).collect::<Vec<_>>().join(", ");
+                let soql = format!("SELECT Username, Email FROM User WHERE Username IN ({list}) OR Email IN ({list})");
+                for r in api.query(&soql).await? {
+                    for field in ["Username", "Email"] {
+                        if let Some(v) = text(&r, field) {
+                            known.insert(v.to_lowercase());
+                        }
+                    }
+                }
+            }
+            Ok(entries.iter().filter(|e| !known.contains(&e.trim().to_lowercase())).cloned().collect())
+        }
+    }
+}

@@ -63,6 +63,16 @@ impl Scenario {
 
     /// The service account authorizes a connection through sfsim's sign-in pages.
     pub async fn connect(&self, name: &str, scope: ScopeMode) -> ConnectionRecord {
+        let new = NewConnection {
+            display_name: name.into(),
+            scope,
+            scope_lines: None,
+            corporate_cidrs: vec!["10.20.0.0/16".into(), "198.51.100.0/24".into()],
+        };
+        self.try_connect(&new).await.expect("authorized")
+    }
+
+    pub async fn try_connect(&self, new: &NewConnection) -> anyhow::Result<ConnectionRecord> {
         let login = LoginHost::parse(self.org.base_url(), &self.app.allowed_origins).expect("login host");
         let oauth = self.app.oauth(login.clone(), self.http.clone());
         let start = oauth.start(MONITORING_SCOPE);
@@ -75,22 +85,16 @@ impl Scenario {
         let params: Vec<(String, String)> =
             url::Url::parse(&back).expect("url").query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).expect(k);
-        let new = NewConnection {
-            display_name: name.into(),
-            scope,
-            corporate_cidrs: vec!["10.20.0.0/16".into(), "198.51.100.0/24".into()],
-        };
         tripline::connector::finish_authorization(
             &*self.store,
             &self.app,
             &login,
-            &new,
+            new,
             &start,
             &get("state"),
             &get("code"),
         )
         .await
-        .expect("authorized")
     }
 
     pub async fn run(&self, record: &ConnectionRecord) -> tripline::connector::RunningConnection {

@@ -1,0 +1,169 @@
+//! The scope CSV an admin uploads (step 2): usernames or emails, or public groups by
+//! name, developer name or id. UTF-8 with or without a BOM, header optional, blank
+//! lines and duplicates tolerated; anything wrong is reported with its line number and
+//! nothing is saved.
+
+use std::collections::HashSet;
+
+/// Largest file accepted.
+pub const MAX_BYTES: usize = 1024 * 1024;
+/// Most entries accepted.
+pub const MAX_ENTRIES: usize = 50_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvKind {
+    Users,
+    Groups,
+}
+
+/// The entries of a valid file, each with its line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeCsv {
+    pub kind: CsvKind,
+    pub entries: Vec<(usize, String)>,
+}
+
+/// Everything wrong with a file, by line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the CSV file was not accepted: {}", .problems.iter().map(|(l, m)| if *l == 0 { m.clone() } else { format!("line {l}: {m}") }).collect::<Vec<_>>().join("; "))]
+pub struct CsvError {
+    /// (line number, 0 for the whole file; message)
+    pub problems: Vec<(usize, String)>,
+}
+
+fn whole(message: impl Into<String>) -> CsvError {
+    CsvError { problems: vec![(0, message.into())] }
+}
+
+/// The first field of a CSV line (quotes and doubled quotes understood).
+fn first_field(line: &str) -> Result<String, String> {
+    let line = line.trim();
+    if let Some(rest) = line.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    out.push('"');
+                }
+                '"' => return Ok(out),
+                c => out.push(c),
+            }
+        }
+        return Err("a quoted field is not closed".into());
+    }
+    Ok(line.split(',').next().unwrap_or_default().trim().to_owned())
+}
+
+const HEADERS: [&str; 9] =
+    ["username", "user", "email", "user name", "name", "group", "group name", "developername", "id"];
+
+impl ScopeCsv {
+    pub fn parse(bytes: &[u8], kind: CsvKind) -> Result<ScopeCsv, CsvError> {
+        if bytes.len() > MAX_BYTES {
+            return Err(whole(format!("the file is {} bytes; at most {MAX_BYTES} are accepted", bytes.len())));
+        }
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+                return Err(CsvError { problems: vec![(line, "not UTF-8 text: save the file as UTF-8 CSV".into())] });
+            }
+        };
+        let mut problems = Vec::new();
+        let mut entries = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let field = match first_field(raw) {
+                Ok(f) => f,
+                Err(m) => {
+                    problems.push((line, m));
+                    continue;
+                }
+            };
+            if field.is_empty() {
+                continue;
+            }
+            if entries.is_empty() && problems.is_empty() && HEADERS.contains(&field.to_lowercase().as_str()) {
+                continue; // a header
+            }
+            if field.chars().any(char::is_control) {
+                problems.push((line, "control characters are not allowed".into()));
+                continue;
+            }
+            if field.chars().count() > 255 {
+                problems.push((line, "longer than 255 characters".into()));
+                continue;
+            }
+            if kind == CsvKind::Users && (!field.contains('@') || field.contains(char::is_whitespace)) {
+                problems.push((line, format!("{field:?} is not a Salesforce username or email")));
+                continue;
+            }
+            if seen.insert(field.to_lowercase()) {
+                entries.push((line, field));
+            }
+        }
+        if entries.len() > MAX_ENTRIES {
+            problems.push((0, format!("{} entries; at most {MAX_ENTRIES} are accepted", entries.len())));
+        }
+        if !problems.is_empty() {
+            return Err(CsvError { problems });
+        }
+        if entries.is_empty() {
+            return Err(whole("the file names no users or groups"));
+        }
+        Ok(ScopeCsv { kind, entries })
+    }
+
+    pub fn values(&self) -> Vec<String> {
+        self.entries.iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// An error naming the lines of `unknown` entries (none: Ok).
+    pub fn reject_unknown(&self, unknown: &[String]) -> Result<(), CsvError> {
+        let problems: Vec<(usize, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| unknown.iter().any(|u| u.eq_ignore_ascii_case(e)))
+            .map(|(l, e)| {
+                let what = if self.kind == CsvKind::Users { "user" } else { "public group" };
+                (*l, format!("no {what} {e:?} in this Salesforce org"))
+            })
+            .collect();
+        if problems.is_empty() { Ok(()) } else { Err(CsvError { problems }) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_usual_shapes() {
+        let csv = ScopeCsv::parse(
+            b"\xEF\xBB\xBFUsername\r\nana@x.example\r\n\r\nANA@x.example\n\"bo@x.example\",extra\n",
+            CsvKind::Users,
+        )
+        .expect("valid");
+        assert_eq!(csv.entries, vec![(2, "ana@x.example".into()), (5, "bo@x.example".into())]);
+        let groups = ScopeCsv::parse(b"All Sales\nEMEA_Sales\n00G2A000000000AAAA\n", CsvKind::Groups).expect("valid");
+        assert_eq!(groups.values().len(), 3);
+    }
+
+    #[test]
+    fn refuses_with_line_numbers() {
+        let e = ScopeCsv::parse(b"ana@x.example\nnot a user\n\"open@x.example\n", CsvKind::Users).expect_err("bad");
+        assert_eq!(e.problems.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [2, 3]);
+        let e = ScopeCsv::parse(b"ok@x.example\n\xff\xfe\n", CsvKind::Users).expect_err("latin-1");
+        assert_eq!(e.problems[0].0, 2);
+        assert!(ScopeCsv::parse(&vec![b'a'; MAX_BYTES + 1], CsvKind::Groups).is_err());
+        assert!(ScopeCsv::parse(b"\n\n", CsvKind::Groups).is_err());
+        let csv = ScopeCsv::parse(b"a@x.example\nb@x.example\n", CsvKind::Users).expect("valid");
+        let e = csv.reject_unknown(&["B@X.example".into()]).expect_err("unknown");
+        assert_eq!(e.problems, vec![(2, "no user \"b@x.example\" in this Salesforce org".into())]);
+        assert!(e.to_string().contains("line 2"));
+    }
+}
