@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let running = tripline::connector::start(store.clone(), &record, &app, settings).await?;
     loop {
-        if store.checkpoint(&record.id, sfwire::pubsub::REPORT_TOPIC)?.as_deref() == Some(last.as_slice()) {
+        let at = store.checkpoint(&record.id, sfwire::pubsub::REPORT_TOPIC)?;
+        if at == Some(tripline::store::Checkpoint::At(last.clone())) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -169,3 +169,58 @@ async fn unknown_scope_entries_are_refused_by_line_and_nothing_is_saved() {
     let record = s.try_connect(&NewConnection::from_csv("Good", &good, vec![])).await.expect("saved");
     assert_eq!(record.scope_entries, vec![exporter]);
 }
+
+#[tokio::test]
+async fn lost_replay_ids_are_backfilled_or_reported() {
+    let s = Scenario::new(40).await;
+    let record = s.connect("Backfill", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    let user = id(&s.exporters().await[0]);
+    s.export(&user, json!({"rows": 10})).await;
+    s.wait_for("the first export", |e| e.len() == 1).await;
+    running.stop().await;
+
+    // While Tripline is down, exports happen and the stream forgets them.
+    s.export(&user, json!({"rows": 20})).await;
+    s.export(&user, json!({"rows": 30_000})).await;
+    s.control("/retention", json!({"seconds": 1})).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let running = s.run(&record).await;
+    let events = s.wait_for("recovery from ReportEvent", |e| e.len() == 3).await;
+    assert_eq!(events.iter().map(|e| (e.rows, e.chunk_count)).collect::<Vec<_>>(), [(10, 1), (20, 1), (30_000, 3)]);
+    let gaps = s.store.gaps(&record.id).expect("gaps");
+    assert!(gaps.iter().any(|g| g["topic"] == "/event/ReportEventStream" && g["recovered"] == true), "{gaps:?}");
+    running.stop().await;
+
+    // Without storing, the same loss cannot be recovered: it is recorded, not skipped.
+    s.control("/event-settings", json!({"event": "ReportEvent", "storing": false})).await;
+    s.control("/retention", json!({"seconds": 3600})).await;
+    let running = s.run(&record).await;
+    s.export(&user, json!({"rows": 40})).await;
+    s.wait_for("the fourth export", |e| e.len() == 4).await;
+    running.stop().await;
+    s.export(&user, json!({"rows": 50})).await;
+    s.export(&user, json!({"rows": 60})).await;
+    s.control("/retention", json!({"seconds": 1})).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let running = s.run(&record).await;
+    for _ in 0..100 {
+        if s.store
+            .gaps(&record.id)
+            .expect("gaps")
+            .iter()
+            .any(|g| g["recovered"] == false && g["topic"] == "/event/ReportEventStream")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gaps = s.store.gaps(&record.id).expect("gaps");
+    let lost = gaps
+        .iter()
+        .find(|g| g["recovered"] == false && g["topic"] == "/event/ReportEventStream")
+        .expect("an unrecovered gap");
+    assert!(lost["reason"].as_str().is_some_and(|r| r.contains("could not be recovered")), "{lost}");
+    assert_eq!(s.events().len(), 4);
+    running.stop().await;
+}

@@ -14,7 +14,7 @@ use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC, is_export_operatio
 use sha2::{Digest, Sha256};
 
 use crate::events::{Attribution, Cidr, RiskInputs, assess, destination, predicted_file_name};
-use crate::store::{ExportChunk, FileEventRow, LoginRecord, ReportBatch, SessionInfo, Store, UserInfo};
+use crate::store::{Checkpoint, ExportChunk, FileEventRow, LoginRecord, ReportBatch, SessionInfo, Store, UserInfo};
 
 /// What every topic's sink of one connection shares.
 pub struct ConnectionContext {
@@ -255,48 +255,77 @@ impl EventSink for TopicSink {
 
     async fn start_point(&mut self, topic: &str) -> Result<StartFrom, SinkError> {
         let ctx = &self.context;
-        Ok(match ctx.store.checkpoint(&ctx.connection_id, topic).map_err(sink_error)? {
-            Some(replay) => StartFrom::After(replay),
-            // Never LATEST: a crash before the first checkpoint would lose what was
-            // published meanwhile. Retained logins teach us sessions of people already
-            // signed in; exports from before the connection are skipped.
-            None => StartFrom::Earliest,
-        })
+        let now = chrono::Utc::now().timestamp_millis();
+        match ctx.store.checkpoint(&ctx.connection_id, topic).map_err(sink_error)? {
+            Some(Checkpoint::At(replay)) => Ok(StartFrom::After(replay)),
+            // Restarted before: the stream may no longer hold what happened since.
+            Some(Checkpoint::RestartedAt(since)) => {
+                if topic == REPORT_TOPIC {
+                    self.recover(topic, since, now, "restarted without a replay id").await?;
+                }
+                ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
+                Ok(StartFrom::Earliest)
+            }
+            // A new connection. Never LATEST: a crash before the first checkpoint would
+            // lose what was published meanwhile. Retained logins teach us sessions of
+            // people already signed in; exports from before the connection are skipped.
+            None => {
+                ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
+                Ok(StartFrom::Earliest)
+            }
+        }
     }
 
     async fn replay_lost(&mut self, topic: &str, reason: &str) -> Result<StartFrom, SinkError> {
         let ctx = &self.context;
         tracing::warn!(connection = %ctx.connection_id, topic, "replay id lost: {reason}; resubscribing from EARLIEST");
-        let from = ctx.last_observed().map_err(sink_error)?;
         let now = chrono::Utc::now().timestamp_millis();
-        ctx.store.clear_checkpoint(&ctx.connection_id, topic).map_err(sink_error)?;
+        let from = ctx.last_observed().map_err(sink_error)?.unwrap_or(ctx.monitor_from_ms);
         if topic == REPORT_TOPIC {
-            // Whatever is still retained comes back from EARLIEST (duplicates are
-            // no-ops); older exports come from the stored ReportEvent object.
-            match super::backfill_reports(ctx, from, now).await {
-                Ok(n) => {
-                    tracing::info!(connection = %ctx.connection_id, "backfilled {n} report events from ReportEvent")
-                }
-                Err(e) => {
-                    ctx.store
-                        .record_gap(
-                            &ctx.connection_id,
-                            topic,
-                            from,
-                            Some(now),
-                            &format!("{reason}; backfill failed: {e}"),
-                        )
-                        .map_err(sink_error)?;
-                }
-            }
+            self.recover(topic, from, now, reason).await?;
         } else {
-            ctx.store.record_gap(&ctx.connection_id, topic, from, Some(now), reason).map_err(sink_error)?;
+            ctx.store
+                .record_gap(&ctx.connection_id, topic, (Some(from), Some(now)), reason, false)
+                .map_err(sink_error)?;
         }
+        ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
         Ok(StartFrom::Earliest)
     }
 
     fn health(&mut self, topic: &str, health: StreamHealth) {
         self.context.health.write().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned(), health);
+    }
+}
+
+impl TopicSink {
+    /// Re-reads exports of [from, to] from the stored ReportEvent object (what is still
+    /// retained also comes back from EARLIEST; duplicates are no-ops). A window that
+    /// cannot be read is recorded as a gap, never skipped silently.
+    async fn recover(&self, topic: &str, from: i64, to: i64, reason: &str) -> Result<(), SinkError> {
+        let ctx = &self.context;
+        // The stored object only holds what Event Manager stores: with storing off, a
+        // query succeeds and returns nothing, which must not pass for a recovery.
+        let storing = match ctx.api.realtime_event_settings().await {
+            Ok(settings) => settings.iter().any(|e| e.entity_name == "ReportEvent" && e.enabled),
+            Err(_) => true, // unknown: try, and let the query's own error speak
+        };
+        if !storing {
+            let why = format!(
+                "{reason}; exports in this window could not be recovered: storing of Report Event is off in Event Manager"
+            );
+            ctx.store.record_gap(&ctx.connection_id, topic, (Some(from), Some(to)), &why, false).map_err(sink_error)?;
+            return Ok(());
+        }
+        match super::backfill_reports(ctx, Some(from), to).await {
+            Ok(n) => tracing::info!(connection = %ctx.connection_id, "re-read {n} report events from ReportEvent"),
+            Err(e) => {
+                let why = format!("{reason}; exports in this window could not be recovered from ReportEvent: {e:#}");
+                ctx.store
+                    .record_gap(&ctx.connection_id, topic, (Some(from), Some(to)), &why, false)
+                    .map_err(sink_error)?;
+            }
+        }
+        Ok(())
     }
 }
 

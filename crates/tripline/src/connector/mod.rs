@@ -186,14 +186,14 @@ pub async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_
         .collect();
     let n = events.len();
     let batch = ctx.report_batch(events).await.map_err(|e| anyhow::anyhow!(e.0))?;
-    ctx.store.apply_reports(&ctx.connection_id, REPORT_TOPIC, &batch, None)?;
-    ctx.store.record_gap(
-        &ctx.connection_id,
-        REPORT_TOPIC,
-        Some(from),
-        Some(to_ms),
-        "replay id lost; recovered from ReportEvent",
-    )?;
+    let outcome = ctx.store.apply_reports(&ctx.connection_id, REPORT_TOPIC, &batch, None)?;
+    if outcome.new_file_events + outcome.merged_chunks > 0 {
+        let reason = format!(
+            "the event stream no longer held {} export event(s); they were recovered from ReportEvent",
+            outcome.new_file_events + outcome.merged_chunks
+        );
+        ctx.store.record_gap(&ctx.connection_id, REPORT_TOPIC, (Some(from), Some(to_ms)), &reason, true)?;
+    }
     Ok(n)
 }
 

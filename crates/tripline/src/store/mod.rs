@@ -25,6 +25,16 @@ pub enum StoreError {
     NotFound(String),
 }
 
+/// Where a topic's stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// After this replay id.
+    At(Vec<u8>),
+    /// Restarted from EARLIEST at this time, before any replay id was stored: what
+    /// the stream no longer retains since then must come from the stored object.
+    RestartedAt(i64),
+}
+
 /// A data connection as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionRecord {
@@ -167,9 +177,10 @@ pub trait Store: Send + Sync {
     fn set_status(&self, id: &str, status: &str, detail: Option<&Value>, actor: &str) -> Result<()>;
     fn status_history(&self, id: &str) -> Result<Vec<StatusChange>>;
 
-    fn checkpoint(&self, connection: &str, topic: &str) -> Result<Option<Vec<u8>>>;
-    /// Forgets a topic's checkpoint (after the replay id was lost).
-    fn clear_checkpoint(&self, connection: &str, topic: &str) -> Result<()>;
+    fn checkpoint(&self, connection: &str, topic: &str) -> Result<Option<Checkpoint>>;
+    /// Records that the topic restarts from EARLIEST with no replay id yet (a new
+    /// connection, or after the replay id was lost), as of `since_ms`.
+    fn mark_restart(&self, connection: &str, topic: &str, since_ms: i64) -> Result<()>;
     /// Applies login or logout events and moves the checkpoint, in one transaction.
     fn apply_logins(&self, connection: &str, topic: &str, records: &[LoginRecord], checkpoint: &[u8]) -> Result<usize>;
     /// Applies report events and moves the checkpoint (if given: a backfill has
@@ -189,13 +200,14 @@ pub trait Store: Send + Sync {
     fn replace_scope(&self, connection: &str, users: &[UserInfo]) -> Result<()>;
     fn scope(&self, connection: &str) -> Result<Vec<UserInfo>>;
     fn counter(&self, connection: &str, name: &str) -> Result<i64>;
+    /// Records a window the stream lost; `recovered` when the stored object filled it.
     fn record_gap(
         &self,
         connection: &str,
         topic: &str,
-        from_ms: Option<i64>,
-        to_ms: Option<i64>,
+        window: (Option<i64>, Option<i64>),
         reason: &str,
+        recovered: bool,
     ) -> Result<()>;
     fn gaps(&self, connection: &str) -> Result<Vec<Value>>;
 

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::Value;
 
 use super::{
-    ConnectionRecord, FileEventRow, LoginRecord, ReportBatch, ReportOutcome, Result, SessionInfo, StatusChange, Store,
-    StoreError, UserInfo,
+    Checkpoint, ConnectionRecord, FileEventRow, LoginRecord, ReportBatch, ReportOutcome, Result, SessionInfo,
+    StatusChange, Store, StoreError, UserInfo,
 };
 use crate::search::{Field, Filter, Op, SearchPage, SearchQuery, like_pattern};
 
@@ -342,20 +342,24 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn checkpoint(&self, connection: &str, topic: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
+    fn checkpoint(&self, connection: &str, topic: &str) -> Result<Option<Checkpoint>> {
+        let row: Option<(Vec<u8>, i64)> = self
             .db()
             .query_row(
-                "SELECT replay_id FROM checkpoints WHERE connection_id = ?1 AND topic = ?2",
+                "SELECT replay_id, updated_at FROM checkpoints WHERE connection_id = ?1 AND topic = ?2",
                 params![connection, topic],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?)
+            .optional()?;
+        Ok(row.map(|(replay, at)| if replay.is_empty() { Checkpoint::RestartedAt(at) } else { Checkpoint::At(replay) }))
     }
 
-    fn clear_checkpoint(&self, connection: &str, topic: &str) -> Result<()> {
-        self.db()
-            .execute("DELETE FROM checkpoints WHERE connection_id = ?1 AND topic = ?2", params![connection, topic])?;
+    fn mark_restart(&self, connection: &str, topic: &str, since_ms: i64) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO checkpoints (connection_id, topic, replay_id, updated_at) VALUES (?1, ?2, x'', ?3)
+             ON CONFLICT (connection_id, topic) DO UPDATE SET replay_id = x'', updated_at = excluded.updated_at",
+            params![connection, topic, since_ms],
+        )?;
         Ok(())
     }
 
@@ -599,13 +603,13 @@ impl Store for SqliteStore {
         &self,
         connection: &str,
         topic: &str,
-        from_ms: Option<i64>,
-        to_ms: Option<i64>,
+        window: (Option<i64>, Option<i64>),
         reason: &str,
+        recovered: bool,
     ) -> Result<()> {
         self.db().execute(
-            "INSERT INTO gaps (connection_id, topic, detected_at, from_ms, to_ms, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![connection, topic, now_ms(), from_ms, to_ms, reason],
+            "INSERT INTO gaps (connection_id, topic, detected_at, from_ms, to_ms, reason, recovered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![connection, topic, now_ms(), window.0, window.1, reason, recovered],
         )?;
         Ok(())
     }
