@@ -149,11 +149,19 @@ CREATE TABLE file_events (
     raw                TEXT NOT NULL      -- JSON array of the Salesforce events
 );
 CREATE INDEX file_events_time ON file_events (observed_at);
-CREATE INDEX file_events_user_time ON file_events (username, observed_at);
+CREATE INDEX file_events_user_time ON file_events (user_id, observed_at);
 
 -- Named positions for incremental pulls (`tripline search --checkpoint NAME`).
 CREATE TABLE search_checkpoints (
     name     TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL
 );
-CREATE INDEX file_events_user_id ON file_events (connection_id, user_id);
+
+-- Everyone who has exported, by id: searches by username, email or name resolve to
+-- user ids here (a small table) and then use the (user_id, observed_at) index.
+CREATE TABLE known_users (
+    user_id  TEXT PRIMARY KEY,
+    username TEXT COLLATE NOCASE,
+    email    TEXT COLLATE NOCASE,
+    name     TEXT COLLATE NOCASE
+);

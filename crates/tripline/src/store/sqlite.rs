@@ -203,44 +203,59 @@ fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
         Filter::Any(list) => {
             format!("({})", list.iter().map(|f| filter_sql(f, now, params)).collect::<Vec<_>>().join(" OR "))
         }
-        Filter::Term { field, op } => {
-            let column = field.column();
-            let mut value = |v: &str| {
-                params.push(if field.is_numeric() {
-                    v.parse::<f64>().map_or(Sql::Text(v.to_owned()), Sql::Real)
-                } else {
-                    Sql::Text(v.to_owned())
-                });
-                format!("?{}", params.len())
+        Filter::Term { field: field @ (Field::Username | Field::Email | Field::UserName), op }
+            if !matches!(op, Op::Exists(_)) =>
+        {
+            // People are found by id: names resolve through the small known_users table,
+            // then the (user_id, observed_at) index does the rest.
+            let column = if *field == Field::UserName { "name" } else { field.column() };
+            let (negate, positive) = match op {
+                Op::IsNot(v) => ("NOT ", Op::Is(v.clone())),
+                other => ("", other.clone()),
             };
-            // Text comparisons ignore case, as analysts expect of usernames and names.
-            let collate = if field.is_numeric() { "" } else { " COLLATE NOCASE" };
-            match op {
-                Op::Is(v) => format!("{column} = {}{collate}", value(v)),
-                Op::IsNot(v) => format!("({column} IS NULL OR {column} != {}{collate})", value(v)),
-                Op::AnyOf(vs) => {
-                    let list: Vec<String> = vs.iter().map(|v| value(v)).collect();
-                    format!("{column}{collate} IN ({})", list.join(", "))
-                }
-                Op::Exists(true) => format!("({column} IS NOT NULL AND {column} != '')"),
-                Op::Exists(false) => format!("({column} IS NULL OR {column} = '')"),
-                Op::Greater(n) => {
-                    params.push(Sql::Real(*n));
-                    format!("{column} > ?{}", params.len())
-                }
-                Op::Less(n) => {
-                    params.push(Sql::Real(*n));
-                    format!("{column} < ?{}", params.len())
-                }
-                Op::WithinLast(ms) => {
-                    params.push(Sql::Integer(now - ms));
-                    format!("{column} >= ?{}", params.len())
-                }
-                Op::Matches(p) => {
-                    params.push(Sql::Text(like_pattern(p)));
-                    format!("{column} LIKE ?{} ESCAPE '\\'", params.len())
-                }
-            }
+            let inner = term_sql(column, false, &positive, now, params);
+            format!("user_id {negate}IN (SELECT user_id FROM known_users WHERE {inner})")
+        }
+        Filter::Term { field, op } => term_sql(field.column(), field.is_numeric(), op, now, params),
+    }
+}
+
+/// SQL for one comparison on `column` (a fixed name, never input).
+fn term_sql(column: &str, numeric: bool, op: &Op, now: i64, params: &mut Vec<Sql>) -> String {
+    let mut value = |v: &str| {
+        params.push(if numeric {
+            v.parse::<f64>().map_or(Sql::Text(v.to_owned()), Sql::Real)
+        } else {
+            Sql::Text(v.to_owned())
+        });
+        format!("?{}", params.len())
+    };
+    // Text comparisons ignore case, as analysts expect of usernames and names.
+    let collate = if numeric { "" } else { " COLLATE NOCASE" };
+    match op {
+        Op::Is(v) => format!("{column} = {}{collate}", value(v)),
+        Op::IsNot(v) => format!("({column} IS NULL OR {column} != {}{collate})", value(v)),
+        Op::AnyOf(vs) => {
+            let list: Vec<String> = vs.iter().map(|v| value(v)).collect();
+            format!("{column}{collate} IN ({})", list.join(", "))
+        }
+        Op::Exists(true) => format!("({column} IS NOT NULL AND {column} != '')"),
+        Op::Exists(false) => format!("({column} IS NULL OR {column} = '')"),
+        Op::Greater(n) => {
+            params.push(Sql::Real(*n));
+            format!("{column} > ?{}", params.len())
+        }
+        Op::Less(n) => {
+            params.push(Sql::Real(*n));
+            format!("{column} < ?{}", params.len())
+        }
+        Op::WithinLast(ms) => {
+            params.push(Sql::Integer(now - ms));
+            format!("{column} >= ?{}", params.len())
+        }
+        Op::Matches(p) => {
+            params.push(Sql::Text(like_pattern(p)));
+            format!("{column} LIKE ?{} ESCAPE '\\'", params.len())
         }
     }
 }
@@ -508,6 +523,12 @@ impl Store for SqliteStore {
                 serde_json::to_string(&e.indicators)?,
                 serde_json::to_string(&e.raw)?,
             ])?;
+            tx.prepare_cached(
+                "INSERT INTO known_users (user_id, username, email, name) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, email = excluded.email, name = excluded.name
+                 WHERE username IS NOT excluded.username OR email IS NOT excluded.email OR name IS NOT excluded.name",
+            )?
+            .execute(params![e.user_id, e.username, e.email, e.user_name])?;
             outcome.new_file_events += 1;
         }
         if let Some(checkpoint) = checkpoint {
