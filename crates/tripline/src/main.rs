@@ -20,6 +20,8 @@ enum Command {
     /// Everything on one machine: an emulated org with live activity and a connector
     /// storing its report downloads in SQLite.
     Demo(DemoArgs),
+    /// Create an API token for the JSON API (shown once; only its hash is kept).
+    ApiToken(ApiTokenArgs),
     /// The data connections and their health: status, since when, and each problem's
     /// source and fix.
     Connections(ConnectionsArgs),
@@ -57,6 +59,15 @@ struct DemoArgs {
 }
 
 #[derive(Args)]
+struct ApiTokenArgs {
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
+    database: PathBuf,
+    /// A unique name saying who uses the token (e.g. "siem").
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(Args)]
 struct ConnectionsArgs {
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
     database: PathBuf,
@@ -69,6 +80,9 @@ struct ConnectionsArgs {
 struct ServeArgs {
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
     database: PathBuf,
+    /// Where the JSON API listens.
+    #[arg(long, env = "TRIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
     /// The connected app's consumer key.
     #[arg(long, env = "TRIPLINE_SALESFORCE_CLIENT_ID")]
     salesforce_client_id: String,
@@ -201,6 +215,7 @@ fn main() -> std::process::ExitCode {
     let outcome =
         tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|runtime| match cli.command {
             Command::Demo(args) => runtime.block_on(run_demo(args)),
+            Command::ApiToken(args) => run_api_token(args),
             Command::Connections(args) => run_connections(args),
             Command::Search(args) => run_search(args).or_else(quiet_broken_pipe),
             Command::Serve(args) => runtime.block_on(run_serve(args)),
@@ -460,8 +475,18 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("tripline serve: {} connection(s) monitoring", running.len());
-    tokio::signal::ctrl_c().await?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    println!(
+        "tripline serve: {} connection(s) monitoring; JSON API on http://{}/api/v1 (OpenAPI: /api/v1/openapi.json)",
+        running.len(),
+        listener.local_addr()?
+    );
+    let api = tripline::api::router(store.clone());
+    tokio::select! {
+        served = axum::serve(listener, api) => served.context("the API server stopped")?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
     for r in running {
         r.stop().await;
     }
@@ -515,5 +540,20 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn run_api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
+    use tripline::store::Store;
+
+    let name = args.name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        anyhow::bail!("--name must be 1 to 100 printable characters");
+    }
+    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let (token, hash) = tripline::api::new_token();
+    store.add_api_token(name, &hash)?;
+    println!("{token}");
+    eprintln!("API token {name:?} created. It is shown only now: keep it secret.");
     Ok(())
 }

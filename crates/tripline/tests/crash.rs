@@ -30,7 +30,7 @@ fn serve(s: &Scenario) -> Child {
         .args(["serve", "--database"])
         .arg(s.dir.path().join("tripline.db"))
         .args(["--salesforce-client-id", &client_id, "--salesforce-client-secret", &secret])
-        .args(["--pubsub-url", &s.app.pubsub.url, "--allow-origin", s.org.base_url()])
+        .args(["--pubsub-url", &s.app.pubsub.url, "--allow-origin", s.org.base_url(), "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

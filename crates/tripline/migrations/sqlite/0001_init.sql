@@ -165,3 +165,10 @@ CREATE TABLE known_users (
     email    TEXT COLLATE NOCASE,
     name     TEXT COLLATE NOCASE
 );
+
+-- API tokens: only a SHA-256 of each token is kept.
+CREATE TABLE api_tokens (
+    name       TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);

@@ -211,6 +211,11 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     fn gaps(&self, connection: &str) -> Result<Vec<Value>>;
 
+    /// Stores an API token's hash under a unique name.
+    fn add_api_token(&self, name: &str, token_hash: &str) -> Result<()>;
+    /// The name of the token with this hash, if any.
+    fn api_token_name(&self, token_hash: &str) -> Result<Option<String>>;
+
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     fn search_checkpoint(&self, name: &str) -> Result<i64>;
     fn set_search_checkpoint(&self, name: &str, last_seq: i64) -> Result<()>;

@@ -725,6 +725,24 @@ impl Store for SqliteStore {
         Ok(SearchPage { events, next })
     }
 
+    fn add_api_token(&self, name: &str, token_hash: &str) -> Result<()> {
+        let inserted = self.db().execute(
+            "INSERT OR IGNORE INTO api_tokens (name, token_hash, created_at) VALUES (?1, ?2, ?3)",
+            params![name, token_hash, now_ms()],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("an API token named {name:?} already exists")));
+        }
+        Ok(())
+    }
+
+    fn api_token_name(&self, token_hash: &str) -> Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row("SELECT name FROM api_tokens WHERE token_hash = ?1", [token_hash], |r| r.get(0))
+            .optional()?)
+    }
+
     fn search_checkpoint(&self, name: &str) -> Result<i64> {
         Ok(self
             .db()
