@@ -224,3 +224,85 @@ async fn lost_replay_ids_are_backfilled_or_reported() {
     assert_eq!(s.events().len(), 4);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn permission_revoked_then_restored_follows_the_rescan() {
+    use tripline::connector::RunSettings;
+
+    let s = Scenario::new(60).await;
+    let record = s.connect("Rescan", ScopeMode::All).await;
+    let settings = RunSettings { rescan_every: Duration::from_millis(200), ..RunSettings::default() };
+    let running = s.run_with(&record, settings).await;
+    // Someone whose only Export Reports grant is a permission set (not their profile).
+    let sets: serde_json::Value = s
+        .http
+        .get(format!("{}/control/v1/permission-sets", s.org.base_url()))
+        .send()
+        .await
+        .expect("sets")
+        .json()
+        .await
+        .expect("json");
+    let exporter_set = sets
+        .as_array()
+        .expect("sets")
+        .iter()
+        .find(|p| p["Label"] == "Report Exporter")
+        .and_then(|p| p["Id"].as_str())
+        .expect("Report Exporter")
+        .to_owned();
+    let user = s
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u["can_export_reports"] == false && u["active"] == true && u["frozen"] == false)
+        .expect("a user");
+    let user_id = id(&user);
+    s.control(&format!("/users/{user_id}/permission-sets"), json!({ "permission_set": exporter_set })).await;
+    let in_scope = |s: &Scenario| s.store.scope(&record.id).expect("scope").iter().any(|u| u.user_id == user_id);
+    for _ in 0..100 {
+        if in_scope(&s) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(in_scope(&s), "granted: now monitored");
+    s.export(&user_id, json!({"rows": 1})).await;
+    s.wait_for("the granted user's export", |e| e.iter().any(|x| x.user_id == user_id)).await;
+
+    s.control(&format!("/users/{user_id}/permission-sets/remove"), json!({ "permission_set": exporter_set })).await;
+    for _ in 0..100 {
+        if !in_scope(&s) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!in_scope(&s), "revoked: no longer monitored");
+    s.export(&user_id, json!({"rows": 2})).await;
+    for _ in 0..100 {
+        if s.store.counter(&record.id, "out_of_scope_exports").expect("counter") >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.events_of(&user_id).len(), 1, "the export after revocation is not stored");
+    assert!(s.store.counter(&record.id, "out_of_scope_exports").expect("counter") >= 1);
+
+    // An expired grant does not count either.
+    s.control(
+        &format!("/users/{user_id}/permission-sets"),
+        json!({ "permission_set": exporter_set, "expires": "2001-01-01T00:00:00Z" }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!in_scope(&s), "an expired assignment grants nothing");
+    s.control(&format!("/users/{user_id}/permission-sets"), json!({ "permission_set": exporter_set })).await;
+    for _ in 0..100 {
+        if in_scope(&s) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(in_scope(&s), "restored: monitored again");
+    running.stop().await;
+}

@@ -98,7 +98,15 @@ impl Scenario {
     }
 
     pub async fn run(&self, record: &ConnectionRecord) -> tripline::connector::RunningConnection {
-        let mut settings = RunSettings { preflight_every: Duration::from_millis(200), ..RunSettings::default() };
+        self.run_with(record, RunSettings { preflight_every: Duration::from_millis(200), ..RunSettings::default() })
+            .await
+    }
+
+    pub async fn run_with(
+        &self,
+        record: &ConnectionRecord,
+        mut settings: RunSettings,
+    ) -> tripline::connector::RunningConnection {
         settings.stream.min_backoff = Duration::from_millis(20);
         settings.stream.max_backoff = Duration::from_millis(300);
         let running =
