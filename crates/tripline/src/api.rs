@@ -221,7 +221,7 @@ async fn openapi() -> Json<Value> {
         "info": { "title": "Tripline API", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Forensic Search over Salesforce report downloads." },
         "components": {
-            "securitySchemes": { "token": { "type": "http", "scheme": "bearer", "description": "An API token (tripline api-token create)." } },
+            "securitySchemes": { "token": { "type": "http", "scheme": "bearer", "description": "An API token (tripline api-token --name NAME)." } },
             "schemas": {
                 "Field": { "type": "string", "enum": fields },
                 "Filter": { "oneOf": [
