@@ -421,3 +421,26 @@ async fn malformed_protobuf_is_an_error_not_a_crash() {
     let mut client = org.grpc().await;
     assert!(client.get_topic(org.request(&token, TopicRequest { topic_name: REPORT.into() })).await.is_ok());
 }
+
+#[tokio::test]
+async fn preloaded_events_are_retained_and_delivered() {
+    let org = start(config(40)).await;
+    let token = org.authorize().await.access;
+    let mut client = org.grpc().await;
+    let preload = org.control("/preload", json!({"count": 2500, "span_seconds": 600})).await;
+    assert_eq!(preload["published"], 2500);
+    let mut sub =
+        Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Earliest, vec![], 100)).await.expect("open");
+    let mut received = 0;
+    while received < 2500 {
+        let response = sub.next().await.expect("response");
+        assert!(response.events.len() <= 100, "never more than requested");
+        received += response.events.len();
+        sub.request(response.events.len() as i32).await;
+    }
+    assert_eq!(received, 2500);
+    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err(), "nothing more");
+    let bad =
+        org.http.post(org.url("/control/v1/preload")).json(&json!({"count": 100_000_000})).send().await.expect("call");
+    assert_eq!(bad.status(), 400);
+}

@@ -139,18 +139,29 @@ impl ConnectionContext {
                     let cached = match looked_up.get(&user_id) {
                         Some(found) => found.clone(),
                         None => {
-                            let found =
-                                match self.store.cached_user(&self.connection_id, &user_id).map_err(sink_error)? {
-                                    Some(u) => Some(u),
-                                    None => {
-                                        let fresh =
-                                            super::scope::lookup_user(&self.api, &user_id).await.map_err(sink_error)?;
-                                        if let Some(u) = &fresh {
-                                            batch.users_looked_up.push(u.clone());
+                            let found = match self
+                                .store
+                                .cached_user(&self.connection_id, &user_id)
+                                .map_err(sink_error)?
+                            {
+                                Some(u) => Some(u),
+                                None => {
+                                    // A failed lookup (API limit, network) must not stop
+                                    // ingest: the scope scan's record of the user serves.
+                                    match super::scope::lookup_user(&self.api, &user_id).await {
+                                        Ok(fresh) => {
+                                            if let Some(u) = &fresh {
+                                                batch.users_looked_up.push(u.clone());
+                                            }
+                                            fresh
                                         }
-                                        fresh
+                                        Err(e) => {
+                                            tracing::warn!(user = %user_id, "user lookup failed, using the scope scan: {e}");
+                                            None
+                                        }
                                     }
-                                };
+                                }
+                            };
                             looked_up.insert(user_id.clone(), found.clone());
                             found
                         }

@@ -286,9 +286,15 @@ pub async fn start(
             (pubsub.clone(), context.clone(), settings.stream.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             let mut sink = TopicSink { context: context.clone() };
-            if let Err(e) = pubsub::run(&pubsub, topic, &mut sink, &options, shutdown).await {
-                // Only the store failing ends a subscriber.
-                tracing::error!(connection = %context.connection_id, topic, "subscriber stopped: {e}");
+            // Only the store failing ends `run`; nothing was committed for the failed
+            // delivery, so starting again from the checkpoint after a pause is safe.
+            while let Err(e) = pubsub::run(&pubsub, topic, &mut sink, &options, shutdown.clone()).await {
+                tracing::error!(connection = %context.connection_id, topic, "storing events failed, retrying in 5 s: {e}");
+                let mut shutdown = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = shutdown.changed() => return,
+                }
             }
         }));
     }
