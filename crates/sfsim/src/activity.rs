@@ -208,14 +208,6 @@ impl People {
         })
     }
 
-    /// Ends every UI session without logout events (session timeouts).
-    pub fn forget_sessions(&self) -> usize {
-        let mut s = self.state();
-        let n = s.sessions.len();
-        s.sessions.clear();
-        n
-    }
-
     /// A user runs or exports a report. Exports larger than [`CHUNK_ROWS`] arrive as
     /// several events sharing ExecutionIdentifier.
     pub fn export(&self, sim: &Sim, user: &SfId, request: &ExportRequest) -> Result<ExportOutcome, String> {

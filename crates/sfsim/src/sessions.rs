@@ -175,8 +175,4 @@ impl Sessions {
     pub fn browser_user(&self, cookie: &str) -> Option<SfId> {
         self.browser.get(cookie).cloned()
     }
-
-    pub fn live_tokens(&self, user: &SfId, client_id: &str) -> usize {
-        self.access.values().filter(|t| &t.user == user && t.client_id == client_id).count()
-    }
 }

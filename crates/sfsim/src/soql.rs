@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
-use crate::model::{FieldType, ObjectSchema, Row, Storage, Value, format_datetime, object_schema};
+use crate::model::{FieldType, ObjectSchema, Row, Storage, Value, object_schema};
 use crate::org::Org;
 
 /// A query failure, as Salesforce names it (`MALFORMED_QUERY`, `INVALID_FIELD`, ...).
@@ -1018,11 +1018,6 @@ impl Test {
             }
         }
     }
-}
-
-/// Formats a datetime for messages and tests.
-pub fn show(ms: i64) -> String {
-    format_datetime(ms)
 }
 
 #[cfg(test)]

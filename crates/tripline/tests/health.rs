@@ -63,6 +63,21 @@ async fn faults_are_named_and_clear_by_themselves() {
     s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": true})).await;
     s.wait_status(&record.id, "monitoring", &[]).await;
 
+    // An expired session is refreshed, and the new access token kept for the next start.
+    s.control("/sessions/expire", no_body()).await;
+    for _ in 0..100 {
+        let session = running.context.api.session().access_token;
+        if session != record.access_token && s.store.connection(&record.id).expect("record").access_token == session {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(running.context.api.session().access_token, record.access_token, "the token was refreshed");
+    assert_eq!(
+        s.store.connection(&record.id).expect("record").access_token,
+        running.context.api.session().access_token
+    );
+
     // The daily API limit.
     s.control("/api-limit", json!({"remaining": 0})).await;
     s.wait_status(&record.id, "error", &["api-limits"]).await;

@@ -301,6 +301,7 @@ pub async fn start(
     {
         let (context, pubsub, mut shutdown) = (context.clone(), pubsub.clone(), shutdown.clone());
         let every = settings.preflight_every;
+        let mut saved_token = record.access_token.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -308,6 +309,14 @@ pub async fn start(
                     _ = shutdown.changed() => return,
                 }
                 let mut problems = health::preflight(&context.api, &pubsub).await;
+                // Keep the newest access token, so a restart does not begin with a stale one.
+                let token = context.api.session().access_token;
+                if token != saved_token {
+                    match context.store.set_access_token(&context.connection_id, &token) {
+                        Ok(()) => saved_token = token,
+                        Err(e) => tracing::warn!(connection = %context.connection_id, "saving the access token: {e}"),
+                    }
+                }
                 let streams = context.health.read().unwrap_or_else(|e| e.into_inner()).clone();
                 problems.extend(health::from_streams(streams.iter()));
                 if let Err(e) = report(&context, &problems) {
