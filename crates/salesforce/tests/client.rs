@@ -178,6 +178,22 @@ impl EventSink for Shared {
     }
 }
 
+/// Runs the reconnecting subscriber on `topic` into `sink`, with short backoffs.
+fn spawn_run(
+    pubsub: &Arc<PubSub>,
+    sink: &Shared,
+    topic: &'static str,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<Result<(), salesforce::pubsub::RunError>>) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let (pubsub, mut sink) = (pubsub.clone(), sink.clone());
+    (stop, tokio::spawn(async move { run(&pubsub, topic, &mut sink, &options, shutdown).await }))
+}
+
 async fn wait_for(sink: &Shared, what: &str, check: impl Fn(&Memory) -> bool) {
     for _ in 0..200 {
         if sink.with(|m| check(m)) {
@@ -195,16 +211,7 @@ async fn subscriber_survives_drops_expiry_and_lost_replay_ids() {
     let endpoint = Endpoint { url: format!("http://{}", org.running.grpc_addr), ca_pem: None };
     let pubsub = Arc::new(PubSub::new(&endpoint, api).expect("client"));
     let sink = Shared::default();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let options = RunOptions {
-        min_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
-        ..RunOptions::default()
-    };
-    let task = {
-        let (pubsub, mut sink) = (pubsub.clone(), sink.clone());
-        tokio::spawn(async move { run(&pubsub, sfwire::pubsub::REPORT_TOPIC, &mut sink, &options, shutdown).await })
-    };
+    let (stop, task) = spawn_run(&pubsub, &sink, sfwire::pubsub::REPORT_TOPIC);
     let user = org.exporter().await;
     let path = format!("/users/{user}/export");
     let export = |rows: u64| org.control(&path, json!({ "rows": rows }));
@@ -239,16 +246,7 @@ async fn subscriber_survives_drops_expiry_and_lost_replay_ids() {
     export(10).await;
     org.control("/retention", json!({"seconds": 1})).await;
     tokio::time::sleep(Duration::from_millis(1_600)).await;
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let options = RunOptions {
-        min_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
-        ..RunOptions::default()
-    };
-    let task = {
-        let (pubsub, mut sink) = (pubsub.clone(), sink.clone());
-        tokio::spawn(async move { run(&pubsub, sfwire::pubsub::REPORT_TOPIC, &mut sink, &options, shutdown).await })
-    };
+    let (stop, task) = spawn_run(&pubsub, &sink, sfwire::pubsub::REPORT_TOPIC);
     wait_for(&sink, "the lost replay id reported", |m| !m.lost.is_empty()).await;
     assert!(sink.with(|m| m.health.iter().any(|h| matches!(h, StreamHealth::Streaming))));
     stop.send(true).expect("stop");
@@ -263,16 +261,7 @@ async fn licence_off_is_reported_and_recovers() {
     let pubsub = Arc::new(PubSub::new(&endpoint, api).expect("client"));
     org.control("/licence", json!({"enabled": false})).await;
     let sink = Shared::default();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let options = RunOptions {
-        min_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
-        ..RunOptions::default()
-    };
-    let task = {
-        let (pubsub, mut sink) = (pubsub.clone(), sink.clone());
-        tokio::spawn(async move { run(&pubsub, sfwire::pubsub::LOGIN_TOPIC, &mut sink, &options, shutdown).await })
-    };
+    let (stop, task) = spawn_run(&pubsub, &sink, sfwire::pubsub::LOGIN_TOPIC);
     wait_for(&sink, "a denial", |m| {
         m.health
             .iter()

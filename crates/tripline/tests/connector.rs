@@ -234,23 +234,7 @@ async fn permission_revoked_then_restored_follows_the_rescan() {
     let settings = RunSettings { rescan_every: Duration::from_millis(200), ..RunSettings::default() };
     let running = s.run_with(&record, settings).await;
     // Someone whose only Export Reports grant is a permission set (not their profile).
-    let sets: serde_json::Value = s
-        .http
-        .get(format!("{}/control/v1/permission-sets", s.org.base_url()))
-        .send()
-        .await
-        .expect("sets")
-        .json()
-        .await
-        .expect("json");
-    let exporter_set = sets
-        .as_array()
-        .expect("sets")
-        .iter()
-        .find(|p| p["Label"] == "Report Exporter")
-        .and_then(|p| p["Id"].as_str())
-        .expect("Report Exporter")
-        .to_owned();
+    let exporter_set = s.permission_set("Report Exporter").await;
     let user = s
         .users()
         .await

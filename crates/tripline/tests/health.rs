@@ -41,23 +41,7 @@ async fn faults_are_named_and_clear_by_themselves() {
     s.wait_status(&record.id, "monitoring", &[]).await;
 
     // A permission taken from the service account's profile.
-    let sets: serde_json::Value = s
-        .http
-        .get(format!("{}/control/v1/permission-sets", s.org.base_url()))
-        .send()
-        .await
-        .expect("sets")
-        .json()
-        .await
-        .expect("json");
-    let profile_set = sets
-        .as_array()
-        .expect("sets")
-        .iter()
-        .find(|p| p["Label"] == "Tripline Monitoring")
-        .and_then(|p| p["Id"].as_str())
-        .expect("the service account's profile")
-        .to_owned();
+    let profile_set = s.permission_set("Tripline Monitoring").await;
     s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": false})).await;
     s.wait_status(&record.id, "error", &["permissions"]).await;
     s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": true})).await;

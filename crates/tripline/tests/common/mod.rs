@@ -56,6 +56,16 @@ impl Scenario {
         r.json().await.expect("json")
     }
 
+    /// The id of the permission set with this label (a profile's own set has the
+    /// profile's name).
+    pub async fn permission_set(&self, label: &str) -> String {
+        let r =
+            self.http.get(format!("{}/control/v1/permission-sets", self.org.base_url())).send().await.expect("sets");
+        let sets: Value = r.json().await.expect("json");
+        let found = sets.as_array().and_then(|list| list.iter().find(|p| p["Label"] == label).cloned());
+        found.and_then(|p| p["Id"].as_str().map(str::to_owned)).unwrap_or_else(|| panic!("no permission set {label:?}"))
+    }
+
     pub async fn users(&self) -> Vec<Value> {
         let r = self.http.get(format!("{}/control/v1/users", self.org.base_url())).send().await.expect("users");
         r.json::<Value>().await.expect("json").as_array().cloned().unwrap_or_default()
