@@ -2,11 +2,12 @@
 //! the connections and their health, and the OpenAPI document. Every call but the
 //! document needs an API token (`Authorization: Bearer tl_...`).
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::connector::ingest::ConnectionContext;
 use crate::search::SearchQuery;
 use crate::search::output::{self, Format};
 use crate::store::{Store, StoreError};
@@ -25,15 +27,19 @@ use crate::store::{Store, StoreError};
 #[derive(Clone)]
 struct Api {
     store: Arc<dyn Store>,
+    /// The connections this server is monitoring, by id.
+    running: Arc<HashMap<String, Arc<ConnectionContext>>>,
 }
 
-pub fn router(store: Arc<dyn Store>) -> Router {
+pub fn router(store: Arc<dyn Store>, running: Vec<Arc<ConnectionContext>>) -> Router {
+    let running = Arc::new(running.into_iter().map(|c| (c.connection_id.clone(), c)).collect());
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/search", post(search))
         .route("/api/v1/export", post(export))
         .route("/api/v1/connections", get(connections))
-        .with_state(Api { store })
+        .route("/api/v1/connections/{id}/rescan", post(rescan))
+        .with_state(Api { store, running })
 }
 
 /// A new API token (shown once) and the hash to store.
@@ -181,6 +187,19 @@ async fn connections(State(api): State<Api>, headers: HeaderMap) -> Result<Json<
     Ok(Json(serde_json::to_value(list).unwrap_or_default()))
 }
 
+/// Scans the org for the connection's monitored users now.
+async fn rescan(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    authenticate(&api, &headers)?;
+    api.store.connection(&id)?;
+    let context = api.running.get(&id).ok_or_else(|| {
+        ApiError(StatusCode::CONFLICT, "not_running", format!("connection {id} is not being monitored by this server"))
+    })?;
+    let users = crate::connector::rescan(context)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "salesforce", format!("the scan failed: {e:#}")))?;
+    Ok(Json(json!({ "monitored_users": users })))
+}
+
 async fn openapi() -> Json<Value> {
     let query_schema = json!({
         "type": "object",
@@ -258,6 +277,12 @@ async fn openapi() -> Json<Value> {
                     "400": { "description": "The query or format is not valid." },
                     "401": { "description": "No valid API token." }
                 }
+            } },
+            "/api/v1/connections/{id}/rescan": { "post": {
+                "summary": "Scan the org for the connection's monitored users now.",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "How many users are monitored." }, "404": { "description": "No such connection." },
+                               "409": { "description": "This server is not monitoring it." }, "502": { "description": "Salesforce failed." } }
             } },
             "/api/v1/connections": { "get": {
                 "summary": "The data connections, their status and problems.",

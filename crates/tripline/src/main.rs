@@ -482,7 +482,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         running.len(),
         listener.local_addr()?
     );
-    let api = tripline::api::router(store.clone());
+    let api = tripline::api::router(store.clone(), running.iter().map(|r| r.context.clone()).collect());
     tokio::select! {
         served = axum::serve(listener, api) => served.context("the API server stopped")?,
         _ = tokio::signal::ctrl_c() => {}

@@ -20,7 +20,8 @@ async fn search_and_export_through_the_api() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
-    tokio::spawn(axum::serve(listener, tripline::api::router(s.store.clone())).into_future());
+    let app = tripline::api::router(s.store.clone(), vec![running.context.clone()]);
+    tokio::spawn(axum::serve(listener, app).into_future());
     let (token, hash) = tripline::api::new_token();
     s.store.add_api_token("tests", &hash).expect("token");
     assert!(s.store.add_api_token("tests", "other").is_err(), "names are unique");
@@ -94,6 +95,14 @@ async fn search_and_export_through_the_api() {
         .expect("json");
     assert_eq!(connections[0]["display_name"], "API");
     assert!(connections[0].get("refresh_token").is_none(), "secrets never leave");
+
+    let rescan =
+        http.post(format!("{base}/connections/{}/rescan", record.id)).bearer_auth(&token).send().await.expect("call");
+    assert_eq!(rescan.status(), 200);
+    let body: Value = rescan.json().await.expect("json");
+    assert_eq!(body["monitored_users"].as_u64(), Some(s.store.scope(&record.id).expect("scope").len() as u64));
+    let missing = http.post(format!("{base}/connections/nope/rescan")).bearer_auth(&token).send().await.expect("call");
+    assert_eq!(missing.status(), 404);
 
     let doc: Value = http.get(format!("{base}/openapi.json")).send().await.expect("call").json().await.expect("json");
     assert_eq!(doc["openapi"], "3.1.0");

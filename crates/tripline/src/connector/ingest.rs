@@ -22,6 +22,8 @@ pub struct ConnectionContext {
     pub store: Arc<dyn Store>,
     pub api: Arc<SalesforceApi>,
     pub corporate: Vec<Cidr>,
+    /// Who the connection monitors, as configured.
+    pub mode: super::scope::ScopeMode,
     /// Exports before this time (ms) predate the connection and are not recorded.
     pub monitor_from_ms: i64,
     /// Monitored users by 15-character id.

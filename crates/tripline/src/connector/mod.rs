@@ -253,6 +253,7 @@ pub async fn start(
         store: store.clone(),
         api: api.clone(),
         corporate,
+        mode: ScopeMode::from_parts(&record.scope_mode, &record.scope_entries),
         // A little before creation, so clock skew between us and Salesforce loses nothing.
         monitor_from_ms: settings.monitor_from_ms.unwrap_or(record.created_at - 5 * 60_000),
         scope: RwLock::new(Default::default()),
@@ -261,11 +262,10 @@ pub async fn start(
     });
     // Monitoring starts with the last known scope, then the fresh scan replaces it.
     context.set_scope(store.scope(&record.id)?);
-    let mode = ScopeMode::from_parts(&record.scope_mode, &record.scope_entries);
     let pubsub = Arc::new(PubSub::new(&app.pubsub, api)?);
     // A failing first scan does not stop monitoring with the last known scope; the
     // health check reports the cause until it is fixed.
-    let scan_problem = match rescan(&context, &mode).await {
+    let scan_problem = match rescan(&context).await {
         Ok(_) => None,
         Err(e) => Some(match e.downcast_ref::<salesforce::Error>() {
             Some(api_error) => health::from_api_error(api_error),
@@ -333,7 +333,7 @@ pub async fn start(
                     _ = tokio::time::sleep(settings.rescan_every) => {}
                     _ = shutdown.changed() => return,
                 }
-                if let Err(e) = rescan(&context, &mode).await {
+                if let Err(e) = rescan(&context).await {
                     tracing::warn!(connection = %context.connection_id, "scope rescan failed: {e:#}");
                 }
             }
@@ -370,9 +370,10 @@ fn report(context: &ConnectionContext, problems: &[health::Problem]) -> anyhow::
     Ok(())
 }
 
-/// Scans the org for monitored users and makes the result current.
-pub async fn rescan(context: &ConnectionContext, mode: &ScopeMode) -> anyhow::Result<usize> {
-    let scan = scope::scan(&context.api, mode).await?;
+/// Scans the org for monitored users and makes the result current (every
+/// `rescan_every`, and on demand).
+pub async fn rescan(context: &ConnectionContext) -> anyhow::Result<usize> {
+    let scan = scope::scan(&context.api, &context.mode).await?;
     if !scan.unmatched.is_empty() {
         tracing::warn!(connection = %context.connection_id, "scope entries matching nobody: {:?}", scan.unmatched);
     }
