@@ -74,6 +74,18 @@ struct ConnectionsArgs {
     /// Also print each connection's status history.
     #[arg(long)]
     history: bool,
+    /// Pause a connection (by id): `serve` no longer monitors it from its next start.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["resume", "deauthorize"])]
+    pause: Option<String>,
+    /// Resume a paused connection (by id).
+    #[arg(long, value_name = "ID", conflicts_with = "deauthorize")]
+    resume: Option<String>,
+    /// Revoke a connection's Salesforce tokens and stop monitoring it for good (by id).
+    #[arg(long, value_name = "ID")]
+    deauthorize: Option<String>,
+    /// Origins allowed besides Salesforce's own hosts (for --deauthorize against sfsim).
+    #[arg(long = "allow-origin", env = "TRIPLINE_ALLOW_ORIGINS", value_delimiter = ',')]
+    allow_origins: Vec<String>,
 }
 
 #[derive(Args)]
@@ -501,6 +513,17 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
         anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
     }
     let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let actor = format!("cli ({})", std::env::var("USER").unwrap_or_else(|_| "unknown user".into()));
+    if let Some(id) = &args.pause {
+        tripline::connector::lifecycle::pause(&store, id, &actor)?;
+    }
+    if let Some(id) = &args.resume {
+        tripline::connector::lifecycle::resume(&store, id, &actor)?;
+    }
+    if let Some(id) = &args.deauthorize {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(tripline::connector::lifecycle::deauthorize(&store, id, &args.allow_origins, &actor))?;
+    }
     let connections = store.connections()?;
     if connections.is_empty() {
         println!("No data connections.");

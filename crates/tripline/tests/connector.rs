@@ -290,3 +290,28 @@ async fn permission_revoked_then_restored_follows_the_rescan() {
     assert!(in_scope(&s), "restored: monitored again");
     running.stop().await;
 }
+
+#[tokio::test]
+async fn pause_resume_and_deauthorize() {
+    use tripline::connector::lifecycle;
+
+    let s = Scenario::new(20).await;
+    let record = s.connect("Lifecycle", ScopeMode::All).await;
+    lifecycle::pause(&*s.store, &record.id, "tests").expect("pause");
+    assert_eq!(s.store.connection(&record.id).expect("record").status, "paused");
+    assert!(lifecycle::resume(&*s.store, "nope", "tests").is_err());
+    lifecycle::resume(&*s.store, &record.id, "tests").expect("resume");
+    assert!(lifecycle::resume(&*s.store, &record.id, "tests").is_err(), "only a paused connection resumes");
+    assert_eq!(s.store.connection(&record.id).expect("record").status, "initializing");
+
+    lifecycle::deauthorize(&*s.store, &record.id, &s.app.allowed_origins, "tests").await.expect("deauthorize");
+    assert_eq!(s.store.connection(&record.id).expect("record").status, "deauthorized");
+    let api = tripline::connector::api_for(&record, &s.app, reqwest::Client::new()).expect("api");
+    s.control("/sessions/expire", no_body()).await;
+    let refused = api.query("SELECT Id FROM Organization").await.expect_err("revoked at Salesforce");
+    assert!(refused.needs_person(), "{refused}");
+    assert!(lifecycle::pause(&*s.store, &record.id, "tests").is_err());
+    let history: Vec<String> =
+        s.store.status_history(&record.id).expect("history").into_iter().map(|h| h.status).collect();
+    assert_eq!(history, ["initializing", "paused", "initializing", "deauthorized"]);
+}

@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod ingest;
+pub mod lifecycle;
 pub mod scope;
 pub mod scope_csv;
 
