@@ -222,6 +222,8 @@ async fn lost_replay_ids_are_backfilled_or_reported() {
         .expect("an unrecovered gap");
     assert!(lost["reason"].as_str().is_some_and(|r| r.contains("could not be recovered")), "{lost}");
     assert_eq!(s.events().len(), 4);
+    // The loss shows on the connection as a warning; monitoring goes on.
+    s.wait_status(&record.id, "monitoring", &["event-stream"]).await;
     running.stop().await;
 }
 

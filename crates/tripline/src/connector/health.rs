@@ -20,6 +20,8 @@ pub enum Source {
     Token,
     ApiLimits,
     Network,
+    /// Events the stream lost and the stored object could not give back.
+    EventStream,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,4 +170,24 @@ pub fn from_streams<'a>(health: impl Iterator<Item = (&'a String, &'a StreamHeal
 /// The status a set of problems means.
 pub fn status_for(problems: &[Problem]) -> &'static str {
     if problems.iter().any(|p| p.severity == Severity::Error) { "error" } else { "monitoring" }
+}
+
+/// A warning for each window of events that could not be recovered.
+pub fn from_gaps(gaps: &[Value]) -> Vec<Problem> {
+    gaps.iter()
+        .filter(|g| g["recovered"] == false)
+        .map(|g| {
+            let when = |k: &str| g[k].as_i64().map(crate::search::output::time_text).unwrap_or_else(|| "?".into());
+            warning(
+                Source::EventStream,
+                format!(
+                    "Events of {} between {} and {} may be missing: {}",
+                    g["topic"].as_str().unwrap_or_default(),
+                    when("from_ms"),
+                    when("to_ms"),
+                    g["reason"].as_str().unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
 }

@@ -279,6 +279,7 @@ pub async fn start(
     };
     let mut problems = health::preflight(&context.api, &pubsub).await;
     problems.extend(scan_problem);
+    problems.extend(health::from_gaps(&store.gaps(&record.id)?));
     report(&context, &problems)?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -320,6 +321,10 @@ pub async fn start(
                 }
                 let streams = context.health.read().unwrap_or_else(|e| e.into_inner()).clone();
                 problems.extend(health::from_streams(streams.iter()));
+                match context.store.gaps(&context.connection_id) {
+                    Ok(gaps) => problems.extend(health::from_gaps(&gaps)),
+                    Err(e) => tracing::warn!(connection = %context.connection_id, "reading gaps: {e}"),
+                }
                 if let Err(e) = report(&context, &problems) {
                     tracing::error!(connection = %context.connection_id, "cannot record the connection's health: {e}");
                 }
