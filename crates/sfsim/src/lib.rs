@@ -54,6 +54,8 @@ pub struct Config {
     /// Simulated events per second (0: none until the control API asks).
     pub activity_rate: f64,
     pub http_addr: SocketAddr,
+    /// Serve the same HTTP interfaces over TLS here too (`None`: plain HTTP only).
+    pub https_addr: Option<SocketAddr>,
     pub grpc_addr: SocketAddr,
     /// Serve Pub/Sub over TLS here too (`None`: plaintext only).
     pub grpc_tls_addr: Option<SocketAddr>,
@@ -78,6 +80,7 @@ impl Default for Config {
             org_file: None,
             activity_rate: 0.0,
             http_addr: loopback(0),
+            https_addr: None,
             grpc_addr: loopback(0),
             grpc_tls_addr: None,
             tls_cert: None,
@@ -105,7 +108,8 @@ pub struct Sim {
     pub stream_epoch: watch::Sender<u64>,
     pub people: activity::People,
     pub cursors: rest::Cursors,
-    /// PEM of the certificate the TLS listener presents.
+    /// PEM of the certificate TLS clients should trust (the generated CA, or the
+    /// given certificate).
     pub tls_cert_pem: String,
 }
 
@@ -200,6 +204,7 @@ pub fn encode<E: EventRecord>(event: &E) -> Vec<u8> {
 pub struct Running {
     pub sim: Arc<Sim>,
     pub http_addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
     pub grpc_addr: SocketAddr,
     pub grpc_tls_addr: Option<SocketAddr>,
 }
@@ -233,10 +238,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     let grpc_tls_addr = grpc_tls.as_ref().map(TcpListener::local_addr).transpose()?;
-    let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
-    let (cert_pem, key_pem) = match &config.tls_cert {
-        Some(pair) => pair.clone(),
-        None => tls::self_signed()?,
+    let https = match config.https_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?),
+        None => None,
+    };
+    let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
+    // With HTTPS, clients are sent there (as Salesforce's instance_url is https).
+    let base_url = config.public_url.clone().unwrap_or_else(|| match https_addr {
+        Some(a) => format!("https://localhost:{}", a.port()),
+        None => format!("http://{http_addr}"),
+    });
+    // (chain the listeners present, its key, the certificate clients trust)
+    let (cert_pem, key_pem, trust_pem) = match &config.tls_cert {
+        Some((cert, key)) => (cert.clone(), key.clone(), cert.clone()),
+        None => {
+            let generated = tls::self_signed()?;
+            (generated.chain_pem, generated.key_pem, generated.ca_pem)
+        }
     };
 
     let retention_ms = Arc::new(AtomicI64::new(config.retention.as_millis() as i64));
@@ -258,7 +276,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stream_epoch: watch::channel(0).0,
         people,
         cursors: rest::Cursors::default(),
-        tls_cert_pem: cert_pem.clone(),
+        tls_cert_pem: trust_pem,
         config,
     });
 
@@ -268,6 +286,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(metadata::routes())
         .nest("/control/v1", control::routes())
         .with_state(sim.clone());
+    if let Some(listener) = https {
+        tls::serve_https(listener, app.clone(), &cert_pem, &key_pem)?;
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http, app).await {
             tracing::error!("sfsim HTTP server stopped: {e}");
@@ -279,7 +300,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     activity::spawn(sim.clone());
     tokio::spawn(retention_loop(sim.clone()));
-    Ok(Running { sim, http_addr, grpc_addr, grpc_tls_addr })
+    Ok(Running { sim, http_addr, https_addr, grpc_addr, grpc_tls_addr })
 }
 
 /// Retention also applies when nothing is published.

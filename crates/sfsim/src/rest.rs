@@ -24,6 +24,8 @@ pub const MAX_VERSION: u32 = 66;
 const MAX_BATCH: usize = 2000;
 const CURSOR_LIFETIME_MS: i64 = 15 * 60 * 1000;
 
+/// Salesforce accepts resource paths with or without a trailing slash, and clients use
+/// both.
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/services/data", get(versions))
@@ -34,9 +36,13 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/services/data/{version}/query/", get(query))
         .route("/services/data/{version}/query/{locator}", get(query_more))
         .route("/services/data/{version}/limits", get(limits))
+        .route("/services/data/{version}/limits/", get(limits))
         .route("/services/data/{version}/sobjects", get(describe_global))
+        .route("/services/data/{version}/sobjects/", get(describe_global))
         .route("/services/data/{version}/sobjects/{object}/describe", get(describe))
+        .route("/services/data/{version}/sobjects/{object}/describe/", get(describe))
         .route("/services/data/{version}/sobjects/{object}/{id}", get(record))
+        .route("/services/data/{version}/sobjects/{object}/{id}/", get(record))
 }
 
 /// A REST error: `[{"message": ..., "errorCode": ...}]` with its HTTP status.

@@ -179,6 +179,10 @@ struct SfsimArgs {
     /// Address of the HTTP listener (OAuth, REST, Metadata API, control API).
     #[arg(long, env = "SFSIM_HTTP", default_value = "127.0.0.1:8443")]
     http: SocketAddr,
+    /// Also serve OAuth, REST and the Metadata API over HTTPS here; the instance URL
+    /// then is https (as Salesforce's is).
+    #[arg(long, env = "SFSIM_HTTPS")]
+    https: Option<SocketAddr>,
     /// Address of the plaintext Pub/Sub gRPC listener.
     #[arg(long, env = "SFSIM_GRPC", default_value = "127.0.0.1:7011")]
     grpc: SocketAddr,
@@ -257,6 +261,7 @@ async fn run_sfsim(args: SfsimArgs) -> anyhow::Result<()> {
         org_file: args.org_file,
         activity_rate: args.activity,
         http_addr: args.http,
+        https_addr: args.https,
         grpc_addr: args.grpc,
         grpc_tls_addr: Some(args.grpc_tls),
         tls_cert,

@@ -1,0 +1,30 @@
+"""Drives sfsim with simple-salesforce, a widely used third-party Salesforce client,
+unchanged: pointed at sfsim's https instance URL with an access token."""
+import os
+import sys
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+session = requests.Session()
+session.verify = os.environ["SFSIM_CA"]
+sf = Salesforce(instance_url=os.environ["SFSIM_URL"], session_id=os.environ["SFSIM_TOKEN"], session=session, version="62.0")
+
+assignments = sf.query_all("SELECT Id, AssigneeId, PermissionSet.Name FROM PermissionSetAssignment")
+assert assignments["done"] and assignments["totalSize"] == len(assignments["records"]) > 2000, assignments["totalSize"]
+assert len({r["Id"] for r in assignments["records"]}) == assignments["totalSize"]
+
+users = sf.query("SELECT Id, Username, Profile.Name FROM User WHERE IsActive = true LIMIT 5")
+first = users["records"][0]
+assert first["Profile"]["Name"], first
+assert sf.User.get(first["Id"])["Username"] == first["Username"]
+assert any(f["name"] == "Username" for f in sf.User.describe()["fields"])
+assert "DailyApiRequests" in sf.limits()
+
+try:
+    sf.query("SELECT Shoe_Size FROM User")
+    sys.exit("a bad field was accepted")
+except SalesforceMalformedRequest as e:
+    assert e.content[0]["errorCode"] == "INVALID_FIELD", e.content
+print("ok")
