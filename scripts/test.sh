@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== third-party client for sfsim's compatibility test (simple-salesforce, from PyPI)"
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore simple-salesforce
+echo "== third-party clients for sfsim's compatibility tests (from PyPI)"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+  simple-salesforce grpcio grpcio-tools avro
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

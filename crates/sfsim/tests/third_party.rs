@@ -1,13 +1,15 @@
-//! A widely used third-party client (Python's simple-salesforce) works against sfsim
-//! unchanged. `scripts/test.sh` installs it.
+//! Independent, third-party clients work against sfsim unchanged: Python's
+//! simple-salesforce (REST), and grpcio with Apache Avro (Pub/Sub). `scripts/test.sh`
+//! installs them.
 
 use std::process::Command;
 
-#[tokio::test]
-async fn simple_salesforce_queries_pages_and_errors() {
+/// An sfsim with HTTPS and TLS gRPC, and an access token for its service account.
+async fn org_and_token(users: usize) -> (sfsim::Running, String, String) {
     let config = sfsim::Config {
-        users: 1800,
+        users,
         https_addr: Some(([127, 0, 0, 1], 0).into()),
+        grpc_tls_addr: Some(([127, 0, 0, 1], 0).into()),
         callback_urls: vec!["http://127.0.0.1:9/cb".into()],
         ..sfsim::Config::default()
     };
@@ -43,20 +45,22 @@ async fn simple_salesforce_queries_pages_and_errors() {
         .json()
         .await
         .expect("json");
-    let instance = tokens["instance_url"].as_str().expect("instance_url");
+    let instance = tokens["instance_url"].as_str().expect("instance_url").to_owned();
     assert!(instance.starts_with("https://localhost:"), "{instance}");
+    let token = tokens["access_token"].as_str().expect("token").to_owned();
+    (org, instance, token)
+}
 
+/// Runs a Python check script with `env`, plus the CA file; it must print "ok".
+async fn python(org: &sfsim::Running, script: &'static str, env: Vec<(&'static str, String)>) {
     let dir = tempfile::tempdir().expect("dir");
     let ca = dir.path().join("sfsim.pem");
     std::fs::write(&ca, &org.sim.tls_cert_pem).expect("CA file");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/simple_salesforce_check.py");
     let output = tokio::task::spawn_blocking({
-        let (instance, token) = (instance.to_owned(), tokens["access_token"].as_str().expect("token").to_owned());
         move || {
             Command::new("python3")
                 .arg(script)
-                .env("SFSIM_URL", instance)
-                .env("SFSIM_TOKEN", token)
+                .envs(env)
                 .env("SFSIM_CA", &ca)
                 // requests lets this variable override a session's own CA setting.
                 .env("REQUESTS_CA_BUNDLE", &ca)
@@ -68,5 +72,47 @@ async fn simple_salesforce_queries_pages_and_errors() {
     .expect("join");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && stdout.trim() == "ok", "simple-salesforce failed:\n{stdout}\n{stderr}");
+    assert!(output.status.success() && stdout.trim() == "ok", "{script} failed:\n{stdout}\n{stderr}");
+}
+
+#[tokio::test]
+async fn simple_salesforce_queries_pages_and_errors() {
+    let (org, instance, token) = org_and_token(1800).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/simple_salesforce_check.py");
+    python(&org, script, vec![("SFSIM_URL", instance), ("SFSIM_TOKEN", token)]).await;
+}
+
+#[tokio::test]
+async fn grpcio_and_avro_subscribe_over_tls() {
+    let (org, instance, token) = org_and_token(40).await;
+    let user = {
+        let o = org.sim.org();
+        let now = sfsim::now_ms();
+        o.user_ids()
+            .into_iter()
+            .find(|u| {
+                o.user_can_sign_in(u)
+                    && o.user_has_permission(u, "PermissionsExportReport", now)
+                    && *u != o.service_user
+            })
+            .expect("an exporter")
+    };
+    let outcome = org.sim.people.export(
+        &org.sim,
+        &user,
+        &sfsim::activity::ExportRequest { rows: Some(25_000), ..Default::default() },
+    );
+    assert_eq!(outcome.expect("export").event_identifiers.len(), 3);
+    let tls = org.grpc_tls_addr.expect("TLS listener");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pubsub_python_check.py");
+    let env = vec![
+        ("SFSIM_URL", instance),
+        ("SFSIM_TOKEN", token),
+        ("SFSIM_ORG", org.sim.org().id.to_string()),
+        ("PUBSUB_TARGET", format!("localhost:{}", tls.port())),
+        ("PROTO_ROOT", concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto").to_owned()),
+        ("EXPECTED", "3".into()),
+        ("ROWS", "25000".into()),
+    ];
+    python(&org, script, env).await;
 }
