@@ -2,6 +2,8 @@
 //! in sfsim, a connection authorized through the real OAuth pages, and the connector
 //! draining them from EARLIEST into SQLite. Prints events/s end to end.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,14 +13,6 @@ use tripline::connector::scope::ScopeMode;
 use tripline::connector::{NewConnection, RunSettings, SalesforceApp};
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -101,6 +95,6 @@ async fn main() -> anyhow::Result<()> {
         store.counter(&record.id, "out_of_scope_exports")?,
         if stored > 0 { "yes" } else { "none" }
     );
-    println!("  peak RSS (sfsim, connector and SQLite in one process): {:.0} MB", peak_rss_mb());
+    println!("  peak RSS (sfsim, connector and SQLite in one process): {:.0} MB", support::peak_rss_mb());
     Ok(())
 }

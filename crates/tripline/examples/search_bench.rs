@@ -4,6 +4,8 @@
 //!   search_bench query DB    — p50/p99 of typical searches through `Store::search`
 //!   search_bench export DB N — the newest N events as CSV, paged as the CLI does
 
+mod support;
+
 use std::io::Write;
 use std::time::Instant;
 
@@ -32,14 +34,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % n
     }
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn user(i: u64) -> (String, String) {
@@ -204,7 +198,7 @@ fn export(path: &str, n: usize) -> anyhow::Result<()> {
     println!(
         "export: {written} events as CSV in {s:.2} s ({:.0} rows/s), peak RSS {:.0} MB",
         written as f64 / s,
-        peak_rss_mb()
+        support::peak_rss_mb()
     );
     std::io::stdout().flush()?;
     Ok(())

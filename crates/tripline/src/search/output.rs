@@ -175,17 +175,20 @@ impl<W: Write> Writer<W> {
         Writer { out, format, columns, written: 0, widths }
     }
 
+    /// One table line: each column's text, terminal-safe, padded to its width.
+    fn table_line(&mut self, text: impl Fn(&str) -> String) -> io::Result<()> {
+        let line: Vec<String> = self
+            .columns
+            .iter()
+            .zip(&self.widths)
+            .map(|(c, w)| format!("{:<w$}", terminal_safe(&text(c), *w), w = *w))
+            .collect();
+        writeln!(self.out, "{}", line.join("  ").trim_end())
+    }
+
     pub fn header(&mut self) -> io::Result<()> {
         match self.format {
-            Format::Table => {
-                let line: Vec<String> = self
-                    .columns
-                    .iter()
-                    .zip(&self.widths)
-                    .map(|(c, w)| format!("{:<w$}", c.to_uppercase(), w = *w))
-                    .collect();
-                writeln!(self.out, "{}", line.join("  ").trim_end())
-            }
+            Format::Table => self.table_line(str::to_uppercase),
             Format::Csv => writeln!(self.out, "{}", self.columns.join(",")),
             Format::Json => write!(self.out, "["),
             Format::Jsonl => Ok(()),
@@ -195,15 +198,7 @@ impl<W: Write> Writer<W> {
     pub fn rows(&mut self, events: &[FileEventRow]) -> io::Result<()> {
         for e in events {
             match self.format {
-                Format::Table => {
-                    let line: Vec<String> = self
-                        .columns
-                        .iter()
-                        .zip(&self.widths)
-                        .map(|(c, w)| format!("{:<w$}", terminal_safe(&cell(e, c), *w), w = *w))
-                        .collect();
-                    writeln!(self.out, "{}", line.join("  ").trim_end())?;
-                }
+                Format::Table => self.table_line(|c| cell(e, c))?,
                 Format::Csv => {
                     let line: Vec<String> = self.columns.iter().map(|c| csv_field(&cell(e, c))).collect();
                     writeln!(self.out, "{}", line.join(","))?;
