@@ -72,6 +72,7 @@ macro_rules! event_type {
         $(#[$doc])*
         #[allow(non_snake_case)]
         #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
         pub struct $name {
             $(pub $field: $ty,)*
         }

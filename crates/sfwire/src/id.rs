@@ -112,6 +112,14 @@ impl SfId {
     }
 }
 
+impl std::str::FromStr for SfId {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<SfId, IdError> {
+        SfId::parse(text)
+    }
+}
+
 impl fmt::Display for SfId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use salesforce::login::LoginHost;
 use salesforce::oauth::MONITORING_SCOPE;
-use tripline::connector::scope::ScopeMode;
+use tripline::connection::ScopeMode;
 use tripline::connector::{NewConnection, RunSettings, SalesforceApp};
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;

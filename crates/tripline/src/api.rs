@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::connector::ingest::ConnectionContext;
+use crate::connector::ConnectionContext;
 use crate::search::SearchQuery;
 use crate::search::output::{self, Format};
 use crate::store::{Store, StoreError};
@@ -64,9 +64,18 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => ApiError(StatusCode::BAD_REQUEST, "invalid_query", m),
+            StoreError::InvalidQuery(q) => ApiError(StatusCode::BAD_REQUEST, "invalid_query", q.0),
+            StoreError::Conflict(m) => ApiError(StatusCode::CONFLICT, "conflict", m),
             StoreError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, "not_found", m),
-            StoreError::Database(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage", m),
+            // What went wrong inside stays in the server's log.
+            internal => {
+                tracing::error!("storage: {:#}", anyhow::Error::new(internal));
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not complete the request".into(),
+                )
+            }
         }
     }
 }
@@ -184,7 +193,7 @@ async fn export(
 async fn connections(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authenticate(&api, &headers)?;
     let list = api.store.connections()?;
-    Ok(Json(serde_json::to_value(list).unwrap_or_default()))
+    Ok(Json(json!(list)))
 }
 
 /// Scans the org for the connection's monitored users now.

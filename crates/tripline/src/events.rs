@@ -5,50 +5,114 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sfwire::id::SfId;
 
-/// How the user behind an export was identified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Attribution {
-    /// The export's SessionKey matched a login event we saw.
-    LoginSession,
-    /// The session was never seen (the user logged in before the connection existed):
-    /// the user was looked up by UserId through the REST API.
-    UserLookup,
-}
+use crate::named::named_enum;
 
-impl Attribution {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Attribution::LoginSession => "login-session",
-            Attribution::UserLookup => "user-lookup",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Attribution> {
-        match text {
-            "login-session" => Some(Attribution::LoginSession),
-            "user-lookup" => Some(Attribution::UserLookup),
-            _ => None,
-        }
+named_enum! {
+    /// How the user behind an export was identified.
+    pub enum Attribution ("attribution") {
+        /// The export's SessionKey matched a login event we saw.
+        LoginSession = "login-session",
+        /// The session was never seen (the user logged in before the connection
+        /// existed): the user was identified by UserId from what the REST API says of
+        /// them (the scope scan's User query, or a lookup of that one user).
+        UserLookup = "user-lookup",
     }
 }
 
-/// Where the file went, judged by the source IP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Destination {
-    /// From an address in the configured corporate ranges.
-    Corporate,
-    /// From anywhere else: possibly a personal device.
-    Unmonitored,
+named_enum! {
+    /// Where the file went, judged by the source IP.
+    pub enum Destination ("destination") {
+        /// From an address in the configured corporate ranges.
+        Corporate = "corporate",
+        /// From anywhere else: possibly a personal device.
+        Unmonitored = "unmonitored",
+    }
 }
 
-impl Destination {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Destination::Corporate => "corporate",
-            Destination::Unmonitored => "unmonitored",
+named_enum! {
+    /// Whether the exported report was saved in Salesforce or built on the fly.
+    pub enum ReportType ("report type") {
+        Saved = "saved",
+        AdHoc = "ad-hoc",
+    }
+}
+
+named_enum! {
+    /// Something about an export that makes it riskier.
+    pub enum RiskIndicator ("risk indicator") {
+        /// At least [`LARGE_EXPORT_ROWS`] rows.
+        LargeExport = "large-export",
+        UnmonitoredDevice = "unmonitored-device",
+        /// Outside 06:00-20:00 UTC.
+        OffHours = "off-hours",
+        FirstExportByUser = "first-export-by-user",
+    }
+}
+
+named_enum! {
+    /// How risky an export is, from its score; ordered from no risk to critical.
+    pub enum Severity ("severity") {
+        NoRisk = "no-risk",
+        Low = "low",
+        Moderate = "moderate",
+        High = "high",
+        Critical = "critical",
+    }
+}
+
+/// One report download: what Tripline records, searches and shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEvent {
+    /// Ingest order (assigned by the store).
+    pub seq: i64,
+    /// Stable for the export: derived from its ExecutionIdentifier (else its
+    /// EventIdentifier), so every chunk and replay finds the same event.
+    pub id: String,
+    pub connection_id: String,
+    pub observed_at: i64,
+    pub ingested_at: i64,
+    pub attribution: Attribution,
+    pub user_id: SfId,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub user_name: Option<String>,
+    pub report_id: Option<String>,
+    pub report_name: Option<String>,
+    pub report_description: Option<String>,
+    pub report_type: Option<ReportType>,
+    pub report_format: Option<String>,
+    pub export_format: Option<String>,
+    pub operation: Option<String>,
+    pub rows: i64,
+    pub columns: Option<String>,
+    pub column_count: Option<i64>,
+    pub queried_entities: Option<String>,
+    pub execution_id: Option<String>,
+    pub chunk_count: i64,
+    pub file_name: String,
+    pub source_ip: Option<String>,
+    pub browser: Option<String>,
+    pub platform: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub session_key: Option<String>,
+    pub destination: Destination,
+    pub risk_score: i64,
+    pub severity: Severity,
+    pub indicators: Vec<RiskIndicator>,
+    /// The Salesforce events (one per chunk), kept for evidence.
+    pub raw: Vec<Value>,
+}
+
+impl ReportType {
+    /// Saved reports have ids with the Report key prefix; ad-hoc runs have none.
+    pub fn of(report_id: Option<&str>) -> ReportType {
+        match report_id {
+            Some(id) if id.starts_with(sfwire::id::prefix::REPORT) => ReportType::Saved,
+            _ => ReportType::AdHoc,
         }
     }
 }
@@ -116,9 +180,9 @@ pub fn predicted_file_name(report_name: &str, export_format: Option<&str>, at_ms
 /// Risk indicators and the resulting score and severity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Risk {
-    pub indicators: Vec<String>,
+    pub indicators: Vec<RiskIndicator>,
     pub score: i64,
-    pub severity: String,
+    pub severity: Severity,
 }
 
 /// What the risk rules look at.
@@ -136,30 +200,74 @@ pub fn assess(inputs: &RiskInputs) -> Risk {
     let mut indicators = Vec::new();
     let mut score = 0;
     if inputs.rows >= LARGE_EXPORT_ROWS {
-        indicators.push("large-export".to_owned());
+        indicators.push(RiskIndicator::LargeExport);
         score += if inputs.rows >= 100_000 { 5 } else { 3 };
     }
     if inputs.destination == Destination::Unmonitored {
-        indicators.push("unmonitored-device".to_owned());
+        indicators.push(RiskIndicator::UnmonitoredDevice);
         score += 3;
     }
     let hour = DateTime::<Utc>::from_timestamp_millis(inputs.at_ms).map_or(12, |d| d.hour());
     if !(6..20).contains(&hour) {
-        indicators.push("off-hours".to_owned());
+        indicators.push(RiskIndicator::OffHours);
         score += 2;
     }
     if inputs.first_export_by_user {
-        indicators.push("first-export-by-user".to_owned());
+        indicators.push(RiskIndicator::FirstExportByUser);
         score += 1;
     }
     let severity = match score {
-        0 => "no-risk",
-        1..=2 => "low",
-        3..=5 => "moderate",
-        6..=8 => "high",
-        _ => "critical",
+        0 => Severity::NoRisk,
+        1..=2 => Severity::Low,
+        3..=5 => Severity::Moderate,
+        6..=8 => Severity::High,
+        _ => Severity::Critical,
     };
-    Risk { indicators, score, severity: severity.to_owned() }
+    Risk { indicators, score, severity }
+}
+
+#[cfg(test)]
+impl FileEvent {
+    /// A quiet export by a user, for tests.
+    pub(crate) fn sample() -> FileEvent {
+        FileEvent {
+            seq: 0,
+            id: "0".repeat(32),
+            connection_id: "c".into(),
+            observed_at: 0,
+            ingested_at: 0,
+            attribution: Attribution::LoginSession,
+            user_id: SfId::generate(sfwire::id::prefix::USER, "0A", 1),
+            username: None,
+            email: None,
+            user_name: None,
+            report_id: None,
+            report_name: None,
+            report_description: None,
+            report_type: None,
+            report_format: None,
+            export_format: None,
+            operation: None,
+            rows: 0,
+            columns: None,
+            column_count: None,
+            queried_entities: None,
+            execution_id: None,
+            chunk_count: 1,
+            file_name: String::new(),
+            source_ip: None,
+            browser: None,
+            platform: None,
+            city: None,
+            country: None,
+            session_key: None,
+            destination: Destination::Corporate,
+            risk_score: 0,
+            severity: Severity::NoRisk,
+            indicators: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,14 +303,14 @@ mod tests {
             at_ms: 1_764_158_400_000,
             first_export_by_user: false,
         });
-        assert_eq!((quiet.score, quiet.severity.as_str()), (0, "no-risk"));
+        assert_eq!((quiet.score, quiet.severity), (0, Severity::NoRisk));
         let loud = assess(&RiskInputs {
             rows: 200_000,
             destination: Destination::Unmonitored,
             at_ms: 1_764_122_400_000,
             first_export_by_user: true,
         });
-        assert_eq!(loud.severity, "critical");
-        assert!(loud.indicators.contains(&"off-hours".to_owned()));
+        assert_eq!(loud.severity, Severity::Critical);
+        assert!(loud.indicators.contains(&RiskIndicator::OffHours));
     }
 }

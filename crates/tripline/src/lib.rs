@@ -1,8 +1,20 @@
 //! Tripline: turns a Salesforce org's real-time event streams into attributed
 //! report-download file events, and finds them again (Forensic Search).
+//!
+//! What it offers: [`connection`], [`events`] and [`people`] are the domain (types
+//! and pure rules); [`connector`] authorizes and runs data connections; [`store`]
+//! keeps everything (SQLite); [`search`] is the Forensic Search query model and its
+//! output formats; [`server`] assembles connectors and the JSON API ([`api`]) into
+//! one server.
 
 pub mod api;
+pub mod connection;
 pub mod connector;
 pub mod events;
+mod named;
+pub mod people;
 pub mod search;
+pub mod server;
 pub mod store;
+
+pub use named::UnknownName;

@@ -437,7 +437,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let (state, code) = (params.get("state").context("no state")?, params.get("code").context("no code")?);
     let new = tripline::connector::NewConnection {
         display_name: "Salesforce (demo)".into(),
-        scope: tripline::connector::scope::ScopeMode::All,
+        scope: tripline::connection::ScopeMode::All,
         scope_lines: None,
         corporate_cidrs: sfsim::activity::CORPORATE_CIDRS.iter().map(|c| (*c).to_owned()).collect(),
     };
@@ -475,39 +475,19 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         rescan_every: Duration::from_secs(args.rescan_minutes.max(1) * 60),
         ..Default::default()
     };
-    let mut running = Vec::new();
-    for record in store.connections()? {
-        if matches!(record.status.as_str(), "paused" | "deauthorized") {
-            continue;
-        }
-        match tripline::connector::start(store.clone(), &record, &app, settings.clone()).await {
-            Ok(r) => {
-                tracing::info!("monitoring {:?}", record.display_name);
-                running.push(r);
-            }
-            Err(e) => {
-                tracing::error!("connection {:?} cannot start: {e:#}", record.display_name);
-                let detail = serde_json::json!({ "kind": "error", "source": "network", "message": format!("{e:#}") });
-                store.set_status(&record.id, "error", Some(&detail), "server")?;
-            }
-        }
-    }
+    let server = tripline::server::Server::start(store, &app, settings).await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     println!(
         "tripline serve: {} connection(s) monitoring; JSON API on http://{}/api/v1 (OpenAPI: /api/v1/openapi.json)",
-        running.len(),
+        server.running.len(),
         listener.local_addr()?
     );
-    let api = tripline::api::router(store.clone(), running.iter().map(|r| r.context.clone()).collect());
-    tokio::select! {
-        served = axum::serve(listener, api) => served.context("the API server stopped")?,
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    for r in running {
-        r.stop().await;
-    }
-    Ok(())
+    server
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
 }
 
 fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
@@ -536,31 +516,21 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
     // Salesforce-side text (names, messages) is printed without control characters.
     let clean = |t: &str| t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
     for c in connections {
-        let since = c.status_detail.as_ref().and_then(|d| d["since"].as_i64()).map(time_text).unwrap_or_default();
+        let since = c.status_detail.as_ref().map(|d| format!(" since {}", time_text(d.since))).unwrap_or_default();
         println!(
-            "{}  [{}] since {}  ({}; org {}; {} monitored users)",
+            "{}  [{}]{}  ({}; org {}; {} monitored users)",
             clean(&c.display_name),
-            c.status.to_uppercase(),
+            c.status.as_str().to_uppercase(),
             since,
             c.login_url,
             c.org_id,
             store.scope(&c.id)?.len()
         );
-        let problems = c.status_detail.as_ref().and_then(|d| d["problems"].as_array().cloned()).unwrap_or_default();
-        for p in problems {
-            println!(
-                "  {} ({}): {}",
-                p["severity"].as_str().unwrap_or_default(),
-                p["source"].as_str().unwrap_or_default(),
-                clean(p["message"].as_str().unwrap_or_default())
-            );
+        for p in c.status_detail.iter().flat_map(|d| &d.problems) {
+            println!("  {} ({}): {}", p.severity.as_str(), p.source, clean(&p.message));
         }
         for gap in store.gaps(&c.id)? {
-            println!(
-                "  gap on {}: {}",
-                gap["topic"].as_str().unwrap_or_default(),
-                clean(gap["reason"].as_str().unwrap_or_default())
-            );
+            println!("  gap on {}: {}", gap.topic, clean(&gap.reason));
         }
         if args.history {
             for h in store.status_history(&c.id)? {

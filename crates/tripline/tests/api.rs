@@ -3,7 +3,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use tripline::connector::scope::ScopeMode;
+use tripline::connection::ScopeMode;
 
 use common::{Scenario, id};
 

@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use tripline::connector::scope::ScopeMode;
+use tripline::connection::ScopeMode;
 
 use common::{Scenario, id};
 

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use serde_json::json;
-use tripline::connector::scope::ScopeMode;
+use tripline::connection::{ConnectionStatus, ScopeMode};
+use tripline::events::{Attribution, Destination, RiskIndicator};
 
 use common::{Scenario, id, no_body};
 
@@ -14,9 +15,9 @@ use common::{Scenario, id, no_body};
 async fn exports_become_attributed_file_events_once() {
     let s = Scenario::new(80).await;
     let record = s.connect("Acme production", ScopeMode::All).await;
-    assert_eq!(s.store.connection(&record.id).expect("stored").status, "initializing");
+    assert_eq!(s.store.connection(&record.id).expect("stored").status, ConnectionStatus::Initializing);
     let running = s.run(&record).await;
-    assert_eq!(s.store.connection(&record.id).expect("stored").status, "monitoring");
+    assert_eq!(s.store.connection(&record.id).expect("stored").status, ConnectionStatus::Monitoring);
 
     let exporters = s.exporters().await;
     // A user who signs in now: attributed through the login session.
@@ -40,20 +41,20 @@ async fn exports_become_attributed_file_events_once() {
     s.export(&id(&outsider), no_body()).await;
 
     let events = s.wait_for("two exports", |e| e.len() == 2 && e.iter().any(|x| x.chunk_count == 3)).await;
-    let big = events.iter().find(|e| e.user_id == fresh_id).expect("the big export");
-    assert_eq!(big.attribution, "login-session");
+    let big = events.iter().find(|e| e.user_id.as_str() == fresh_id).expect("the big export");
+    assert_eq!(big.attribution, Attribution::LoginSession);
     assert_eq!(big.chunk_count, 3, "three chunks, one file event");
     assert_eq!(big.rows, 25_000);
     assert_eq!(big.execution_id.as_deref(), outcome["execution_identifier"].as_str());
     assert_eq!(big.source_ip.as_deref(), Some("203.0.113.50"));
-    assert_eq!(big.destination, "unmonitored");
+    assert_eq!(big.destination, Destination::Unmonitored);
     assert_eq!(big.raw.len(), 3, "the raw events are kept");
     assert!(big.file_name.ends_with(".xlsx"), "{}", big.file_name);
-    assert!(big.indicators.contains(&"large-export".to_owned()));
+    assert!(big.indicators.contains(&RiskIndicator::LargeExport));
     assert_eq!(big.username.as_deref(), fresh["username"].as_str());
     assert_eq!(big.email.as_deref(), fresh["email"].as_str());
-    let small = events.iter().find(|e| e.user_id == early_id).expect("the early user's export");
-    assert_eq!(small.attribution, "user-lookup");
+    let small = events.iter().find(|e| e.user_id.as_str() == early_id).expect("the early user's export");
+    assert_eq!(small.attribution, Attribution::UserLookup);
     assert!(small.file_name.starts_with("report") && small.file_name.ends_with(".csv"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.store.counter(&record.id, "out_of_scope_exports").expect("counter"), 1);
@@ -106,7 +107,7 @@ async fn scope_by_users_and_groups() {
     s.export(&id(chosen), json!({"rows": 6})).await;
     let events = s.wait_for("the chosen user's export", |e| !e.is_empty()).await;
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].user_id, id(chosen));
+    assert_eq!(events[0].user_id.as_str(), id(chosen));
     running.stop().await;
 
     // Groups: "All Sales" nests the regional groups; the cycle does not hang the scan.
@@ -167,7 +168,7 @@ async fn unknown_scope_entries_are_refused_by_line_and_nothing_is_saved() {
 
     let good = ScopeCsv::parse(format!("{exporter}\n").as_bytes(), CsvKind::Users).expect("well formed");
     let record = s.try_connect(&NewConnection::from_csv("Good", &good, vec![])).await.expect("saved");
-    assert_eq!(record.scope_entries, vec![exporter]);
+    assert_eq!(record.scope.entries(), [exporter]);
 }
 
 #[tokio::test]
@@ -189,7 +190,7 @@ async fn lost_replay_ids_are_backfilled_or_reported() {
     let events = s.wait_for("recovery from ReportEvent", |e| e.len() == 3).await;
     assert_eq!(events.iter().map(|e| (e.rows, e.chunk_count)).collect::<Vec<_>>(), [(10, 1), (20, 1), (30_000, 3)]);
     let gaps = s.store.gaps(&record.id).expect("gaps");
-    assert!(gaps.iter().any(|g| g["topic"] == "/event/ReportEventStream" && g["recovered"] == true), "{gaps:?}");
+    assert!(gaps.iter().any(|g| g.topic == "/event/ReportEventStream" && g.recovered), "{gaps:?}");
     running.stop().await;
 
     // Without storing, the same loss cannot be recovered: it is recorded, not skipped.
@@ -205,25 +206,18 @@ async fn lost_replay_ids_are_backfilled_or_reported() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let running = s.run(&record).await;
     for _ in 0..100 {
-        if s.store
-            .gaps(&record.id)
-            .expect("gaps")
-            .iter()
-            .any(|g| g["recovered"] == false && g["topic"] == "/event/ReportEventStream")
+        if s.store.gaps(&record.id).expect("gaps").iter().any(|g| !g.recovered && g.topic == "/event/ReportEventStream")
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let gaps = s.store.gaps(&record.id).expect("gaps");
-    let lost = gaps
-        .iter()
-        .find(|g| g["recovered"] == false && g["topic"] == "/event/ReportEventStream")
-        .expect("an unrecovered gap");
-    assert!(lost["reason"].as_str().is_some_and(|r| r.contains("could not be recovered")), "{lost}");
+    let lost = gaps.iter().find(|g| !g.recovered && g.topic == "/event/ReportEventStream").expect("an unrecovered gap");
+    assert!(lost.reason.contains("could not be recovered"), "{lost:?}");
     assert_eq!(s.events().len(), 4);
     // The loss shows on the connection as a warning; monitoring goes on.
-    s.wait_status(&record.id, "monitoring", &["event-stream"]).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &["event-stream"]).await;
     running.stop().await;
 }
 
@@ -245,7 +239,8 @@ async fn permission_revoked_then_restored_follows_the_rescan() {
         .expect("a user");
     let user_id = id(&user);
     s.control(&format!("/users/{user_id}/permission-sets"), json!({ "permission_set": exporter_set })).await;
-    let in_scope = |s: &Scenario| s.store.scope(&record.id).expect("scope").iter().any(|u| u.user_id == user_id);
+    let in_scope =
+        |s: &Scenario| s.store.scope(&record.id).expect("scope").iter().any(|u| u.user_id.as_str() == user_id);
     for _ in 0..100 {
         if in_scope(&s) {
             break;
@@ -254,7 +249,7 @@ async fn permission_revoked_then_restored_follows_the_rescan() {
     }
     assert!(in_scope(&s), "granted: now monitored");
     s.export(&user_id, json!({"rows": 1})).await;
-    s.wait_for("the granted user's export", |e| e.iter().any(|x| x.user_id == user_id)).await;
+    s.wait_for("the granted user's export", |e| e.iter().any(|x| x.user_id.as_str() == user_id)).await;
 
     s.control(&format!("/users/{user_id}/permission-sets/remove"), json!({ "permission_set": exporter_set })).await;
     for _ in 0..100 {
@@ -300,20 +295,21 @@ async fn pause_resume_and_deauthorize() {
     let s = Scenario::new(20).await;
     let record = s.connect("Lifecycle", ScopeMode::All).await;
     lifecycle::pause(&*s.store, &record.id, "tests").expect("pause");
-    assert_eq!(s.store.connection(&record.id).expect("record").status, "paused");
+    assert_eq!(s.store.connection(&record.id).expect("record").status, ConnectionStatus::Paused);
     assert!(lifecycle::resume(&*s.store, "nope", "tests").is_err());
     lifecycle::resume(&*s.store, &record.id, "tests").expect("resume");
     assert!(lifecycle::resume(&*s.store, &record.id, "tests").is_err(), "only a paused connection resumes");
-    assert_eq!(s.store.connection(&record.id).expect("record").status, "initializing");
+    assert_eq!(s.store.connection(&record.id).expect("record").status, ConnectionStatus::Initializing);
 
     lifecycle::deauthorize(&*s.store, &record.id, &s.app.allowed_origins, "tests").await.expect("deauthorize");
-    assert_eq!(s.store.connection(&record.id).expect("record").status, "deauthorized");
+    assert_eq!(s.store.connection(&record.id).expect("record").status, ConnectionStatus::Deauthorized);
     let api = tripline::connector::api_for(&record, &s.app, reqwest::Client::new()).expect("api");
     s.control("/sessions/expire", no_body()).await;
     let refused = api.query("SELECT Id FROM Organization").await.expect_err("revoked at Salesforce");
     assert!(refused.needs_person(), "{refused}");
     assert!(lifecycle::pause(&*s.store, &record.id, "tests").is_err());
-    let history: Vec<String> =
+    let history: Vec<ConnectionStatus> =
         s.store.status_history(&record.id).expect("history").into_iter().map(|h| h.status).collect();
-    assert_eq!(history, ["initializing", "paused", "initializing", "deauthorized"]);
+    use ConnectionStatus::{Deauthorized, Initializing, Paused};
+    assert_eq!(history, [Initializing, Paused, Initializing, Deauthorized]);
 }

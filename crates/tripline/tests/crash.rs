@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tripline::connector::scope::ScopeMode;
+use tripline::connection::ScopeMode;
 
 use common::{Scenario, id};
 
@@ -47,7 +47,7 @@ async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
     .await
     .expect("scope")
     .into_iter()
-    .map(|u| u.user_id)
+    .map(|u| u.user_id.to_string())
     .collect();
     let users: Vec<String> = s.users().await.iter().filter(|u| u["active"] == true).map(id).collect();
     let seed =

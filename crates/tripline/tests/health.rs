@@ -4,7 +4,7 @@
 mod common;
 
 use serde_json::json;
-use tripline::connector::scope::ScopeMode;
+use tripline::connection::{ConnectionStatus, ProblemSeverity, ScopeMode};
 
 use common::{Scenario, no_body};
 
@@ -13,39 +13,40 @@ async fn faults_are_named_and_clear_by_themselves() {
     let s = Scenario::new(40).await;
     let record = s.connect("Health", ScopeMode::All).await;
     let running = s.run(&record).await;
-    s.wait_status(&record.id, "monitoring", &[]).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
     let service = s.org.sim.org().service_user.to_string();
 
     // Event Manager: streaming off is an error naming the event; storing off a warning.
     s.control("/event-settings", json!({"event": "LogoutEventStream", "streaming": false})).await;
-    let r = s.wait_status(&record.id, "error", &["event-manager"]).await;
-    assert!(r.status_detail.expect("detail").to_string().contains("LogoutEventStream"));
+    let r = s.wait_status(&record.id, ConnectionStatus::Error, &["event-manager"]).await;
+    assert!(format!("{:?}", r.status_detail.expect("detail")).contains("LogoutEventStream"));
     s.control("/event-settings", json!({"event": "LogoutEventStream", "streaming": true})).await;
-    s.wait_status(&record.id, "monitoring", &[]).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
     s.control("/event-settings", json!({"event": "ReportEvent", "storing": false})).await;
-    let r = s.wait_status(&record.id, "monitoring", &["event-manager"]).await;
-    assert!(r.status_detail.expect("detail").to_string().contains("warning"));
+    let r = s.wait_status(&record.id, ConnectionStatus::Monitoring, &["event-manager"]).await;
+    let detail = r.status_detail.expect("detail");
+    assert!(detail.problems.iter().all(|p| p.severity == ProblemSeverity::Warning), "{detail:?}");
     s.control("/event-settings", json!({"event": "ReportEvent", "storing": true})).await;
 
     // Licence.
     s.control("/licence", json!({"enabled": false})).await;
-    s.wait_status(&record.id, "error", &["licence"]).await;
+    s.wait_status(&record.id, ConnectionStatus::Error, &["licence"]).await;
     s.control("/licence", json!({"enabled": true})).await;
-    s.wait_status(&record.id, "monitoring", &[]).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
 
     // The service account frozen: its token stops working.
     s.control(&format!("/users/{service}/state"), json!({"frozen": true})).await;
-    let r = s.wait_status(&record.id, "error", &["token"]).await;
-    assert!(r.status_detail.expect("detail").to_string().contains("frozen"));
+    let r = s.wait_status(&record.id, ConnectionStatus::Error, &["token"]).await;
+    assert!(format!("{:?}", r.status_detail.expect("detail")).contains("frozen"));
     s.control(&format!("/users/{service}/state"), json!({"frozen": false})).await;
-    s.wait_status(&record.id, "monitoring", &[]).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
 
     // A permission taken from the service account's profile.
     let profile_set = s.permission_set("Tripline Monitoring").await;
     s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": false})).await;
-    s.wait_status(&record.id, "error", &["permissions"]).await;
+    s.wait_status(&record.id, ConnectionStatus::Error, &["permissions"]).await;
     s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": true})).await;
-    s.wait_status(&record.id, "monitoring", &[]).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
 
     // An expired session is refreshed, and the new access token kept for the next start.
     s.control("/sessions/expire", no_body()).await;
@@ -64,13 +65,13 @@ async fn faults_are_named_and_clear_by_themselves() {
 
     // The daily API limit.
     s.control("/api-limit", json!({"remaining": 0})).await;
-    s.wait_status(&record.id, "error", &["api-limits"]).await;
+    s.wait_status(&record.id, ConnectionStatus::Error, &["api-limits"]).await;
     s.control("/api-limit", json!({"remaining": 100000})).await;
-    s.wait_status(&record.id, "monitoring", &[]).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
 
     // Revoked tokens: a person must authorize again; the error stays.
     s.control("/tokens/revoke", no_body()).await;
-    s.wait_status(&record.id, "error", &["token"]).await;
+    s.wait_status(&record.id, ConnectionStatus::Error, &["token"]).await;
 
     let history = s.store.status_history(&record.id).expect("history");
     assert!(history.len() >= 12, "every change recorded: {}", history.len());

@@ -1,26 +1,50 @@
 //! The store's behaviour, independent of Salesforce: paging visits every result once.
 
+use sfwire::id::{SfId, prefix};
+use tripline::events::{Attribution, Destination, FileEvent, Severity};
 use tripline::search::{Field, Filter, Op, SearchQuery, Sort};
 use tripline::store::sqlite::SqliteStore;
-use tripline::store::{ExportChunk, FileEventRow, ReportBatch, Store};
+use tripline::store::{ExportChunk, ReportBatch, Store};
 
 fn event(i: i64, at: i64, user: &str, rows: i64) -> ExportChunk {
     ExportChunk {
         event_identifier: format!("ev-{i}"),
-        file_event: FileEventRow {
+        file_event: FileEvent {
+            seq: 0,
             id: format!("fe-{i}"),
             connection_id: "c".into(),
             observed_at: at,
-            attribution: "login-session".into(),
-            user_id: format!("005{user}"),
+            ingested_at: at,
+            attribution: Attribution::LoginSession,
+            user_id: SfId::generate(prefix::USER, "0A", u64::from(user.as_bytes()[0])),
             username: Some(format!("{user}@x.example")),
+            email: None,
+            user_name: None,
+            report_id: None,
+            report_name: None,
+            report_description: None,
+            report_type: None,
+            report_format: None,
+            export_format: None,
+            operation: None,
             rows,
+            columns: None,
+            column_count: None,
+            queried_entities: None,
+            execution_id: None,
             chunk_count: 1,
             file_name: "report.csv".into(),
-            destination: "corporate".into(),
-            severity: "low".into(),
+            source_ip: None,
+            browser: None,
+            platform: None,
+            city: None,
+            country: None,
+            session_key: None,
+            destination: Destination::Corporate,
+            risk_score: 1,
+            severity: Severity::Low,
+            indicators: Vec::new(),
             raw: vec![serde_json::json!({"EventIdentifier": format!("ev-{i}")})],
-            ..FileEventRow::default()
         },
     }
 }
@@ -100,4 +124,63 @@ fn keyset_paging_visits_every_result_once_in_order() {
         ..ann
     };
     assert_eq!(store.search(&big).expect("search").events.len(), 9 + 20 - 3);
+}
+
+#[test]
+fn a_version_1_database_reads_back_in_todays_types() {
+    use tripline::connection::{ConnectionStatus, ProblemSource};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("v1.db");
+    {
+        let db = rusqlite::Connection::open(&path).expect("db");
+        db.execute_batch(include_str!("../migrations/sqlite/0001_init.sql")).expect("schema 1");
+        db.pragma_update(None, "user_version", 1).expect("version");
+        // What a version-1 server wrote for a connection that could not start.
+        db.execute_batch(
+            r#"INSERT INTO connections VALUES ('c1', 'Old', '00D000000000001AAA', 'https://x', 'https://y', 'all', '[]',
+                   '[]', 'r', 'a', '005000000000001AAA', 'error',
+                   '{"kind":"error","source":"network","message":"unreachable"}', 1000);
+               INSERT INTO status_history VALUES ('c1', 2000, 'error',
+                   '{"kind":"error","source":"network","message":"unreachable"}', 'server');"#,
+        )
+        .expect("old rows");
+    }
+    let store = SqliteStore::open(&path).expect("migrated");
+    let history = store.status_history("c1").expect("history");
+    assert_eq!(history[0].status, ConnectionStatus::Error);
+    let detail = history[0].detail.as_ref().expect("detail");
+    assert_eq!((detail.since, detail.problems[0].source), (2000, ProblemSource::Network));
+    assert_eq!(detail.problems[0].message, "unreachable");
+}
+
+#[test]
+fn stored_data_of_an_unknown_shape_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).expect("store");
+    let batch = ReportBatch { exports: vec![event(1, 1_000, "ann", 5)], ..ReportBatch::default() };
+    store.apply_reports("c", "/event/ReportEventStream", &batch, Some(b"r1")).expect("apply");
+    let db = rusqlite::Connection::open(&path).expect("db");
+    db.execute("UPDATE file_events SET severity = 'apocalyptic'", []).expect("tamper");
+    let query = SearchQuery {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        filter: Filter::All(vec![]),
+        sort: Sort::default(),
+        page_size: 10,
+        after: None,
+        after_seq: None,
+    };
+    let err = store.search(&query).expect_err("an unknown severity is refused");
+    assert!(matches!(err, tripline::store::StoreError::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("apocalyptic"), "{err}");
+    // A chunk of that export cannot be merged into raw evidence that does not parse.
+    db.execute("UPDATE file_events SET severity = 'low', raw = 'not json'", []).expect("tamper");
+    let mut chunk = event(2, 1_000, "ann", 5);
+    chunk.file_event.id = "fe-1".into();
+    let batch = ReportBatch { exports: vec![chunk], ..ReportBatch::default() };
+    let err = store.apply_reports("c", "/event/ReportEventStream", &batch, Some(b"r2")).expect_err("refused");
+    assert!(matches!(err, tripline::store::StoreError::Corrupt(_)), "{err:?}");
+    let raw: String = db.query_row("SELECT raw FROM file_events", [], |r| r.get(0)).expect("raw");
+    assert_eq!(raw, "not json", "the stored evidence is not overwritten");
 }

@@ -5,72 +5,34 @@
 
 use salesforce::api::SalesforceApi;
 use salesforce::pubsub::{PubSub, StreamError, StreamHealth};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sfwire::soql::quote;
 
-/// Where a problem comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Source {
-    ServiceAccount,
-    Permissions,
-    Licence,
-    EventManager,
-    Token,
-    ApiLimits,
-    Network,
-    /// Events the stream lost and the stored object could not give back.
-    EventStream,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    /// Monitoring is impaired: the connection is in Error.
-    Error,
-    /// Monitoring works, something is degraded (e.g. backfill unavailable).
-    Warning,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    pub severity: Severity,
-    pub source: Source,
-    pub message: String,
-}
-
-fn error(source: Source, message: impl Into<String>) -> Problem {
-    Problem { severity: Severity::Error, source, message: message.into() }
-}
-
-fn warning(source: Source, message: impl Into<String>) -> Problem {
-    Problem { severity: Severity::Warning, source, message: message.into() }
-}
+use crate::connection::{Gap, Problem, ProblemSource as Source};
 
 /// A failed API call as a problem.
-pub fn from_api_error(e: &salesforce::Error) -> Problem {
+pub(crate) fn from_api_error(e: &salesforce::Error) -> Problem {
     use salesforce::Error as E;
     match e {
-        E::Authorization { .. } | E::InvalidSession => error(
+        E::Authorization { .. } | E::InvalidSession => Problem::error(
             Source::Token,
             format!(
                 "Salesforce refused the connection's token ({e}). If the service account was deactivated or frozen, \
                  reactivate it; if the token was revoked, authorize the connection again."
             ),
         ),
-        E::ApiLimit(_) => error(
+        E::ApiLimit(_) => Problem::error(
             Source::ApiLimits,
             "The org's daily API request limit is used up. Tripline retries with backoff; raise the limit or wait for it to reset.",
         ),
-        E::Network(m) => error(Source::Network, format!("Salesforce cannot be reached: {m}")),
-        E::Api { code, .. } if code == "INSUFFICIENT_ACCESS" => error(
+        E::Network(m) => Problem::error(Source::Network, format!("Salesforce cannot be reached: {m}")),
+        E::Api { code, .. } if code == "INSUFFICIENT_ACCESS" => Problem::error(
             Source::Permissions,
             format!(
                 "The service account lacks a permission ({e}). Its profile needs API Enabled, View Setup and Configuration, and Customize Application."
             ),
         ),
-        other => error(Source::Network, other.to_string()),
+        other => Problem::error(Source::Network, other.to_string()),
     }
 }
 
@@ -78,7 +40,7 @@ pub fn from_api_error(e: &salesforce::Error) -> Problem {
 const STREAMS: [&str; 3] = ["LoginEventStream", "LogoutEventStream", "ReportEventStream"];
 
 /// Checks the org: service account, permissions, licence, Event Manager.
-pub async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Problem> {
+pub(crate) async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Problem> {
     let mut problems = Vec::new();
     let user = api.session().user_id;
     let soql = format!("SELECT Id, IsActive, Username FROM User WHERE Id = {}", quote(&user));
@@ -90,7 +52,7 @@ pub async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Problem> {
         Ok(records) => {
             let active = records.first().and_then(|r| r.get("IsActive")).and_then(Value::as_bool);
             if active != Some(true) {
-                problems.push(error(
+                problems.push(Problem::error(
                     Source::ServiceAccount,
                     "The service account is deactivated: reactivate it in Setup > Users.",
                 ));
@@ -101,33 +63,36 @@ pub async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Problem> {
     if let Ok(records) = api.query(&frozen).await
         && records.iter().any(|r| r.get("IsFrozen").and_then(Value::as_bool) == Some(true))
     {
-        problems.push(error(Source::ServiceAccount, "The service account is frozen: unfreeze it in Setup > Users."));
+        problems.push(Problem::error(
+            Source::ServiceAccount,
+            "The service account is frozen: unfreeze it in Setup > Users.",
+        ));
     }
     match api.realtime_event_settings().await {
         Ok(settings) => {
             let on = |name: &str| settings.iter().any(|e| e.entity_name == name && e.enabled);
             let off: Vec<&str> = STREAMS.iter().copied().filter(|s| !on(s)).collect();
             if !off.is_empty() {
-                problems.push(error(
+                problems.push(Problem::error(
                     Source::EventManager,
                     format!("Streaming is off for {} in Setup > Event Manager: enable streaming for these events.", off.join(", ")),
                 ));
             }
             if !on("ReportEvent") {
-                problems.push(warning(
+                problems.push(Problem::warning(
                     Source::EventManager,
                     "Storing is off for Report Event: exports missed during an outage cannot be recovered. Enable storing in Event Manager.",
                 ));
             }
         }
-        Err(salesforce::Error::Api { code, .. }) if code == "INSUFFICIENT_ACCESS" => problems.push(error(
+        Err(salesforce::Error::Api { code, .. }) if code == "INSUFFICIENT_ACCESS" => problems.push(Problem::error(
             Source::Permissions,
             "The service account cannot read Event Manager settings: give its profile the Customize Application permission.",
         )),
         Err(e) => problems.push(from_api_error(&e)),
     }
     match pubsub.topic(sfwire::pubsub::REPORT_TOPIC).await {
-        Ok(topic) if !topic.can_subscribe => problems.push(error(
+        Ok(topic) if !topic.can_subscribe => problems.push(Problem::error(
             Source::Licence,
             "The org cannot stream Real-Time Event Monitoring events: it needs Salesforce Shield or the Event Monitoring add-on.",
         )),
@@ -137,22 +102,23 @@ pub async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Problem> {
     problems
 }
 
-pub fn from_stream_error(e: &StreamError) -> Problem {
+fn from_stream_error(e: &StreamError) -> Problem {
     match e {
-        StreamError::Denied(m) => error(
+        StreamError::Denied(m) => Problem::error(
             Source::Licence,
             format!(
                 "Salesforce refused the event stream ({m}): the org needs Shield or the Event Monitoring add-on, and the service account the View Real-Time Event Monitoring Data permission."
             ),
         ),
-        StreamError::Auth(m) => error(Source::Token, format!("The event stream rejected the token: {m}")),
-        other => error(Source::Network, format!("Event stream: {other}")),
+        StreamError::Auth(m) => Problem::error(Source::Token, format!("The event stream rejected the token: {m}")),
+        other => Problem::error(Source::Network, format!("Event stream: {other}")),
     }
 }
 
 /// Problems the subscribers report (a stream retrying because of a denial, ...).
-pub fn from_streams<'a>(health: impl Iterator<Item = (&'a String, &'a StreamHealth)>) -> Vec<Problem> {
+pub(crate) fn from_streams(health: &[(String, StreamHealth)]) -> Vec<Problem> {
     health
+        .iter()
         .filter_map(|(topic, h)| match h {
             StreamHealth::Retrying {
                 error: e @ (StreamError::Denied(_) | StreamError::NotFound(_) | StreamError::Auth(_)),
@@ -167,25 +133,20 @@ pub fn from_streams<'a>(health: impl Iterator<Item = (&'a String, &'a StreamHeal
         .collect()
 }
 
-/// The status a set of problems means.
-pub fn status_for(problems: &[Problem]) -> &'static str {
-    if problems.iter().any(|p| p.severity == Severity::Error) { "error" } else { "monitoring" }
-}
-
 /// A warning for each window of events that could not be recovered.
-pub fn from_gaps(gaps: &[Value]) -> Vec<Problem> {
+pub(crate) fn from_gaps(gaps: &[Gap]) -> Vec<Problem> {
     gaps.iter()
-        .filter(|g| g["recovered"] == false)
+        .filter(|g| !g.recovered)
         .map(|g| {
-            let when = |k: &str| g[k].as_i64().map(crate::search::output::time_text).unwrap_or_else(|| "?".into());
-            warning(
+            let when = |ms: Option<i64>| ms.map(crate::search::output::time_text).unwrap_or_else(|| "?".into());
+            Problem::warning(
                 Source::EventStream,
                 format!(
                     "Events of {} between {} and {} may be missing: {}",
-                    g["topic"].as_str().unwrap_or_default(),
-                    when("from_ms"),
-                    when("to_ms"),
-                    g["reason"].as_str().unwrap_or_default()
+                    g.topic,
+                    when(g.from_ms),
+                    when(g.to_ms),
+                    g.reason
                 ),
             )
         })

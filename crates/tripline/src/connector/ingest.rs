@@ -1,20 +1,31 @@
-//! Turning deliveries into stored records. Each delivery is applied to the store with
-//! its checkpoint in one transaction; only then does the subscriber ask for more.
+//! Turning deliveries into stored records: delivery → decode → attribute → one store
+//! transaction (events and checkpoint) → the subscriber asks for more. Nothing on this
+//! path waits on the network: attribution uses what the store and the scope scan
+//! already hold.
+//!
 //! What if the process dies here? Before the commit: nothing of the delivery is
-//! stored and the old checkpoint replays it. After: the new checkpoint skips it, and
-//! `seen_events` makes any replay a no-op.
+//! stored and the old checkpoint replays it. After: the new checkpoint skips it; and
+//! should a replay come anyway, exports are found again by their file event's id and
+//! logins by `seen_events`, so it changes nothing.
 
-use std::collections::HashMap;
+mod recovery;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use salesforce::api::SalesforceApi;
 use salesforce::pubsub::{Delivery, EventSink, SinkError, StartFrom, StreamHealth};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use sfwire::events::{LoginEventStream, LogoutEventStream, ReportEventStream};
+use sfwire::id::SfId;
 use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC, is_export_operation};
 use sha2::{Digest, Sha256};
 
-use crate::events::{Attribution, Cidr, RiskInputs, assess, destination, predicted_file_name};
-use crate::store::{Checkpoint, ExportChunk, FileEventRow, LoginRecord, ReportBatch, SessionInfo, Store, UserInfo};
+use crate::connection::ScopeMode;
+use crate::events::{Attribution, Cidr, FileEvent, ReportType, RiskInputs, assess, destination, predicted_file_name};
+use crate::people::{LoginRecord, SalesforceUser, Session};
+use crate::store::{Checkpoint, ExportChunk, ReportBatch, Store, StoreError};
 
 /// What every topic's sink of one connection shares.
 pub struct ConnectionContext {
@@ -23,54 +34,98 @@ pub struct ConnectionContext {
     pub api: Arc<SalesforceApi>,
     pub corporate: Vec<Cidr>,
     /// Who the connection monitors, as configured.
-    pub mode: super::scope::ScopeMode,
+    pub mode: ScopeMode,
     /// Exports before this time (ms) predate the connection and are not recorded.
     pub monitor_from_ms: i64,
     /// Monitored users by 15-character id.
-    pub scope: RwLock<HashMap<String, UserInfo>>,
-    /// Users known to have stored exports (a cache for the "first export" indicator).
-    pub exporters: RwLock<std::collections::HashSet<String>>,
+    scope: RwLock<HashMap<String, SalesforceUser>>,
+    /// Users known to have stored exports (a cache for the "first export" indicator),
+    /// by 15-character id.
+    exporters: RwLock<HashSet<String>>,
     /// What the subscribers last reported, by topic.
-    pub health: RwLock<HashMap<String, StreamHealth>>,
+    health: RwLock<HashMap<String, StreamHealth>>,
 }
 
 impl ConnectionContext {
-    pub fn set_scope(&self, users: Vec<UserInfo>) {
-        let map = users.into_iter().map(|u| (short(&u.user_id).to_owned(), u)).collect();
+    pub(crate) fn new(
+        connection_id: String,
+        store: Arc<dyn Store>,
+        api: Arc<SalesforceApi>,
+        corporate: Vec<Cidr>,
+        mode: ScopeMode,
+        monitor_from_ms: i64,
+    ) -> ConnectionContext {
+        ConnectionContext {
+            connection_id,
+            store,
+            api,
+            corporate,
+            mode,
+            monitor_from_ms,
+            scope: RwLock::default(),
+            exporters: RwLock::default(),
+            health: RwLock::default(),
+        }
+    }
+
+    pub(crate) fn set_scope(&self, users: Vec<SalesforceUser>) {
+        let map = users.into_iter().map(|u| (u.user_id.short().to_owned(), u)).collect();
         *self.scope.write().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
-    fn in_scope(&self, user_id: &str) -> Option<UserInfo> {
-        self.scope.read().unwrap_or_else(|e| e.into_inner()).get(short(user_id)).cloned()
+    fn in_scope(&self, user_id: &SfId) -> Option<SalesforceUser> {
+        self.scope.read().unwrap_or_else(|e| e.into_inner()).get(user_id.short()).cloned()
+    }
+
+    /// What each topic's subscriber last reported.
+    pub fn stream_health(&self) -> Vec<(String, StreamHealth)> {
+        let health = self.health.read().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<_> = health.iter().map(|(t, h)| (t.clone(), h.clone())).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
     }
 }
 
-fn short(id: &str) -> &str {
-    id.get(..15).unwrap_or(id)
+/// Why a received event cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("{field} {value:?} is not a date and time")]
+    DateTime { field: &'static str, value: String },
+    #[error("the event does not match its type: {0}")]
+    Shape(#[from] serde_json::Error),
 }
 
-fn text(fields: &Map<String, Value>, name: &str) -> Option<String> {
-    fields.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
-}
+/// The datetime fields: epoch milliseconds from Pub/Sub's Avro, ISO 8601 text from REST.
+const DATETIME_FIELDS: [&str; 2] = ["EventDate", "CreatedDate"];
 
-/// Numbers arrive as JSON numbers from Avro, and as strings or numbers from REST.
-fn number(fields: &Map<String, Value>, name: &str) -> Option<f64> {
-    match fields.get(name)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+/// An event's fields (from the stream, or a stored-object record from REST) as its
+/// typed struct, decoded once; the fields stay as the raw evidence.
+pub(crate) fn decode<E: DeserializeOwned>(fields: &mut Map<String, Value>) -> Result<E, DecodeError> {
+    fields.remove("attributes"); // REST's record envelope
+    for field in DATETIME_FIELDS {
+        if let Some(Value::String(text)) = fields.get(field) {
+            let ms = chrono::DateTime::parse_from_rfc3339(text)
+                .or_else(|_| chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+                .map_err(|_| DecodeError::DateTime { field, value: text.clone() })?
+                .timestamp_millis();
+            fields.insert(field.to_owned(), ms.into());
+        }
     }
+    let value = Value::Object(std::mem::take(fields));
+    let typed = E::deserialize(&value);
+    if let Value::Object(map) = value {
+        *fields = map;
+    }
+    Ok(typed?)
 }
 
-/// EventDate as epoch ms: a long from Avro, a datetime string from REST.
-fn event_time(fields: &Map<String, Value>) -> i64 {
-    match fields.get("EventDate") {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or_default(),
-        Some(Value::String(s)) => chrono::DateTime::parse_from_str(&s.replace('Z', "+0000"), "%Y-%m-%dT%H:%M:%S%.f%z")
-            .map(|d| d.timestamp_millis())
-            .unwrap_or_default(),
-        _ => 0,
-    }
+/// Text Salesforce sent, with empty text taken as absent.
+fn given(text: Option<String>) -> Option<String> {
+    text.filter(|t| !t.is_empty())
+}
+
+fn user_id(text: Option<&str>) -> Option<SfId> {
+    SfId::parse(text?).ok()
 }
 
 /// A file event's id: stable for the export, derived from Salesforce's identifiers
@@ -80,120 +135,114 @@ fn file_event_id(connection_id: &str, key: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn login_record(fields: &Map<String, Value>, logout: bool) -> Option<LoginRecord> {
-    let status = text(fields, "Status");
+fn login_record(e: LoginEventStream) -> Option<LoginRecord> {
+    let status = given(e.Status);
     Some(LoginRecord {
-        event_identifier: text(fields, "EventIdentifier")?,
-        logout,
-        success: logout || status.as_deref() == Some("Success"),
+        event_identifier: given(e.EventIdentifier)?,
+        logout: false,
+        success: status.as_deref() == Some("Success"),
         status,
-        session: SessionInfo {
-            session_key: text(fields, "SessionKey").unwrap_or_default(),
-            login_key: text(fields, "LoginKey"),
-            user_id: text(fields, "UserId")?,
-            username: text(fields, "Username"),
-            source_ip: text(fields, "SourceIp"),
-            browser: text(fields, "Browser"),
-            platform: text(fields, "Platform"),
-            city: text(fields, "City"),
-            country: text(fields, "Country"),
-            login_at: event_time(fields),
+        session: Session {
+            session_key: given(e.SessionKey).unwrap_or_default(),
+            login_key: given(e.LoginKey),
+            user_id: user_id(e.UserId.as_deref())?,
+            username: given(e.Username),
+            source_ip: given(e.SourceIp),
+            browser: given(e.Browser),
+            platform: given(e.Platform),
+            city: given(e.City),
+            country: given(e.Country),
+            login_at: e.EventDate.unwrap_or(e.CreatedDate),
         },
     })
 }
 
-fn sink_error(e: impl std::fmt::Display) -> SinkError {
-    SinkError(e.to_string())
+fn logout_record(e: LogoutEventStream) -> Option<LoginRecord> {
+    Some(LoginRecord {
+        event_identifier: given(e.EventIdentifier)?,
+        logout: true,
+        success: true,
+        status: None,
+        session: Session {
+            session_key: given(e.SessionKey).unwrap_or_default(),
+            login_key: given(e.LoginKey),
+            user_id: user_id(e.UserId.as_deref())?,
+            username: given(e.Username),
+            source_ip: given(e.SourceIp),
+            browser: None,
+            platform: None,
+            city: None,
+            country: None,
+            login_at: e.EventDate.unwrap_or(e.CreatedDate),
+        },
+    })
+}
+
+fn sink_error(e: StoreError) -> SinkError {
+    SinkError(format!("{:#}", anyhow::Error::new(e)))
 }
 
 impl ConnectionContext {
     /// Builds the report batch for some ReportEventStream events (from the stream or
     /// the stored ReportEvent object), attributing each export.
-    pub async fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, SinkError> {
+    pub(crate) fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, SinkError> {
         let mut batch = ReportBatch::default();
-        let mut looked_up: HashMap<String, Option<UserInfo>> = HashMap::new();
-        for fields in events {
-            let Some(operation) = text(&fields, "Operation") else { continue };
+        for mut fields in events {
+            let event: ReportEventStream = match decode(&mut fields) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!("a report event cannot be read, skipped: {e}");
+                    continue;
+                }
+            };
+            let Some(operation) = given(event.Operation.clone()) else { continue };
             if !is_export_operation(&operation) {
                 continue; // runs, previews and dashboard refreshes are not downloads
             }
-            let (Some(event_identifier), Some(user_id)) = (text(&fields, "EventIdentifier"), text(&fields, "UserId"))
+            let (Some(event_identifier), Some(user_id)) =
+                (given(event.EventIdentifier.clone()), user_id(event.UserId.as_deref()))
             else {
                 continue;
             };
-            let at = event_time(&fields);
+            let at = event.EventDate.unwrap_or(event.CreatedDate);
             if at < self.monitor_from_ms {
                 continue;
             }
-            let Some(scoped) = self.in_scope(&user_id) else {
+            let Some(user) = self.in_scope(&user_id) else {
                 batch.out_of_scope.push(event_identifier);
                 continue;
             };
-            let session_key = text(&fields, "SessionKey");
+            let session_key = given(event.SessionKey);
             let session = match &session_key {
                 Some(key) => self.store.session(&self.connection_id, key).map_err(sink_error)?,
                 None => None,
             };
-            let session = session.filter(|s| short(&s.user_id) == short(&user_id));
-            let (attribution, user) = match &session {
-                Some(_) => (Attribution::LoginSession, scoped),
-                None => {
-                    let cached = match looked_up.get(&user_id) {
-                        Some(found) => found.clone(),
-                        None => {
-                            let found = match self
-                                .store
-                                .cached_user(&self.connection_id, &user_id)
-                                .map_err(sink_error)?
-                            {
-                                Some(u) => Some(u),
-                                None => {
-                                    // A failed lookup (API limit, network) must not stop
-                                    // ingest: the scope scan's record of the user serves.
-                                    match super::scope::lookup_user(&self.api, &user_id).await {
-                                        Ok(fresh) => {
-                                            if let Some(u) = &fresh {
-                                                batch.users_looked_up.push(u.clone());
-                                            }
-                                            fresh
-                                        }
-                                        Err(e) => {
-                                            tracing::warn!(user = %user_id, "user lookup failed, using the scope scan: {e}");
-                                            None
-                                        }
-                                    }
-                                }
-                            };
-                            looked_up.insert(user_id.clone(), found.clone());
-                            found
-                        }
-                    };
-                    (Attribution::UserLookup, cached.unwrap_or(scoped))
-                }
-            };
-            let rows = number(&fields, "RowsProcessed").unwrap_or_default() as i64;
-            let source_ip = text(&fields, "SourceIp").or_else(|| session.as_ref().and_then(|s| s.source_ip.clone()));
+            let session = session.filter(|s| s.user_id == user_id);
+            // Without a login session, the user is who the scope scan's REST query says
+            // holds this UserId.
+            let attribution = if session.is_some() { Attribution::LoginSession } else { Attribution::UserLookup };
+            let rows = event.RowsProcessed.unwrap_or_default() as i64;
+            let source_ip = given(event.SourceIp).or_else(|| session.as_ref().and_then(|s| s.source_ip.clone()));
             let dest = destination(source_ip.as_deref(), &self.corporate);
             let first_export = !self.has_exported(&user.user_id)?;
             let risk = assess(&RiskInputs { rows, destination: dest, at_ms: at, first_export_by_user: first_export });
-            let report_name = text(&fields, "Name");
-            let export_format = text(&fields, "ExportFileFormat");
-            let execution_id = text(&fields, "ExecutionIdentifier");
-            let report_id = text(&fields, "ReportId");
-            let file_event = FileEventRow {
+            let report_name = given(event.Name);
+            let export_format = given(event.ExportFileFormat);
+            let execution_id = given(event.ExecutionIdentifier);
+            let report_id = given(event.ReportId);
+            let session = session.as_ref();
+            let file_event = FileEvent {
                 seq: 0,
                 id: file_event_id(&self.connection_id, execution_id.as_deref().unwrap_or(&event_identifier)),
                 connection_id: self.connection_id.clone(),
                 observed_at: at,
                 ingested_at: chrono::Utc::now().timestamp_millis(),
-                attribution: attribution.as_str().to_owned(),
-                user_id: user.user_id.clone(),
-                username: Some(user.username.clone()),
-                email: user.email.clone(),
-                user_name: user.name.clone(),
-                report_type: Some(
-                    if report_id.as_deref().is_some_and(|r| r.starts_with("00O")) { "saved" } else { "ad-hoc" }.into(),
-                ),
+                attribution,
+                user_id: user.user_id,
+                username: Some(user.username),
+                email: user.email,
+                user_name: user.name,
+                report_type: Some(ReportType::of(report_id.as_deref())),
                 report_id,
                 file_name: predicted_file_name(
                     report_name.as_deref().unwrap_or("report"),
@@ -201,23 +250,23 @@ impl ConnectionContext {
                     at,
                 ),
                 report_name,
-                report_description: text(&fields, "Description"),
-                report_format: text(&fields, "Format"),
+                report_description: given(event.Description),
+                report_format: given(event.Format),
                 export_format,
                 operation: Some(operation),
                 rows,
-                columns: text(&fields, "ColumnHeaders"),
-                column_count: number(&fields, "NumberOfColumns").map(|n| n as i64),
-                queried_entities: text(&fields, "QueriedEntities"),
+                columns: given(event.ColumnHeaders),
+                column_count: event.NumberOfColumns,
+                queried_entities: given(event.QueriedEntities),
                 execution_id,
                 chunk_count: 1,
                 source_ip,
-                browser: session.as_ref().and_then(|s| s.browser.clone()),
-                platform: session.as_ref().and_then(|s| s.platform.clone()),
-                city: session.as_ref().and_then(|s| s.city.clone()),
-                country: session.as_ref().and_then(|s| s.country.clone()),
+                browser: session.and_then(|s| s.browser.clone()),
+                platform: session.and_then(|s| s.platform.clone()),
+                city: session.and_then(|s| s.city.clone()),
+                country: session.and_then(|s| s.country.clone()),
                 session_key,
-                destination: dest.as_str().to_owned(),
+                destination: dest,
                 risk_score: risk.score,
                 severity: risk.severity,
                 indicators: risk.indicators,
@@ -229,21 +278,58 @@ impl ConnectionContext {
         Ok(batch)
     }
 
-    fn has_exported(&self, user_id: &str) -> Result<bool, SinkError> {
-        if self.exporters.read().unwrap_or_else(|e| e.into_inner()).contains(short(user_id)) {
+    fn has_exported(&self, user_id: &SfId) -> Result<bool, SinkError> {
+        if self.exporters.read().unwrap_or_else(|e| e.into_inner()).contains(user_id.short()) {
             return Ok(true);
         }
         let has = self.store.user_has_file_events(&self.connection_id, user_id).map_err(sink_error)?;
         if has {
-            self.exporters.write().unwrap_or_else(|e| e.into_inner()).insert(short(user_id).to_owned());
+            self.exporters.write().unwrap_or_else(|e| e.into_inner()).insert(user_id.short().to_owned());
         }
         Ok(has)
     }
+
+    /// The newest stored export's time (where a gap would start).
+    fn last_observed(&self) -> Result<Option<i64>, StoreError> {
+        let query = crate::search::SearchQuery {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            filter: crate::search::Filter::Term {
+                field: crate::search::Field::ConnectionId,
+                op: crate::search::Op::Is(self.connection_id.clone()),
+            },
+            sort: crate::search::Sort::default(),
+            page_size: 1,
+            after: None,
+            after_seq: None,
+        };
+        Ok(self.store.search(&query)?.events.first().map(|e| e.observed_at))
+    }
+}
+
+/// Login or logout events of a delivery, decoded; those that cannot be read are
+/// logged and left out.
+fn login_records(topic: &str, events: Vec<Map<String, Value>>) -> Vec<LoginRecord> {
+    let logout = topic == LOGOUT_TOPIC;
+    events
+        .into_iter()
+        .filter_map(|mut fields| {
+            let record = if logout {
+                decode::<LogoutEventStream>(&mut fields).map(logout_record)
+            } else {
+                decode::<LoginEventStream>(&mut fields).map(login_record)
+            };
+            record.unwrap_or_else(|e| {
+                tracing::warn!(topic, "an event cannot be read, skipped: {e}");
+                None
+            })
+        })
+        .collect()
 }
 
 /// The sink for one topic of one connection.
-pub struct TopicSink {
-    pub context: Arc<ConnectionContext>,
+pub(crate) struct TopicSink {
+    pub(crate) context: Arc<ConnectionContext>,
 }
 
 impl EventSink for TopicSink {
@@ -253,12 +339,11 @@ impl EventSink for TopicSink {
         let fields: Vec<Map<String, Value>> = delivery.events.into_iter().map(|e| e.fields).collect();
         match topic {
             LOGIN_TOPIC | LOGOUT_TOPIC => {
-                let records: Vec<LoginRecord> =
-                    fields.iter().filter_map(|f| login_record(f, topic == LOGOUT_TOPIC)).collect();
+                let records = login_records(topic, fields);
                 ctx.store.apply_logins(&ctx.connection_id, topic, &records, &checkpoint).map_err(sink_error)?;
             }
             REPORT_TOPIC => {
-                let batch = ctx.report_batch(fields).await?;
+                let batch = ctx.report_batch(fields)?;
                 ctx.store.apply_reports(&ctx.connection_id, topic, &batch, Some(&checkpoint)).map_err(sink_error)?;
             }
             other => return Err(SinkError(format!("no sink for topic {other}"))),
@@ -274,7 +359,7 @@ impl EventSink for TopicSink {
             // Restarted before: the stream may no longer hold what happened since.
             Some(Checkpoint::RestartedAt(since)) => {
                 if topic == REPORT_TOPIC {
-                    self.recover(topic, since, now, "restarted without a replay id").await?;
+                    recovery::recover(ctx, topic, since, now, "restarted without a replay id").await?;
                 }
                 ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
                 Ok(StartFrom::Earliest)
@@ -291,11 +376,11 @@ impl EventSink for TopicSink {
 
     async fn replay_lost(&mut self, topic: &str, reason: &str) -> Result<StartFrom, SinkError> {
         let ctx = &self.context;
-        tracing::warn!(connection = %ctx.connection_id, topic, "replay id lost: {reason}; resubscribing from EARLIEST");
+        tracing::warn!(topic, "replay id lost: {reason}; resubscribing from EARLIEST");
         let now = chrono::Utc::now().timestamp_millis();
         let from = ctx.last_observed().map_err(sink_error)?.unwrap_or(ctx.monitor_from_ms);
         if topic == REPORT_TOPIC {
-            self.recover(topic, from, now, reason).await?;
+            recovery::recover(ctx, topic, from, now, reason).await?;
         } else {
             ctx.store
                 .record_gap(&ctx.connection_id, topic, (Some(from), Some(now)), reason, false)
@@ -310,53 +395,30 @@ impl EventSink for TopicSink {
     }
 }
 
-impl TopicSink {
-    /// Re-reads exports of [from, to] from the stored ReportEvent object (what is still
-    /// retained also comes back from EARLIEST; duplicates are no-ops). A window that
-    /// cannot be read is recorded as a gap, never skipped silently.
-    async fn recover(&self, topic: &str, from: i64, to: i64, reason: &str) -> Result<(), SinkError> {
-        let ctx = &self.context;
-        // The stored object only holds what Event Manager stores: with storing off, a
-        // query succeeds and returns nothing, which must not pass for a recovery.
-        let storing = match ctx.api.realtime_event_settings().await {
-            Ok(settings) => settings.iter().any(|e| e.entity_name == "ReportEvent" && e.enabled),
-            Err(_) => true, // unknown: try, and let the query's own error speak
-        };
-        if !storing {
-            let why = format!(
-                "{reason}; exports in this window could not be recovered: storing of Report Event is off in Event Manager"
-            );
-            ctx.store.record_gap(&ctx.connection_id, topic, (Some(from), Some(to)), &why, false).map_err(sink_error)?;
-            return Ok(());
-        }
-        match super::backfill_reports(ctx, Some(from), to).await {
-            Ok(n) => tracing::info!(connection = %ctx.connection_id, "re-read {n} report events from ReportEvent"),
-            Err(e) => {
-                let why = format!("{reason}; exports in this window could not be recovered from ReportEvent: {e:#}");
-                ctx.store
-                    .record_gap(&ctx.connection_id, topic, (Some(from), Some(to)), &why, false)
-                    .map_err(sink_error)?;
-            }
-        }
-        Ok(())
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ConnectionContext {
-    /// The newest stored export's time (where a gap would start).
-    fn last_observed(&self) -> Result<Option<i64>, crate::store::StoreError> {
-        let query = crate::search::SearchQuery {
-            from_ms: 0,
-            to_ms: i64::MAX,
-            filter: crate::search::Filter::Term {
-                field: crate::search::Field::ConnectionId,
-                op: crate::search::Op::Is(self.connection_id.clone()),
-            },
-            sort: crate::search::Sort::default(),
-            page_size: 1,
-            after: None,
-            after_seq: None,
-        };
-        Ok(self.store.search(&query)?.events.first().map(|e| e.observed_at))
+    #[test]
+    fn decodes_stream_and_rest_shapes_into_the_typed_event() {
+        let mut avro = serde_json::json!({"EventDate": 1_764_000_000_123_i64, "RowsProcessed": 12.0, "Sequence": 2})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let e: ReportEventStream = decode(&mut avro).expect("typed");
+        assert_eq!((e.EventDate, e.RowsProcessed, e.Sequence), (Some(1_764_000_000_123), Some(12.0), Some(2)));
+        assert_eq!(avro.len(), 3, "the fields stay for the evidence");
+
+        let mut rest =
+            serde_json::json!({"attributes": {"type": "ReportEvent"}, "EventDate": "2025-11-24T16:00:00.123+0000"})
+                .as_object()
+                .cloned()
+                .expect("object");
+        let e: ReportEventStream = decode(&mut rest).expect("typed");
+        assert_eq!(e.EventDate, Some(1_764_000_000_123));
+        assert!(!rest.contains_key("attributes"));
+
+        let mut bad = serde_json::json!({"EventDate": "yesterday"}).as_object().cloned().expect("object");
+        assert!(matches!(decode::<ReportEventStream>(&mut bad), Err(DecodeError::DateTime { .. })));
     }
 }

@@ -5,24 +5,25 @@
 use anyhow::bail;
 use salesforce::login::LoginHost;
 
+use crate::connection::{ConnectionStatus, StatusDetail};
 use crate::store::Store;
 
 pub fn pause(store: &dyn Store, id: &str, actor: &str) -> anyhow::Result<()> {
     let record = store.connection(id)?;
-    if record.status == "deauthorized" {
+    if record.status == ConnectionStatus::Deauthorized {
         bail!("{:?} is deauthorized: authorize it again instead", record.display_name);
     }
-    store.set_status(id, "paused", None, actor)?;
+    store.set_status(id, ConnectionStatus::Paused, None, actor)?;
     Ok(())
 }
 
 pub fn resume(store: &dyn Store, id: &str, actor: &str) -> anyhow::Result<()> {
     let record = store.connection(id)?;
-    if record.status != "paused" {
+    if record.status != ConnectionStatus::Paused {
         bail!("{:?} is not paused (it is {})", record.display_name, record.status);
     }
     // The connector sets Monitoring or Error once it has checked the org.
-    store.set_status(id, "initializing", None, actor)?;
+    store.set_status(id, ConnectionStatus::Initializing, None, actor)?;
     Ok(())
 }
 
@@ -39,7 +40,7 @@ pub async fn deauthorize(store: &dyn Store, id: &str, allowed: &[String], actor:
             return Err(e.into());
         }
     }
-    let detail = serde_json::json!({ "problems": [], "since": chrono::Utc::now().timestamp_millis() });
-    store.set_status(id, "deauthorized", Some(&detail), actor)?;
+    let detail = StatusDetail { problems: Vec::new(), since: chrono::Utc::now().timestamp_millis() };
+    store.set_status(id, ConnectionStatus::Deauthorized, Some(&detail), actor)?;
     Ok(())
 }

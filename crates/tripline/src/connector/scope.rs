@@ -7,40 +7,18 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use salesforce::api::SalesforceApi;
 use serde_json::Value;
+use sfwire::id::{SfId, prefix};
 use sfwire::soql::quote;
 
-use crate::store::UserInfo;
-
-/// The scope a connection was configured with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScopeMode {
-    All,
-    /// Usernames or emails.
-    Users(Vec<String>),
-    /// Group names, developer names or ids.
-    Groups(Vec<String>),
-}
-
-impl ScopeMode {
-    pub fn from_parts(mode: &str, entries: &[String]) -> ScopeMode {
-        match mode {
-            "users" => ScopeMode::Users(entries.to_vec()),
-            "groups" => ScopeMode::Groups(entries.to_vec()),
-            _ => ScopeMode::All,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ScopeMode::All => "all",
-            ScopeMode::Users(_) => "users",
-            ScopeMode::Groups(_) => "groups",
-        }
-    }
-}
+use crate::connection::ScopeMode;
+use crate::people::SalesforceUser;
 
 fn text(record: &Value, field: &str) -> Option<String> {
     record.get(field).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn id(record: &Value, field: &str) -> Option<SfId> {
+    SfId::parse(record.get(field)?.as_str()?).ok()
 }
 
 /// The SOQL datetime for now, for "not expired".
@@ -49,7 +27,7 @@ fn soql_now() -> String {
 }
 
 /// Active users holding Export Reports through an unexpired assignment.
-pub async fn export_holders(api: &SalesforceApi) -> Result<Vec<UserInfo>, salesforce::Error> {
+pub async fn export_holders(api: &SalesforceApi) -> Result<Vec<SalesforceUser>, salesforce::Error> {
     let soql = format!(
         "SELECT Id, Username, Email, Name FROM User WHERE IsActive = true AND Id IN \
          (SELECT AssigneeId FROM PermissionSetAssignment WHERE PermissionSet.PermissionsExportReport = true \
@@ -60,8 +38,8 @@ pub async fn export_holders(api: &SalesforceApi) -> Result<Vec<UserInfo>, salesf
     Ok(records
         .iter()
         .filter_map(|r| {
-            Some(UserInfo {
-                user_id: text(r, "Id")?,
+            Some(SalesforceUser {
+                user_id: id(r, "Id")?,
                 username: text(r, "Username")?,
                 email: text(r, "Email"),
                 name: text(r, "Name"),
@@ -74,20 +52,19 @@ pub async fn export_holders(api: &SalesforceApi) -> Result<Vec<UserInfo>, salesf
 async fn resolve_groups(
     api: &SalesforceApi,
     entries: &[String],
-) -> Result<(HashSet<String>, Vec<String>), salesforce::Error> {
+) -> Result<(HashSet<SfId>, Vec<String>), salesforce::Error> {
     let groups = api.query("SELECT Id, Name, DeveloperName FROM Group WHERE Type = 'Regular'").await?;
     let mut ids = HashSet::new();
     let mut unknown = Vec::new();
     for entry in entries {
         let e = entry.trim();
+        let named = SfId::parse(e).ok();
         let found = groups.iter().find(|g| {
-            let id = text(g, "Id").unwrap_or_default();
-            id == e
-                || (e.len() == 15 && id.starts_with(e))
+            (named.is_some() && id(g, "Id") == named)
                 || text(g, "Name").is_some_and(|n| n.eq_ignore_ascii_case(e))
                 || text(g, "DeveloperName").is_some_and(|n| n.eq_ignore_ascii_case(e))
         });
-        match found.and_then(|g| text(g, "Id")) {
+        match found.and_then(|g| id(g, "Id")) {
             Some(id) => {
                 ids.insert(id);
             }
@@ -98,27 +75,28 @@ async fn resolve_groups(
 }
 
 /// Every user in the groups, through nested groups, each group visited once.
-async fn expand_groups(api: &SalesforceApi, roots: &HashSet<String>) -> Result<HashSet<String>, salesforce::Error> {
+async fn expand_groups(api: &SalesforceApi, roots: &HashSet<SfId>) -> Result<HashSet<SfId>, salesforce::Error> {
     let members = api.query("SELECT GroupId, UserOrGroupId FROM GroupMember").await?;
-    let mut children: HashMap<String, Vec<String>> = HashMap::new();
+    let mut children: HashMap<SfId, Vec<SfId>> = HashMap::new();
     for m in &members {
-        if let (Some(g), Some(member)) = (text(m, "GroupId"), text(m, "UserOrGroupId")) {
-            children.entry(g[..15.min(g.len())].to_owned()).or_default().push(member);
+        if let (Some(g), Some(member)) = (id(m, "GroupId"), id(m, "UserOrGroupId")) {
+            children.entry(g).or_default().push(member);
         }
     }
     let mut users = HashSet::new();
     let mut visited = HashSet::new();
-    let mut queue: VecDeque<String> = roots.iter().cloned().collect();
+    let mut queue: VecDeque<SfId> = roots.iter().cloned().collect();
     while let Some(group) = queue.pop_front() {
-        let key = group[..15.min(group.len())].to_owned();
-        if !visited.insert(key.clone()) {
+        if !visited.insert(group.clone()) {
             continue; // a cycle, or a group reached twice
         }
-        for member in children.get(&key).into_iter().flatten() {
-            if member.starts_with("00G") {
-                queue.push_back(member.clone());
-            } else if member.starts_with("005") {
-                users.insert(member[..15.min(member.len())].to_owned());
+        for member in children.get(&group).into_iter().flatten() {
+            match member.key_prefix() {
+                prefix::GROUP => queue.push_back(member.clone()),
+                prefix::USER => {
+                    users.insert(member.clone());
+                }
+                _ => {} // roles and territories are not people
             }
         }
     }
@@ -128,7 +106,7 @@ async fn expand_groups(api: &SalesforceApi, roots: &HashSet<String>) -> Result<H
 /// The outcome of a scan: who is monitored, and configured entries that matched nobody.
 #[derive(Debug, Default)]
 pub struct ScopeScan {
-    pub users: Vec<UserInfo>,
+    pub users: Vec<SalesforceUser>,
     pub unmatched: Vec<String>,
 }
 
@@ -139,10 +117,11 @@ pub async fn scan(api: &SalesforceApi, mode: &ScopeMode) -> Result<ScopeScan, sa
         ScopeMode::All => Ok(ScopeScan { users: holders, unmatched: Vec::new() }),
         ScopeMode::Users(entries) => {
             let wanted: Vec<String> = entries.iter().map(|e| e.trim().to_lowercase()).collect();
-            let matches = |u: &UserInfo, w: &str| {
+            let matches = |u: &SalesforceUser, w: &str| {
                 u.username.to_lowercase() == w || u.email.as_deref().is_some_and(|e| e.to_lowercase() == w)
             };
-            let users: Vec<UserInfo> = holders.into_iter().filter(|u| wanted.iter().any(|w| matches(u, w))).collect();
+            let users: Vec<SalesforceUser> =
+                holders.into_iter().filter(|u| wanted.iter().any(|w| matches(u, w))).collect();
             let unmatched = entries
                 .iter()
                 .filter(|e| !users.iter().any(|u| matches(u, &e.trim().to_lowercase())))
@@ -153,25 +132,10 @@ pub async fn scan(api: &SalesforceApi, mode: &ScopeMode) -> Result<ScopeScan, sa
         ScopeMode::Groups(entries) => {
             let (roots, unmatched) = resolve_groups(api, entries).await?;
             let members = expand_groups(api, &roots).await?;
-            let users =
-                holders.into_iter().filter(|u| members.contains(&u.user_id[..15.min(u.user_id.len())])).collect();
+            let users = holders.into_iter().filter(|u| members.contains(&u.user_id)).collect();
             Ok(ScopeScan { users, unmatched })
         }
     }
-}
-
-/// Looks a user up by id (attribution of exports from sessions we never saw).
-pub async fn lookup_user(api: &SalesforceApi, user_id: &str) -> Result<Option<UserInfo>, salesforce::Error> {
-    let soql = format!("SELECT Id, Username, Email, Name FROM User WHERE Id = {}", quote(user_id));
-    let records = api.query(&soql).await?;
-    Ok(records.first().and_then(|r| {
-        Some(UserInfo {
-            user_id: text(r, "Id")?,
-            username: text(r, "Username")?,
-            email: text(r, "Email"),
-            name: text(r, "Name"),
-        })
-    }))
 }
 
 /// Entries of a Users or Groups scope that name nobody in the org (whatever their

@@ -133,7 +133,7 @@ pub const MAX_PAGE: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchPage {
-    pub events: Vec<crate::store::FileEventRow>,
+    pub events: Vec<crate::events::FileEvent>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next: Option<String>,
 }

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::store::FileEventRow;
+use crate::events::FileEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -50,26 +50,26 @@ pub fn time_text(ms: i64) -> String {
 }
 
 /// A column's value as text.
-pub fn cell(e: &FileEventRow, column: &str) -> String {
+pub fn cell(e: &FileEvent, column: &str) -> String {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     match column {
         "time" => time_text(e.observed_at),
         "username" => opt(&e.username),
         "email" => opt(&e.email),
         "user_name" => opt(&e.user_name),
-        "user_id" => e.user_id.clone(),
+        "user_id" => e.user_id.to_string(),
         "report_name" => opt(&e.report_name),
         "report_id" => opt(&e.report_id),
         "rows" => e.rows.to_string(),
         "chunks" => e.chunk_count.to_string(),
         "export_format" => opt(&e.export_format),
         "file_name" => e.file_name.clone(),
-        "destination" => e.destination.clone(),
+        "destination" => e.destination.to_string(),
         "source_ip" => opt(&e.source_ip),
-        "severity" => e.severity.clone(),
+        "severity" => e.severity.to_string(),
         "risk_score" => e.risk_score.to_string(),
-        "indicators" => e.indicators.join(" "),
-        "attribution" => e.attribution.clone(),
+        "indicators" => e.indicators.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(" "),
+        "attribution" => e.attribution.to_string(),
         "operation" => opt(&e.operation),
         "execution_id" => opt(&e.execution_id),
         "connection_id" => e.connection_id.clone(),
@@ -107,7 +107,7 @@ fn terminal_safe(text: &str, width: usize) -> String {
 }
 
 /// The nested form of a file event (JSON, JSON Lines, the API).
-pub fn nested(e: &FileEventRow) -> Value {
+pub fn nested(e: &FileEvent) -> Value {
     json!({
         "event": {
             "id": e.id,
@@ -195,7 +195,7 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    pub fn rows(&mut self, events: &[FileEventRow]) -> io::Result<()> {
+    pub fn rows(&mut self, events: &[FileEvent]) -> io::Result<()> {
         for e in events {
             match self.format {
                 Format::Table => self.table_line(|c| cell(e, c))?,
@@ -246,11 +246,11 @@ mod tests {
 
     #[test]
     fn writes_every_format() {
-        let e = FileEventRow {
+        let e = FileEvent {
             report_name: Some("=cmd|' /C calc'!A0".into()),
             rows: 5,
             file_name: "report1.csv".into(),
-            ..FileEventRow::default()
+            ..FileEvent::sample()
         };
         for format in [Format::Table, Format::Csv, Format::Json, Format::Jsonl] {
             let mut out = Vec::new();

@@ -8,21 +8,36 @@
 pub mod secrets;
 pub mod sqlite;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use sfwire::id::SfId;
 
-use crate::search::{SearchPage, SearchQuery};
+use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, StatusChange, StatusDetail};
+use crate::events::FileEvent;
+use crate::people::{LoginRecord, SalesforceUser, Session};
+use crate::search::{QueryError, SearchPage, SearchQuery};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Why the store could not do what was asked, by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
-    Database(String),
+    /// The database failed (I/O, locking, a full disk): retrying later may work.
+    #[error("the database failed")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// What is stored cannot be read back (an unknown word, JSON of another shape):
+    /// never guessed at or overwritten.
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+    /// The secret key is missing, wrong or unusable.
+    #[error("secrets: {0}")]
+    Secrets(String),
+    /// A uniqueness rule (a display name or token name already taken).
     #[error("{0}")]
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The search cannot run as asked.
+    #[error(transparent)]
+    InvalidQuery(#[from] QueryError),
 }
 
 /// Where a topic's stream stands.
@@ -35,76 +50,12 @@ pub enum Checkpoint {
     RestartedAt(i64),
 }
 
-/// A data connection as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConnectionRecord {
-    pub id: String,
-    pub display_name: String,
-    pub org_id: String,
-    pub instance_url: String,
-    pub login_url: String,
-    pub scope_mode: String,
-    pub scope_entries: Vec<String>,
-    pub corporate_cidrs: Vec<String>,
-    #[serde(skip_serializing)]
-    pub refresh_token: String,
-    #[serde(skip_serializing)]
-    pub access_token: String,
-    pub service_user_id: String,
-    pub status: String,
-    pub status_detail: Option<Value>,
-    pub created_at: i64,
-}
-
-/// One entry of a connection's status history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusChange {
-    pub at: i64,
-    pub status: String,
-    pub detail: Option<Value>,
-    pub actor: String,
-}
-
-/// A Salesforce user as Tripline knows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserInfo {
-    pub user_id: String,
-    pub username: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-}
-
-/// A UI session learned from a login event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionInfo {
-    pub session_key: String,
-    pub login_key: Option<String>,
-    pub user_id: String,
-    pub username: Option<String>,
-    pub source_ip: Option<String>,
-    pub browser: Option<String>,
-    pub platform: Option<String>,
-    pub city: Option<String>,
-    pub country: Option<String>,
-    pub login_at: i64,
-}
-
-/// A login or logout event.
-#[derive(Debug, Clone)]
-pub struct LoginRecord {
-    pub event_identifier: String,
-    pub logout: bool,
-    pub success: bool,
-    pub status: Option<String>,
-    pub session: SessionInfo,
-}
-
 /// One export event (a chunk) ready to store. Chunks sharing `execution_id` become one
 /// file event whose chunk count grows.
 #[derive(Debug, Clone)]
 pub struct ExportChunk {
     pub event_identifier: String,
-    pub file_event: FileEventRow,
+    pub file_event: FileEvent,
 }
 
 /// The report events of one delivery.
@@ -114,7 +65,6 @@ pub struct ReportBatch {
     /// Exports by users outside the scope: remembered (so replays are not counted
     /// again) and counted, not stored.
     pub out_of_scope: Vec<String>,
-    pub users_looked_up: Vec<UserInfo>,
 }
 
 /// What applying a report batch did.
@@ -126,47 +76,6 @@ pub struct ReportOutcome {
     pub out_of_scope: usize,
 }
 
-/// A stored file event, flat as in the database.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FileEventRow {
-    pub seq: i64,
-    pub id: String,
-    pub connection_id: String,
-    pub observed_at: i64,
-    pub ingested_at: i64,
-    pub attribution: String,
-    pub user_id: String,
-    pub username: Option<String>,
-    pub email: Option<String>,
-    pub user_name: Option<String>,
-    pub report_id: Option<String>,
-    pub report_name: Option<String>,
-    pub report_description: Option<String>,
-    pub report_type: Option<String>,
-    pub report_format: Option<String>,
-    pub export_format: Option<String>,
-    pub operation: Option<String>,
-    pub rows: i64,
-    pub columns: Option<String>,
-    pub column_count: Option<i64>,
-    pub queried_entities: Option<String>,
-    pub execution_id: Option<String>,
-    pub chunk_count: i64,
-    pub file_name: String,
-    pub source_ip: Option<String>,
-    pub browser: Option<String>,
-    pub platform: Option<String>,
-    pub city: Option<String>,
-    pub country: Option<String>,
-    pub session_key: Option<String>,
-    pub destination: String,
-    pub risk_score: i64,
-    pub severity: String,
-    pub indicators: Vec<String>,
-    /// The Salesforce events (one per chunk), kept for evidence.
-    pub raw: Vec<Value>,
-}
-
 /// Everything Tripline keeps.
 pub trait Store: Send + Sync {
     fn create_connection(&self, connection: &ConnectionRecord) -> Result<()>;
@@ -174,7 +83,7 @@ pub trait Store: Send + Sync {
     fn connection(&self, id: &str) -> Result<ConnectionRecord>;
     fn set_access_token(&self, id: &str, access_token: &str) -> Result<()>;
     /// Changes the status and appends to the history (when, what, who).
-    fn set_status(&self, id: &str, status: &str, detail: Option<&Value>, actor: &str) -> Result<()>;
+    fn set_status(&self, id: &str, status: ConnectionStatus, detail: Option<&StatusDetail>, actor: &str) -> Result<()>;
     fn status_history(&self, id: &str) -> Result<Vec<StatusChange>>;
 
     fn checkpoint(&self, connection: &str, topic: &str) -> Result<Option<Checkpoint>>;
@@ -193,12 +102,11 @@ pub trait Store: Send + Sync {
         checkpoint: Option<&[u8]>,
     ) -> Result<ReportOutcome>;
 
-    fn session(&self, connection: &str, session_key: &str) -> Result<Option<SessionInfo>>;
+    fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>>;
     /// Has this user any stored export (for the "first export" indicator)?
-    fn user_has_file_events(&self, connection: &str, user_id: &str) -> Result<bool>;
-    fn cached_user(&self, connection: &str, user_id: &str) -> Result<Option<UserInfo>>;
-    fn replace_scope(&self, connection: &str, users: &[UserInfo]) -> Result<()>;
-    fn scope(&self, connection: &str) -> Result<Vec<UserInfo>>;
+    fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool>;
+    fn replace_scope(&self, connection: &str, users: &[SalesforceUser]) -> Result<()>;
+    fn scope(&self, connection: &str) -> Result<Vec<SalesforceUser>>;
     fn counter(&self, connection: &str, name: &str) -> Result<i64>;
     /// Records a window the stream lost; `recovered` when the stored object filled it.
     fn record_gap(
@@ -209,7 +117,7 @@ pub trait Store: Send + Sync {
         reason: &str,
         recovered: bool,
     ) -> Result<()>;
-    fn gaps(&self, connection: &str) -> Result<Vec<Value>>;
+    fn gaps(&self, connection: &str) -> Result<Vec<Gap>>;
 
     /// Stores an API token's hash under a unique name.
     fn add_api_token(&self, name: &str, token_hash: &str) -> Result<()>;

@@ -19,14 +19,14 @@ pub struct SecretBox {
 
 fn random<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Secrets(format!("no randomness: {e}")))?;
     Ok(bytes)
 }
 
 impl SecretBox {
     pub fn from_key(key: &[u8]) -> Result<SecretBox> {
         if key.len() != 32 {
-            return Err(StoreError::Database(format!("the secret key must be 32 bytes, not {}", key.len())));
+            return Err(StoreError::Secrets(format!("the secret key must be 32 bytes, not {}", key.len())));
         }
         Ok(SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(key)) })
     }
@@ -34,12 +34,12 @@ impl SecretBox {
     /// The key from `TRIPLINE_SECRET_KEY`, else from (or newly into) `key_file`.
     pub fn load(key_file: &Path) -> Result<SecretBox> {
         let decode = |text: &str, from: &str| {
-            STANDARD.decode(text.trim()).map_err(|_| StoreError::Database(format!("{from} is not base64")))
+            STANDARD.decode(text.trim()).map_err(|_| StoreError::Secrets(format!("{from} is not base64")))
         };
         if let Ok(text) = std::env::var("TRIPLINE_SECRET_KEY") {
             return SecretBox::from_key(&decode(&text, "TRIPLINE_SECRET_KEY")?);
         }
-        let io = |e: std::io::Error| StoreError::Database(format!("secret key file {}: {e}", key_file.display()));
+        let io = |e: std::io::Error| StoreError::Secrets(format!("secret key file {}: {e}", key_file.display()));
         if key_file.exists() {
             let text = std::fs::read_to_string(key_file).map_err(io)?;
             return SecretBox::from_key(&decode(&text, &key_file.display().to_string())?);
@@ -59,7 +59,7 @@ impl SecretBox {
         let sealed = self
             .cipher
             .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
-            .map_err(|_| StoreError::Database("encryption failed".into()))?;
+            .map_err(|_| StoreError::Secrets("encryption failed".into()))?;
         let mut bytes = nonce.to_vec();
         bytes.extend(sealed);
         Ok(format!("{PREFIX}{}", STANDARD.encode(bytes)))
@@ -67,7 +67,7 @@ impl SecretBox {
 
     pub fn open(&self, sealed: &str) -> Result<String> {
         let wrong =
-            || StoreError::Database("a stored token does not decrypt: wrong TRIPLINE_SECRET_KEY or key file?".into());
+            || StoreError::Secrets("a stored token does not decrypt: wrong TRIPLINE_SECRET_KEY or key file?".into());
         let bytes = sealed.strip_prefix(PREFIX).and_then(|b| STANDARD.decode(b).ok()).ok_or_else(wrong)?;
         if bytes.len() < 12 {
             return Err(wrong());

@@ -3,17 +3,22 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::types::Value as Sql;
+use rusqlite::types::{Type, Value as Sql};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sfwire::id::SfId;
 
-use super::{
-    Checkpoint, ConnectionRecord, FileEventRow, LoginRecord, ReportBatch, ReportOutcome, Result, SessionInfo,
-    StatusChange, Store, StoreError, UserInfo,
-};
-use crate::search::{Field, Filter, Op, SearchPage, SearchQuery, like_pattern};
+use super::{Checkpoint, ReportBatch, ReportOutcome, Result, Store, StoreError};
+use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, ScopeMode, StatusChange, StatusDetail};
+use crate::events::FileEvent;
+use crate::people::{LoginRecord, SalesforceUser, Session};
+use crate::search::{Field, Filter, Op, QueryError, SearchPage, SearchQuery, like_pattern};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_typed_status.sql"),
+];
 
 pub struct SqliteStore {
     db: Mutex<Connection>,
@@ -22,14 +27,54 @@ pub struct SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(column, _, cause) => {
+                StoreError::Corrupt(format!("column {column}: {cause}"))
+            }
+            other => StoreError::Database(Box::new(other)),
+        }
     }
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
-        StoreError::Database(format!("stored JSON: {e}"))
+        StoreError::Corrupt(format!("stored JSON: {e}"))
     }
+}
+
+/// A text column read as a value of a closed list (a status, a severity, an id...):
+/// anything else is corrupt data, reported, never replaced by a default.
+fn parsed<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
+
+fn parsed_opt<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: Option<String> = r.get(i)?;
+    text.map(|t| t.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e))))
+        .transpose()
+}
+
+/// A JSON text column read as `T`.
+fn json<T: DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
+
+fn json_opt<T: DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = r.get(i)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+    })
+    .transpose()
 }
 
 fn now_ms() -> i64 {
@@ -40,7 +85,8 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let mut db = Connection::open(path)?;
-        // WAL: readers never block the ingest writer. NORMAL: a commit survives a
+        // WAL: readers see the last commit while a write is in progress (this store
+        // still serialises its own calls on one connection). NORMAL: a commit survives a
         // process crash (what the exactly-once design needs); only power loss can
         // roll back the newest transactions, never tear them.
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -55,7 +101,7 @@ impl SqliteStore {
         let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
         if version > MIGRATIONS.len() {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::Corrupt(format!(
                 "the database is at schema version {version}, newer than this Tripline ({})",
                 MIGRATIONS.len()
             )));
@@ -119,26 +165,22 @@ const EVENT_COLUMNS: &str = "seq, id, connection_id, observed_at, ingested_at, a
     column_count, queried_entities, execution_id, chunk_count, file_name, source_ip, browser, platform, city, country, \
     session_key, destination, risk_score, severity, indicators, raw";
 
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<FileEventRow> {
-    let json_list = |i: usize| -> rusqlite::Result<Vec<Value>> {
-        let text: String = r.get(i)?;
-        Ok(serde_json::from_str(&text).unwrap_or_default())
-    };
-    Ok(FileEventRow {
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<FileEvent> {
+    Ok(FileEvent {
         seq: r.get(0)?,
         id: r.get(1)?,
         connection_id: r.get(2)?,
         observed_at: r.get(3)?,
         ingested_at: r.get(4)?,
-        attribution: r.get(5)?,
-        user_id: r.get(6)?,
+        attribution: parsed(r, 5)?,
+        user_id: parsed(r, 6)?,
         username: r.get(7)?,
         email: r.get(8)?,
         user_name: r.get(9)?,
         report_id: r.get(10)?,
         report_name: r.get(11)?,
         report_description: r.get(12)?,
-        report_type: r.get(13)?,
+        report_type: parsed_opt(r, 13)?,
         report_format: r.get(14)?,
         export_format: r.get(15)?,
         operation: r.get(16)?,
@@ -155,34 +197,32 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<FileEventRow> {
         city: r.get(27)?,
         country: r.get(28)?,
         session_key: r.get(29)?,
-        destination: r.get(30)?,
+        destination: parsed(r, 30)?,
         risk_score: r.get(31)?,
-        severity: r.get(32)?,
-        indicators: json_list(33)?.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        raw: json_list(34)?,
+        severity: parsed(r, 32)?,
+        indicators: json(r, 33)?,
+        raw: json(r, 34)?,
     })
 }
 
 fn connection_from_row(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
-    let list = |i: usize| -> rusqlite::Result<Vec<String>> {
-        let text: String = r.get(i)?;
-        Ok(serde_json::from_str(&text).unwrap_or_default())
-    };
-    let detail: Option<String> = r.get(12)?;
+    let mode: String = r.get(5)?;
+    let entries: Vec<String> = json(r, 6)?;
+    let scope = ScopeMode::from_parts(&mode, &entries)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(e)))?;
     Ok(ConnectionRecord {
         id: r.get(0)?,
         display_name: r.get(1)?,
-        org_id: r.get(2)?,
+        org_id: parsed(r, 2)?,
         instance_url: r.get(3)?,
         login_url: r.get(4)?,
-        scope_mode: r.get(5)?,
-        scope_entries: list(6)?,
-        corporate_cidrs: list(7)?,
+        scope,
+        corporate_cidrs: json(r, 7)?,
         refresh_token: r.get(8)?,
         access_token: r.get(9)?,
-        service_user_id: r.get(10)?,
-        status: r.get(11)?,
-        status_detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+        service_user_id: parsed(r, 10)?,
+        status: parsed(r, 11)?,
+        status_detail: json_opt(r, 12)?,
         created_at: r.get(13)?,
     })
 }
@@ -280,17 +320,17 @@ impl Store for SqliteStore {
             params![
                 c.id,
                 c.display_name,
-                c.org_id,
+                c.org_id.as_str(),
                 c.instance_url,
                 c.login_url,
-                c.scope_mode,
-                serde_json::to_string(&c.scope_entries)?,
+                c.scope.name(),
+                serde_json::to_string(c.scope.entries())?,
                 serde_json::to_string(&c.corporate_cidrs)?,
                 self.secrets.seal(&c.refresh_token)?,
                 self.secrets.seal(&c.access_token)?,
-                c.service_user_id,
-                c.status,
-                c.status_detail.as_ref().map(Value::to_string),
+                c.service_user_id.as_str(),
+                c.status.as_str(),
+                c.status_detail.as_ref().map(serde_json::to_string).transpose()?,
                 c.created_at,
             ],
         )?;
@@ -323,10 +363,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn set_status(&self, id: &str, status: &str, detail: Option<&Value>, actor: &str) -> Result<()> {
+    fn set_status(&self, id: &str, status: ConnectionStatus, detail: Option<&StatusDetail>, actor: &str) -> Result<()> {
+        let detail = detail.map(serde_json::to_string).transpose()?;
+        let status = status.as_str();
         let mut db = self.db();
         let tx = db.transaction()?;
-        let detail = detail.map(Value::to_string);
         let changed = tx.execute(
             "UPDATE connections SET status = ?2, status_detail = ?3 WHERE id = ?1",
             params![id, status, detail],
@@ -348,13 +389,7 @@ impl Store for SqliteStore {
             db.prepare("SELECT at, status, detail, actor FROM status_history WHERE connection_id = ?1 ORDER BY rowid")?;
         let rows = stmt
             .query_map([id], |r| {
-                let detail: Option<String> = r.get(2)?;
-                Ok(StatusChange {
-                    at: r.get(0)?,
-                    status: r.get(1)?,
-                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-                    actor: r.get(3)?,
-                })
+                Ok(StatusChange { at: r.get(0)?, status: parsed(r, 1)?, detail: json_opt(r, 2)?, actor: r.get(3)? })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -399,7 +434,7 @@ impl Store for SqliteStore {
                 connection,
                 r.event_identifier,
                 if r.logout { "logout" } else { "login" },
-                s.user_id,
+                s.user_id.as_str(),
                 s.username,
                 s.source_ip,
                 r.status,
@@ -421,7 +456,7 @@ impl Store for SqliteStore {
                     connection,
                     s.session_key,
                     s.login_key,
-                    s.user_id,
+                    s.user_id.as_str(),
                     s.username,
                     s.source_ip,
                     s.browser,
@@ -447,12 +482,6 @@ impl Store for SqliteStore {
         let mut db = self.db();
         let tx = db.transaction()?;
         let mut outcome = ReportOutcome::default();
-        for user in &batch.users_looked_up {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO user_cache (connection_id, user_id, username, email, name, fetched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![connection, user.user_id, user.username, user.email, user.name, now_ms()])?;
-        }
         for id in &batch.out_of_scope {
             if first_sighting(&tx, connection, id)? {
                 outcome.out_of_scope += 1;
@@ -468,7 +497,7 @@ impl Store for SqliteStore {
                 .query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             if let Some((seq, raw)) = existing {
-                let mut all: Vec<Value> = serde_json::from_str(&raw).unwrap_or_default();
+                let mut all: Vec<Value> = serde_json::from_str(&raw)?;
                 let seen = all
                     .iter()
                     .any(|r| r.get("EventIdentifier").and_then(Value::as_str) == Some(&chunk.event_identifier));
@@ -495,15 +524,15 @@ impl Store for SqliteStore {
                 e.connection_id,
                 e.observed_at,
                 e.ingested_at,
-                e.attribution,
-                e.user_id,
+                e.attribution.as_str(),
+                e.user_id.as_str(),
                 e.username,
                 e.email,
                 e.user_name,
                 e.report_id,
                 e.report_name,
                 e.report_description,
-                e.report_type,
+                e.report_type.map(|t| t.as_str()),
                 e.report_format,
                 e.export_format,
                 e.operation,
@@ -520,9 +549,9 @@ impl Store for SqliteStore {
                 e.city,
                 e.country,
                 e.session_key,
-                e.destination,
+                e.destination.as_str(),
                 e.risk_score,
-                e.severity,
+                e.severity.as_str(),
                 serde_json::to_string(&e.indicators)?,
                 serde_json::to_string(&e.raw)?,
             ])?;
@@ -531,7 +560,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, email = excluded.email, name = excluded.name
                  WHERE username IS NOT excluded.username OR email IS NOT excluded.email OR name IS NOT excluded.name",
             )?
-            .execute(params![e.user_id, e.username, e.email, e.user_name])?;
+            .execute(params![e.user_id.as_str(), e.username, e.email, e.user_name])?;
             outcome.new_file_events += 1;
         }
         if let Some(checkpoint) = checkpoint {
@@ -541,7 +570,7 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    fn session(&self, connection: &str, session_key: &str) -> Result<Option<SessionInfo>> {
+    fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>> {
         let db = self.db();
         let mut stmt = db.prepare_cached(
             "SELECT session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at
@@ -549,10 +578,10 @@ impl Store for SqliteStore {
         )?;
         Ok(stmt
             .query_row(params![connection, session_key], |r| {
-                Ok(SessionInfo {
+                Ok(Session {
                     session_key: r.get(0)?,
                     login_key: r.get(1)?,
-                    user_id: r.get(2)?,
+                    user_id: parsed(r, 2)?,
                     username: r.get(3)?,
                     source_ip: r.get(4)?,
                     browser: r.get(5)?,
@@ -565,26 +594,14 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn user_has_file_events(&self, connection: &str, user_id: &str) -> Result<bool> {
+    fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool> {
         let db = self.db();
         let mut stmt =
             db.prepare_cached("SELECT 1 FROM file_events WHERE connection_id = ?1 AND user_id = ?2 LIMIT 1")?;
-        Ok(stmt.exists(params![connection, user_id])?)
+        Ok(stmt.exists(params![connection, user_id.as_str()])?)
     }
 
-    fn cached_user(&self, connection: &str, user_id: &str) -> Result<Option<UserInfo>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached(
-            "SELECT user_id, username, email, name FROM user_cache WHERE connection_id = ?1 AND user_id = ?2",
-        )?;
-        Ok(stmt
-            .query_row(params![connection, user_id], |r| {
-                Ok(UserInfo { user_id: r.get(0)?, username: r.get(1)?, email: r.get(2)?, name: r.get(3)? })
-            })
-            .optional()?)
-    }
-
-    fn replace_scope(&self, connection: &str, users: &[UserInfo]) -> Result<()> {
+    fn replace_scope(&self, connection: &str, users: &[SalesforceUser]) -> Result<()> {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute("DELETE FROM scope_users WHERE connection_id = ?1", [connection])?;
@@ -592,20 +609,20 @@ impl Store for SqliteStore {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO scope_users (connection_id, user_id, username, email, name) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![connection, u.user_id, u.username, u.email, u.name])?;
+            .execute(params![connection, u.user_id.as_str(), u.username, u.email, u.name])?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn scope(&self, connection: &str) -> Result<Vec<UserInfo>> {
+    fn scope(&self, connection: &str) -> Result<Vec<SalesforceUser>> {
         let db = self.db();
         let mut stmt = db.prepare(
             "SELECT user_id, username, email, name FROM scope_users WHERE connection_id = ?1 ORDER BY username",
         )?;
         let rows = stmt
             .query_map([connection], |r| {
-                Ok(UserInfo { user_id: r.get(0)?, username: r.get(1)?, email: r.get(2)?, name: r.get(3)? })
+                Ok(SalesforceUser { user_id: parsed(r, 0)?, username: r.get(1)?, email: r.get(2)?, name: r.get(3)? })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -638,28 +655,28 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn gaps(&self, connection: &str) -> Result<Vec<Value>> {
+    fn gaps(&self, connection: &str) -> Result<Vec<Gap>> {
         let db = self.db();
         let mut stmt = db.prepare(
             "SELECT topic, detected_at, from_ms, to_ms, reason, recovered FROM gaps WHERE connection_id = ?1 ORDER BY rowid",
         )?;
         let rows = stmt
             .query_map([connection], |r| {
-                Ok(serde_json::json!({
-                    "topic": r.get::<_, String>(0)?,
-                    "detected_at": r.get::<_, i64>(1)?,
-                    "from_ms": r.get::<_, Option<i64>>(2)?,
-                    "to_ms": r.get::<_, Option<i64>>(3)?,
-                    "reason": r.get::<_, String>(4)?,
-                    "recovered": r.get::<_, i64>(5)? != 0,
-                }))
+                Ok(Gap {
+                    topic: r.get(0)?,
+                    detected_at: r.get(1)?,
+                    from_ms: r.get(2)?,
+                    to_ms: r.get(3)?,
+                    reason: r.get(4)?,
+                    recovered: r.get(5)?,
+                })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
-        query.validate().map_err(|e| StoreError::Conflict(e.0))?;
+        query.validate()?;
         // Paging by time narrows the time range itself to the cursor, so the index seeks
         // straight to the page (SQLite does not pick the tighter of two bounds it cannot
         // compare; measured: every page rescanned the range, quadratic exports).
@@ -688,9 +705,12 @@ impl Store for SqliteStore {
             let (value, seq) = after
                 .rsplit_once('|')
                 .and_then(|(v, s)| Some((v.to_owned(), s.parse::<i64>().ok()?)))
-                .ok_or_else(|| StoreError::Conflict(format!("{after:?} is not a page cursor")))?;
+                .ok_or_else(|| QueryError(format!("{after:?} is not a page cursor")))?;
             let value = if query.sort.field.is_numeric() {
-                value.parse::<f64>().map(Sql::Real).map_err(|_| StoreError::Conflict("bad page cursor".into()))?
+                value
+                    .parse::<f64>()
+                    .map(Sql::Real)
+                    .map_err(|_| QueryError(format!("{after:?} is not a page cursor")))?
             } else {
                 Sql::Text(value)
             };
@@ -764,12 +784,12 @@ impl Store for SqliteStore {
     }
 }
 
-fn sort_text(e: &FileEventRow, field: Field) -> String {
+fn sort_text(e: &FileEvent, field: Field) -> String {
     let v = match field {
         Field::Username => e.username.clone(),
         Field::ReportName => e.report_name.clone(),
-        Field::Severity => Some(e.severity.clone()),
-        Field::Destination => Some(e.destination.clone()),
+        Field::Severity => Some(e.severity.as_str().to_owned()),
+        Field::Destination => Some(e.destination.as_str().to_owned()),
         _ => None,
     };
     v.unwrap_or_default()

@@ -8,11 +8,13 @@ use salesforce::login::LoginHost;
 use salesforce::oauth::MONITORING_SCOPE;
 use salesforce::pubsub::Endpoint;
 use serde_json::{Value, json};
-use tripline::connector::scope::ScopeMode;
+use tripline::connection::ScopeMode;
+use tripline::connection::{ConnectionRecord, ConnectionStatus};
 use tripline::connector::{NewConnection, RunSettings, SalesforceApp};
+use tripline::events::FileEvent;
 use tripline::search::{Field, Filter, Op, SearchQuery, Sort};
+use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
-use tripline::store::{ConnectionRecord, FileEventRow, Store};
 
 pub const CALLBACK: &str = "http://127.0.0.1:9/oauth/salesforce/callback";
 
@@ -121,9 +123,10 @@ impl Scenario {
         settings.stream.max_backoff = Duration::from_millis(300);
         let running =
             tripline::connector::start(self.store.clone(), record, &self.app, settings).await.expect("connector");
-        // Subscribers start at LATEST on a new connection: wait until all three stream.
+        // Exports published before a subscriber streams are read back from EARLIEST, but
+        // tests that count on timing wait until all three stream.
         for _ in 0..200 {
-            if running.context.health.read().expect("lock").len() == 3 {
+            if running.context.stream_health().len() == 3 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -131,7 +134,7 @@ impl Scenario {
         running
     }
 
-    pub fn events(&self) -> Vec<FileEventRow> {
+    pub fn events(&self) -> Vec<FileEvent> {
         let query = SearchQuery {
             from_ms: 0,
             to_ms: i64::MAX,
@@ -144,12 +147,12 @@ impl Scenario {
         self.store.search(&query).expect("search").events
     }
 
-    pub fn events_of(&self, user_id: &str) -> Vec<FileEventRow> {
-        self.events().into_iter().filter(|e| e.user_id == user_id).collect()
+    pub fn events_of(&self, user_id: &str) -> Vec<FileEvent> {
+        self.events().into_iter().filter(|e| e.user_id.as_str() == user_id).collect()
     }
 
     /// Waits until `check` holds on the stored events.
-    pub async fn wait_for(&self, what: &str, check: impl Fn(&[FileEventRow]) -> bool) -> Vec<FileEventRow> {
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&[FileEvent]) -> bool) -> Vec<FileEvent> {
         for _ in 0..300 {
             let events = self.events();
             if check(&events) {
@@ -161,18 +164,12 @@ impl Scenario {
     }
 
     /// Waits until the connection's status and problem sources are as given.
-    pub async fn wait_status(&self, connection: &str, status: &str, sources: &[&str]) -> ConnectionRecord {
+    pub async fn wait_status(&self, connection: &str, status: ConnectionStatus, sources: &[&str]) -> ConnectionRecord {
         for _ in 0..300 {
             let record = self.store.connection(connection).expect("connection");
-            let found: Vec<String> = record
-                .status_detail
-                .as_ref()
-                .and_then(|d| d["problems"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| p["source"].as_str().map(str::to_owned))
-                .collect();
-            if record.status == status && sources.iter().all(|s| found.iter().any(|f| f == s)) {
+            let found: Vec<&str> =
+                record.status_detail.iter().flat_map(|d| &d.problems).map(|p| p.source.as_str()).collect();
+            if record.status == status && sources.iter().all(|s| found.contains(s)) {
                 return record;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,0 +1,112 @@
+//! Adding a connection: the OAuth web server flow's end (code for tokens), the check
+//! of the requested scope against the org, and the stored record. A scope that names
+//! users or groups the org does not have is refused by CSV line, and nothing is kept.
+
+use anyhow::Context;
+use salesforce::api::SalesforceApi;
+use salesforce::login::LoginHost;
+use salesforce::oauth::{AuthorizationStart, Tokens};
+use sfwire::id::SfId;
+
+use super::SalesforceApp;
+use super::scope;
+use super::scope_csv::{CsvKind, ScopeCsv};
+use crate::connection::{ConnectionRecord, ConnectionStatus, ScopeMode};
+use crate::store::Store;
+
+/// What a new connection is asked to be.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub display_name: String,
+    pub scope: ScopeMode,
+    /// The CSV line of each scope entry, for error messages (default: 1, 2, ...).
+    pub scope_lines: Option<Vec<usize>>,
+    pub corporate_cidrs: Vec<String>,
+}
+
+impl NewConnection {
+    /// A connection scoped by an uploaded CSV file.
+    pub fn from_csv(display_name: &str, csv: &ScopeCsv, corporate_cidrs: Vec<String>) -> NewConnection {
+        let values = csv.values();
+        let scope = match csv.kind {
+            CsvKind::Users => ScopeMode::Users(values),
+            CsvKind::Groups => ScopeMode::Groups(values),
+        };
+        NewConnection {
+            display_name: display_name.into(),
+            scope,
+            scope_lines: Some(csv.entries.iter().map(|(l, _)| *l).collect()),
+            corporate_cidrs,
+        }
+    }
+
+    /// The scope's entries with their lines (none for All).
+    fn scope_csv(&self) -> Option<ScopeCsv> {
+        let kind = match &self.scope {
+            ScopeMode::All => return None,
+            ScopeMode::Users(_) => CsvKind::Users,
+            ScopeMode::Groups(_) => CsvKind::Groups,
+        };
+        let entries = self.scope.entries();
+        let lines = self.scope_lines.clone().unwrap_or_else(|| (1..=entries.len()).collect());
+        Some(ScopeCsv { kind, entries: lines.into_iter().zip(entries.iter().cloned()).collect() })
+    }
+}
+
+/// Stores a connection authorized by `tokens` (from the web server flow).
+pub fn save_authorized(
+    store: &dyn Store,
+    app: &SalesforceApp,
+    login: &LoginHost,
+    new: &NewConnection,
+    tokens: &Tokens,
+) -> anyhow::Result<ConnectionRecord> {
+    let (org_id, user_id) = tokens.org_and_user().context("the identity URL names no org and user")?;
+    if !salesforce::login::instance_url_ok(&tokens.instance_url, &app.allowed_origins) {
+        anyhow::bail!("Salesforce returned an instance URL that is not a Salesforce host: {}", tokens.instance_url);
+    }
+    let record = ConnectionRecord {
+        id: salesforce::oauth::random_token(12),
+        display_name: new.display_name.clone(),
+        org_id: SfId::parse(org_id).context("the identity URL's org id")?,
+        instance_url: tokens.instance_url.clone(),
+        login_url: login.to_string(),
+        scope: new.scope.clone(),
+        corporate_cidrs: new.corporate_cidrs.clone(),
+        refresh_token: tokens.refresh_token.clone().context("no refresh token: the app must grant refresh_token")?,
+        access_token: tokens.access_token.clone(),
+        service_user_id: SfId::parse(user_id).context("the identity URL's user id")?,
+        status: ConnectionStatus::Initializing,
+        status_detail: None,
+        created_at: chrono::Utc::now().timestamp_millis(),
+    };
+    store.create_connection(&record)?;
+    store.set_status(&record.id, ConnectionStatus::Initializing, None, "authorization")?;
+    Ok(record)
+}
+
+/// Completes a web server flow from its callback parameters and stores the connection.
+pub async fn finish_authorization(
+    store: &dyn Store,
+    app: &SalesforceApp,
+    login: &LoginHost,
+    new: &NewConnection,
+    start: &AuthorizationStart,
+    state: &str,
+    code: &str,
+) -> anyhow::Result<ConnectionRecord> {
+    let oauth = app.oauth(login.clone(), reqwest::Client::new());
+    let tokens = oauth.finish(start, state, code).await?;
+    let api = SalesforceApi::new(oauth.clone(), &tokens, app.allowed_origins.clone(), reqwest::Client::new())?;
+    let unknown = scope::unknown_entries(&api, &new.scope).await?;
+    if let Some(csv) = new.scope_csv()
+        && let Err(refused) = csv.reject_unknown(&unknown)
+    {
+        // Nothing is kept: not even the new token.
+        if let Err(e) = oauth.revoke(api.refresh_token()).await {
+            tracing::warn!("revoking the token of a refused authorization: {e}");
+        }
+        return Err(refused.into());
+    }
+    save_authorized(store, app, login, new, &tokens)
+}

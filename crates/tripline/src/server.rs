@@ -1,0 +1,82 @@
+//! One server: the store, a running connector for each stored connection that is
+//! not held (paused, deauthorized), and the JSON API, assembled in one place that
+//! `tripline serve` and the tests both use.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use salesforce::login::LoginHostError;
+
+use crate::connection::{ConnectionRecord, ConnectionStatus, Problem, ProblemSource, StatusDetail};
+use crate::connector::{self, RunSettings, RunningConnection, SalesforceApp};
+use crate::store::Store;
+
+/// A server with its connections running, ready to listen.
+pub struct Server {
+    pub store: Arc<dyn Store>,
+    pub running: Vec<RunningConnection>,
+}
+
+/// Why a stored connection could not start, as a problem with its fix.
+fn start_problem(record: &ConnectionRecord, e: &anyhow::Error) -> Problem {
+    match e.downcast_ref::<LoginHostError>() {
+        Some(LoginHostError::NotSalesforce(_)) => Problem::error(
+            ProblemSource::Configuration,
+            format!(
+                "Its login host {} is not a Salesforce host: start the server with --allow-origin {} if that is intended.",
+                record.login_url, record.login_url
+            ),
+        ),
+        Some(other) => Problem::error(ProblemSource::Configuration, format!("Its login host cannot be used: {other}")),
+        None => Problem::error(ProblemSource::Network, format!("The connection cannot start: {e:#}")),
+    }
+}
+
+impl Server {
+    /// Starts every stored connection that is not held. A connection that cannot start
+    /// is put in Error with the cause (its history kept); the others run.
+    pub async fn start(store: Arc<dyn Store>, app: &SalesforceApp, settings: RunSettings) -> anyhow::Result<Server> {
+        let mut running = Vec::new();
+        for record in store.connections()? {
+            if record.status.is_held() {
+                continue;
+            }
+            match connector::start(store.clone(), &record, app, settings.clone()).await {
+                Ok(r) => {
+                    tracing::info!(connection = %record.id, "monitoring {:?}", record.display_name);
+                    running.push(r);
+                }
+                Err(e) => {
+                    tracing::error!(connection = %record.id, "{:?} cannot start: {e:#}", record.display_name);
+                    let detail = StatusDetail {
+                        problems: vec![start_problem(&record, &e)],
+                        since: chrono::Utc::now().timestamp_millis(),
+                    };
+                    store.set_status(&record.id, ConnectionStatus::Error, Some(&detail), "server")?;
+                }
+            }
+        }
+        Ok(Server { store, running })
+    }
+
+    /// The HTTP routes this server answers (the JSON API).
+    pub fn router(&self) -> Router {
+        crate::api::router(self.store.clone(), self.running.iter().map(|r| r.context.clone()).collect())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops the connectors.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router();
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("the server stopped")?;
+        for r in self.running {
+            r.stop().await;
+        }
+        Ok(())
+    }
+}
