@@ -45,6 +45,8 @@ named_enum! {
         EventStream = "event-stream",
         /// This server's own settings (an origin not allowed, a bad corporate range).
         Configuration = "configuration",
+        /// Tripline's own database.
+        Storage = "storage",
     }
 }
 

@@ -488,6 +488,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
+        .context("serving")
 }
 
 fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {

@@ -5,11 +5,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
-use salesforce::login::LoginHostError;
+use salesforce::error::error_chain;
 
-use crate::connection::{ConnectionRecord, ConnectionStatus, Problem, ProblemSource, StatusDetail};
+use crate::connection::{ConnectionStatus, StatusDetail};
 use crate::connector::{self, RunSettings, RunningConnection, SalesforceApp};
 use crate::store::Store;
 
@@ -19,25 +18,14 @@ pub struct Server {
     pub running: Vec<RunningConnection>,
 }
 
-/// Why a stored connection could not start, as a problem with its fix.
-fn start_problem(record: &ConnectionRecord, e: &anyhow::Error) -> Problem {
-    match e.downcast_ref::<LoginHostError>() {
-        Some(LoginHostError::NotSalesforce(_)) => Problem::error(
-            ProblemSource::Configuration,
-            format!(
-                "Its login host {} is not a Salesforce host: start the server with --allow-origin {} if that is intended.",
-                record.login_url, record.login_url
-            ),
-        ),
-        Some(other) => Problem::error(ProblemSource::Configuration, format!("Its login host cannot be used: {other}")),
-        None => Problem::error(ProblemSource::Network, format!("The connection cannot start: {e:#}")),
-    }
-}
-
 impl Server {
     /// Starts every stored connection that is not held. A connection that cannot start
     /// is put in Error with the cause (its history kept); the others run.
-    pub async fn start(store: Arc<dyn Store>, app: &SalesforceApp, settings: RunSettings) -> anyhow::Result<Server> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        app: &SalesforceApp,
+        settings: RunSettings,
+    ) -> Result<Server, crate::store::StoreError> {
         let mut running = Vec::new();
         for record in store.connections()? {
             if record.status.is_held() {
@@ -49,11 +37,9 @@ impl Server {
                     running.push(r);
                 }
                 Err(e) => {
-                    tracing::error!(connection = %record.id, "{:?} cannot start: {e:#}", record.display_name);
-                    let detail = StatusDetail {
-                        problems: vec![start_problem(&record, &e)],
-                        since: chrono::Utc::now().timestamp_millis(),
-                    };
+                    tracing::error!(connection = %record.id, "{:?} cannot start: {}", record.display_name, error_chain(&e));
+                    let detail =
+                        StatusDetail { problems: vec![e.problem()], since: chrono::Utc::now().timestamp_millis() };
                     store.set_status(&record.id, ConnectionStatus::Error, Some(&detail), "server")?;
                 }
             }
@@ -71,9 +57,9 @@ impl Server {
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> std::io::Result<()> {
         let router = self.router();
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("the server stopped")?;
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
         for r in self.running {
             r.stop().await;
         }

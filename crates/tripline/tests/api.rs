@@ -1,111 +1,144 @@
-//! The JSON API over a real socket: tokens, search, streamed export, errors, OpenAPI.
+//! The JSON API over a real socket, served as `tripline serve` assembles it: tokens,
+//! search, streamed export, errors, connections, rescan, OpenAPI.
 
 mod common;
 
 use serde_json::{Value, json};
-use tripline::connection::ScopeMode;
+use tripline::connection::{ConnectionRecord, ScopeMode};
 
-use common::{Scenario, id};
+use common::{Scenario, Served, id};
+
+/// A server with one connection, three exports by one user (5, 15,000 and 70 rows),
+/// and an API token.
+struct Api {
+    s: Scenario,
+    record: ConnectionRecord,
+    served: Served,
+    token: String,
+    user: Value,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let s = Scenario::new(40).await;
+        let record = s.connect("API", ScopeMode::All).await;
+        let served = s.serve().await;
+        let user = s.exporters().await[0].clone();
+        for rows in [5, 15_000, 70] {
+            s.export(&id(&user), json!({ "rows": rows })).await;
+        }
+        s.wait_for("three exports", |e| e.len() == 3).await;
+        let (token, hash) = tripline::api::new_token();
+        s.store.add_api_token("tests", &hash).expect("token");
+        Api { s, record, served, token, user, http: reqwest::Client::new() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.served.base)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(&self.token).json(body).send().await.expect("call")
+    }
+
+    /// The user's exports, two to a page.
+    fn by_user(&self) -> Value {
+        json!({ "from_ms": 0, "to_ms": i64::MAX, "page_size": 2,
+            "filter": { "all": [{ "term": { "field": "username", "op": "is", "value": self.user["username"] } }] } })
+    }
+
+    async fn stop(self) {
+        self.served.stop().await;
+    }
+}
 
 #[tokio::test]
-async fn search_and_export_through_the_api() {
-    let s = Scenario::new(40).await;
-    let record = s.connect("API", ScopeMode::All).await;
-    let running = s.run(&record).await;
-    let user = &s.exporters().await[0];
-    for rows in [5, 15_000, 70] {
-        s.export(&id(user), json!({ "rows": rows })).await;
-    }
-    s.wait_for("three exports", |e| e.len() == 3).await;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
-    let app = tripline::api::router(s.store.clone(), vec![running.context.clone()]);
-    tokio::spawn(axum::serve(listener, app).into_future());
-    let (token, hash) = tripline::api::new_token();
-    s.store.add_api_token("tests", &hash).expect("token");
-    assert!(s.store.add_api_token("tests", "other").is_err(), "names are unique");
-
-    let http = reqwest::Client::new();
-    let query = json!({ "from_ms": 0, "to_ms": i64::MAX, "page_size": 2,
-        "filter": { "all": [{ "term": { "field": "username", "op": "is", "value": user["username"] } }] } });
-    let unauthorized = http.post(format!("{base}/search")).json(&query).send().await.expect("call");
-    assert_eq!(unauthorized.status(), 401);
-    let wrong = http.post(format!("{base}/search")).bearer_auth("tl_nope").json(&query).send().await.expect("call");
+async fn calls_without_a_known_token_are_refused() {
+    let api = Api::new().await;
+    let none = api.http.post(api.url("/search")).json(&api.by_user()).send().await.expect("call");
+    assert_eq!(none.status(), 401);
+    let wrong =
+        api.http.post(api.url("/search")).bearer_auth("tl_nope").json(&api.by_user()).send().await.expect("call");
     assert_eq!(wrong.status(), 401);
+    assert!(api.s.store.add_api_token("tests", "other").is_err(), "token names are unique");
+    api.stop().await;
+}
 
-    let first: Value = http
-        .post(format!("{base}/search"))
-        .bearer_auth(&token)
-        .json(&query)
-        .send()
-        .await
-        .expect("call")
-        .json()
-        .await
-        .expect("json");
+#[tokio::test]
+async fn search_pages_through_every_result() {
+    let api = Api::new().await;
+    let first: Value = api.post("/search", &api.by_user()).await.json().await.expect("json");
     assert_eq!(first["events"].as_array().map(Vec::len), Some(2));
     assert_eq!(first["events"][0]["event"]["action"], "salesforce-report-download");
-    let mut next = query.clone();
+    let mut next = api.by_user();
     next["after"] = first["next"].clone();
-    let second: Value = http
-        .post(format!("{base}/search"))
-        .bearer_auth(&token)
-        .json(&next)
-        .send()
-        .await
-        .expect("call")
-        .json()
-        .await
-        .expect("json");
+    let second: Value = api.post("/search", &next).await.json().await.expect("json");
     assert_eq!(second["events"].as_array().map(Vec::len), Some(1));
     assert!(second["next"].is_null());
+    api.stop().await;
+}
 
+#[tokio::test]
+async fn export_streams_csv_and_json_lines() {
+    let api = Api::new().await;
     let big = json!({ "from_ms": 0, "to_ms": i64::MAX, "filter": { "term": { "field": "rows", "op": "greater", "value": 10000 } } });
-    let csv = http.post(format!("{base}/export?format=csv")).bearer_auth(&token).json(&big).send().await.expect("call");
+    let csv = api.post("/export?format=csv", &big).await;
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let text = csv.text().await.expect("body");
-    assert_eq!(text.lines().count(), 2, "{text}");
-    let jsonl =
-        http.post(format!("{base}/export?format=jsonl")).bearer_auth(&token).json(&query).send().await.expect("call");
-    assert_eq!(jsonl.text().await.expect("body").lines().count(), 3);
+    assert_eq!(text.lines().count(), 2, "a header and the one large export: {text}");
+    let jsonl = api.post("/export?format=jsonl", &api.by_user()).await;
+    assert_eq!(jsonl.text().await.expect("body").lines().count(), 3, "every page, not just the first");
+    api.stop().await;
+}
 
+#[tokio::test]
+async fn invalid_queries_are_answered_400_with_the_error_shape() {
+    let api = Api::new().await;
     for bad in [
         json!({ "to_ms": 5 }),
         json!({ "from_ms": 9, "to_ms": 5 }),
         json!({ "from_ms": 0, "to_ms": 5, "filter": { "term": { "field": "password", "op": "is", "value": "x" } } }),
+        json!({ "from_ms": 0, "to_ms": 5, "after": "not a cursor" }),
     ] {
-        let r = http.post(format!("{base}/search")).bearer_auth(&token).json(&bad).send().await.expect("call");
+        let r = api.post("/search", &bad).await;
         assert_eq!(r.status(), 400, "{bad}");
         let body: Value = r.json().await.expect("json");
-        assert_eq!(body["error"]["code"], "invalid_query");
+        assert_eq!(body["error"]["code"], "invalid_query", "{bad}");
     }
-    let r =
-        http.post(format!("{base}/export?format=xlsx")).bearer_auth(&token).json(&query).send().await.expect("call");
-    assert_eq!(r.status(), 400);
+    assert_eq!(api.post("/export?format=xlsx", &api.by_user()).await.status(), 400);
+    api.stop().await;
+}
 
-    let connections: Value = http
-        .get(format!("{base}/connections"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("call")
-        .json()
-        .await
-        .expect("json");
+#[tokio::test]
+async fn connections_show_their_status_and_never_their_secrets() {
+    let api = Api::new().await;
+    let r = api.http.get(api.url("/connections")).bearer_auth(&api.token).send().await.expect("call");
+    let connections: Value = r.json().await.expect("json");
     assert_eq!(connections[0]["display_name"], "API");
-    assert!(connections[0].get("refresh_token").is_none(), "secrets never leave");
+    assert_eq!(connections[0]["status"], "monitoring");
+    assert_eq!(connections[0]["scope"]["mode"], "all");
+    assert!(connections[0].get("refresh_token").is_none() && connections[0].get("access_token").is_none());
+    api.stop().await;
+}
 
-    let rescan =
-        http.post(format!("{base}/connections/{}/rescan", record.id)).bearer_auth(&token).send().await.expect("call");
+#[tokio::test]
+async fn rescan_reports_the_monitored_users_of_a_running_connection() {
+    let api = Api::new().await;
+    let rescan = api.post(&format!("/connections/{}/rescan", api.record.id), &json!({})).await;
     assert_eq!(rescan.status(), 200);
     let body: Value = rescan.json().await.expect("json");
-    assert_eq!(body["monitored_users"].as_u64(), Some(s.store.scope(&record.id).expect("scope").len() as u64));
-    let missing = http.post(format!("{base}/connections/nope/rescan")).bearer_auth(&token).send().await.expect("call");
-    assert_eq!(missing.status(), 404);
+    let monitored = api.s.store.scope(&api.record.id).expect("scope").len() as u64;
+    assert_eq!(body["monitored_users"].as_u64(), Some(monitored));
+    assert_eq!(api.post("/connections/nope/rescan", &json!({})).await.status(), 404);
+    api.stop().await;
+}
 
-    let doc: Value = http.get(format!("{base}/openapi.json")).send().await.expect("call").json().await.expect("json");
+#[tokio::test]
+async fn the_openapi_document_needs_no_token() {
+    let api = Api::new().await;
+    let doc: Value = api.http.get(api.url("/openapi.json")).send().await.expect("call").json().await.expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/export"]["post"].is_object());
-    running.stop().await;
+    api.stop().await;
 }

@@ -313,3 +313,27 @@ async fn pause_resume_and_deauthorize() {
     use ConnectionStatus::{Deauthorized, Initializing, Paused};
     assert_eq!(history, [Initializing, Paused, Initializing, Deauthorized]);
 }
+
+#[tokio::test]
+async fn a_connection_that_cannot_start_says_why_and_keeps_its_history() {
+    use tripline::connection::ProblemSource;
+    use tripline::connector::{RunSettings, SalesforceApp};
+    use tripline::server::Server;
+
+    let s = Scenario::new(20).await;
+    let record = s.connect("Not allowed here", ScopeMode::All).await;
+    let before = s.store.status_history(&record.id).expect("history");
+    // A server started without --allow-origin for the emulated org.
+    let strict = SalesforceApp { allowed_origins: Vec::new(), ..s.app.clone() };
+    let server = Server::start(s.store.clone(), &strict, RunSettings::default()).await.expect("server");
+    assert!(server.running.is_empty());
+    let stored = s.store.connection(&record.id).expect("record");
+    assert_eq!(stored.status, ConnectionStatus::Error);
+    let detail = stored.status_detail.expect("detail");
+    assert_eq!(detail.problems.len(), 1, "{detail:?}");
+    assert_eq!(detail.problems[0].source, ProblemSource::Configuration);
+    assert!(detail.problems[0].message.contains("--allow-origin"), "{detail:?}");
+    let after = s.store.status_history(&record.id).expect("history");
+    assert_eq!(after[..before.len()], before[..], "earlier history is kept");
+    assert_eq!(after.len(), before.len() + 1);
+}

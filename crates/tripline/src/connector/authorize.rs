@@ -2,15 +2,14 @@
 //! of the requested scope against the org, and the stored record. A scope that names
 //! users or groups the org does not have is refused by CSV line, and nothing is kept.
 
-use anyhow::Context;
 use salesforce::api::SalesforceApi;
 use salesforce::login::LoginHost;
 use salesforce::oauth::{AuthorizationStart, Tokens};
 use sfwire::id::SfId;
 
-use super::SalesforceApp;
 use super::scope;
 use super::scope_csv::{CsvKind, ScopeCsv};
+use super::{Error, SalesforceApp};
 use crate::connection::{ConnectionRecord, ConnectionStatus, ScopeMode};
 use crate::store::Store;
 
@@ -60,22 +59,26 @@ pub fn save_authorized(
     login: &LoginHost,
     new: &NewConnection,
     tokens: &Tokens,
-) -> anyhow::Result<ConnectionRecord> {
-    let (org_id, user_id) = tokens.org_and_user().context("the identity URL names no org and user")?;
+) -> Result<ConnectionRecord, Error> {
+    let unusable = |what: &str| Error::Authorization(format!("Salesforce's answer cannot be used: {what}"));
+    let (org_id, user_id) = tokens.org_and_user().ok_or_else(|| unusable("the identity URL names no org and user"))?;
     if !salesforce::login::instance_url_ok(&tokens.instance_url, &app.allowed_origins) {
-        anyhow::bail!("Salesforce returned an instance URL that is not a Salesforce host: {}", tokens.instance_url);
+        return Err(unusable(&format!("the instance URL {} is not a Salesforce host", tokens.instance_url)));
     }
     let record = ConnectionRecord {
         id: salesforce::oauth::random_token(12),
         display_name: new.display_name.clone(),
-        org_id: SfId::parse(org_id).context("the identity URL's org id")?,
+        org_id: SfId::parse(org_id).map_err(|e| unusable(&format!("the org id: {e}")))?,
         instance_url: tokens.instance_url.clone(),
         login_url: login.to_string(),
         scope: new.scope.clone(),
         corporate_cidrs: new.corporate_cidrs.clone(),
-        refresh_token: tokens.refresh_token.clone().context("no refresh token: the app must grant refresh_token")?,
+        refresh_token: tokens
+            .refresh_token
+            .clone()
+            .ok_or_else(|| unusable("no refresh token (the connected app must grant refresh_token)"))?,
         access_token: tokens.access_token.clone(),
-        service_user_id: SfId::parse(user_id).context("the identity URL's user id")?,
+        service_user_id: SfId::parse(user_id).map_err(|e| unusable(&format!("the user id: {e}")))?,
         status: ConnectionStatus::Initializing,
         status_detail: None,
         created_at: chrono::Utc::now().timestamp_millis(),
@@ -94,7 +97,7 @@ pub async fn finish_authorization(
     start: &AuthorizationStart,
     state: &str,
     code: &str,
-) -> anyhow::Result<ConnectionRecord> {
+) -> Result<ConnectionRecord, Error> {
     let oauth = app.oauth(login.clone(), reqwest::Client::new());
     let tokens = oauth.finish(start, state, code).await?;
     let api = SalesforceApi::new(oauth.clone(), &tokens, app.allowed_origins.clone(), reqwest::Client::new())?;

@@ -102,7 +102,7 @@ pub(crate) async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Probl
     problems
 }
 
-fn from_stream_error(e: &StreamError) -> Problem {
+pub(crate) fn from_stream_error(e: &StreamError) -> Problem {
     match e {
         StreamError::Denied(m) => Problem::error(
             Source::Licence,

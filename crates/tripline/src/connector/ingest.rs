@@ -179,13 +179,13 @@ fn logout_record(e: LogoutEventStream) -> Option<LoginRecord> {
 }
 
 fn sink_error(e: StoreError) -> SinkError {
-    SinkError(format!("{:#}", anyhow::Error::new(e)))
+    SinkError(salesforce::error::error_chain(&e))
 }
 
 impl ConnectionContext {
     /// Builds the report batch for some ReportEventStream events (from the stream or
     /// the stored ReportEvent object), attributing each export.
-    pub(crate) fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, SinkError> {
+    pub(crate) fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, StoreError> {
         let mut batch = ReportBatch::default();
         for mut fields in events {
             let event: ReportEventStream = match decode(&mut fields) {
@@ -214,7 +214,7 @@ impl ConnectionContext {
             };
             let session_key = given(event.SessionKey);
             let session = match &session_key {
-                Some(key) => self.store.session(&self.connection_id, key).map_err(sink_error)?,
+                Some(key) => self.store.session(&self.connection_id, key)?,
                 None => None,
             };
             let session = session.filter(|s| s.user_id == user_id);
@@ -278,11 +278,11 @@ impl ConnectionContext {
         Ok(batch)
     }
 
-    fn has_exported(&self, user_id: &SfId) -> Result<bool, SinkError> {
+    fn has_exported(&self, user_id: &SfId) -> Result<bool, StoreError> {
         if self.exporters.read().unwrap_or_else(|e| e.into_inner()).contains(user_id.short()) {
             return Ok(true);
         }
-        let has = self.store.user_has_file_events(&self.connection_id, user_id).map_err(sink_error)?;
+        let has = self.store.user_has_file_events(&self.connection_id, user_id)?;
         if has {
             self.exporters.write().unwrap_or_else(|e| e.into_inner()).insert(user_id.short().to_owned());
         }
@@ -343,7 +343,7 @@ impl EventSink for TopicSink {
                 ctx.store.apply_logins(&ctx.connection_id, topic, &records, &checkpoint).map_err(sink_error)?;
             }
             REPORT_TOPIC => {
-                let batch = ctx.report_batch(fields)?;
+                let batch = ctx.report_batch(fields).map_err(sink_error)?;
                 ctx.store.apply_reports(&ctx.connection_id, topic, &batch, Some(&checkpoint)).map_err(sink_error)?;
             }
             other => return Err(SinkError(format!("no sink for topic {other}"))),

@@ -2,25 +2,25 @@
 //! Deauthorized (its Salesforce tokens revoked; a new authorization is needed).
 //! Initializing, Monitoring and Error are set by the connector itself.
 
-use anyhow::bail;
 use salesforce::login::LoginHost;
 
+use super::Error;
 use crate::connection::{ConnectionStatus, StatusDetail};
 use crate::store::Store;
 
-pub fn pause(store: &dyn Store, id: &str, actor: &str) -> anyhow::Result<()> {
+pub fn pause(store: &dyn Store, id: &str, actor: &str) -> Result<(), Error> {
     let record = store.connection(id)?;
     if record.status == ConnectionStatus::Deauthorized {
-        bail!("{:?} is deauthorized: authorize it again instead", record.display_name);
+        return Err(Error::Refused(format!("{:?} is deauthorized: authorize it again instead", record.display_name)));
     }
     store.set_status(id, ConnectionStatus::Paused, None, actor)?;
     Ok(())
 }
 
-pub fn resume(store: &dyn Store, id: &str, actor: &str) -> anyhow::Result<()> {
+pub fn resume(store: &dyn Store, id: &str, actor: &str) -> Result<(), Error> {
     let record = store.connection(id)?;
     if record.status != ConnectionStatus::Paused {
-        bail!("{:?} is not paused (it is {})", record.display_name, record.status);
+        return Err(Error::Refused(format!("{:?} is not paused (it is {})", record.display_name, record.status)));
     }
     // The connector sets Monitoring or Error once it has checked the org.
     store.set_status(id, ConnectionStatus::Initializing, None, actor)?;
@@ -29,7 +29,7 @@ pub fn resume(store: &dyn Store, id: &str, actor: &str) -> anyhow::Result<()> {
 
 /// Revokes the refresh token at Salesforce (which ends its sessions too) and marks the
 /// connection Deauthorized. `allowed` lists non-Salesforce origins (sfsim).
-pub async fn deauthorize(store: &dyn Store, id: &str, allowed: &[String], actor: &str) -> anyhow::Result<()> {
+pub async fn deauthorize(store: &dyn Store, id: &str, allowed: &[String], actor: &str) -> Result<(), Error> {
     let record = store.connection(id)?;
     let login = LoginHost::parse(&record.login_url, allowed)?;
     // Revocation needs no client credentials, only the token.

@@ -4,6 +4,7 @@
 //! deauthorize).
 
 pub mod authorize;
+mod error;
 pub(crate) mod health;
 pub(crate) mod ingest;
 pub mod lifecycle;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce::api::SalesforceApi;
+use salesforce::error::error_chain;
 use salesforce::login::LoginHost;
 use salesforce::oauth::OAuthClient;
 use salesforce::pubsub::{self, Endpoint, PubSub, RunOptions};
@@ -22,11 +24,12 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 pub use authorize::{NewConnection, finish_authorization, save_authorized};
+pub use error::Error;
 pub use ingest::ConnectionContext;
 
-use crate::connection::{ConnectionRecord, Problem, ProblemSource, StatusDetail};
+use crate::connection::{ConnectionRecord, Problem, StatusDetail};
 use crate::events::Cidr;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use ingest::TopicSink;
 
 /// The connected app and endpoints a Tripline server uses.
@@ -47,7 +50,7 @@ impl SalesforceApp {
 }
 
 /// Builds the API session of a stored connection.
-pub fn api_for(record: &ConnectionRecord, app: &SalesforceApp, http: reqwest::Client) -> anyhow::Result<SalesforceApi> {
+pub fn api_for(record: &ConnectionRecord, app: &SalesforceApp, http: reqwest::Client) -> Result<SalesforceApi, Error> {
     let login = LoginHost::parse(&record.login_url, &app.allowed_origins)?;
     let session = salesforce::api::Session {
         instance_url: record.instance_url.clone(),
@@ -103,14 +106,6 @@ impl RunningConnection {
     }
 }
 
-/// A failure before anything could be checked, as a problem of the connection.
-fn scan_problem(e: &anyhow::Error) -> Problem {
-    match e.downcast_ref::<salesforce::Error>() {
-        Some(api_error) => health::from_api_error(api_error),
-        None => Problem::error(ProblemSource::Network, format!("{e:#}")),
-    }
-}
-
 /// Starts monitoring a stored connection: scans the scope, then subscribes to the
 /// three topics and rescans periodically. Every task runs in a `connection` span
 /// (and each subscriber in a `topic` span) so one connection's story can be followed
@@ -120,12 +115,12 @@ pub async fn start(
     record: &ConnectionRecord,
     app: &SalesforceApp,
     settings: RunSettings,
-) -> anyhow::Result<RunningConnection> {
+) -> Result<RunningConnection, Error> {
     let span = tracing::info_span!("connection", id = %record.id);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let api = Arc::new(api_for(record, app, http)?);
     let corporate =
-        record.corporate_cidrs.iter().map(|c| Cidr::parse(c).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
+        record.corporate_cidrs.iter().map(|c| Cidr::parse(c).map_err(Error::Setting)).collect::<Result<_, _>>()?;
     let context = Arc::new(ConnectionContext::new(
         record.id.clone(),
         store.clone(),
@@ -142,7 +137,7 @@ pub async fn start(
     // health check reports the cause until it is fixed.
     let scan = rescan(&context).instrument(span.clone()).await;
     let mut problems = health::preflight(&context.api, &pubsub).instrument(span.clone()).await;
-    problems.extend(scan.err().as_ref().map(scan_problem));
+    problems.extend(scan.err().as_ref().map(Error::problem));
     problems.extend(health::from_gaps(&store.gaps(&record.id)?));
     report(&context, &problems)?;
     let (stop, shutdown) = watch::channel(false);
@@ -195,16 +190,16 @@ async fn health_checks(
         if token != saved_token {
             match context.store.set_access_token(&context.connection_id, &token) {
                 Ok(()) => saved_token = token,
-                Err(e) => tracing::warn!("saving the access token: {e:#}", e = anyhow::Error::new(e)),
+                Err(e) => tracing::warn!("saving the access token: {}", error_chain(&e)),
             }
         }
         problems.extend(health::from_streams(&context.stream_health()));
         match context.store.gaps(&context.connection_id) {
             Ok(gaps) => problems.extend(health::from_gaps(&gaps)),
-            Err(e) => tracing::warn!("reading gaps: {e:#}", e = anyhow::Error::new(e)),
+            Err(e) => tracing::warn!("reading gaps: {}", error_chain(&e)),
         }
         if let Err(e) = report(&context, &problems) {
-            tracing::error!("cannot record the connection's health: {e:#}");
+            tracing::error!("cannot record the connection's health: {}", error_chain(&e));
         }
     }
 }
@@ -216,7 +211,7 @@ async fn rescans(context: Arc<ConnectionContext>, every: Duration, mut shutdown:
             _ = shutdown.changed() => return,
         }
         if let Err(e) = rescan(&context).await {
-            tracing::warn!("scope rescan failed: {e:#}");
+            tracing::warn!("scope rescan failed: {}", error_chain(&e));
         }
     }
 }
@@ -224,7 +219,7 @@ async fn rescans(context: Arc<ConnectionContext>, every: Duration, mut shutdown:
 /// Records the status the problems mean, when it changed (status history: when, what,
 /// who), with the problems and since when. A status a person set (paused,
 /// deauthorized) is left alone.
-fn report(context: &ConnectionContext, problems: &[Problem]) -> anyhow::Result<()> {
+fn report(context: &ConnectionContext, problems: &[Problem]) -> Result<(), StoreError> {
     let record = context.store.connection(&context.connection_id)?;
     if record.status.is_held() {
         return Ok(());
@@ -245,7 +240,7 @@ fn report(context: &ConnectionContext, problems: &[Problem]) -> anyhow::Result<(
 
 /// Scans the org for monitored users and makes the result current (every
 /// `rescan_every`, and on demand).
-pub async fn rescan(context: &ConnectionContext) -> anyhow::Result<usize> {
+pub async fn rescan(context: &ConnectionContext) -> Result<usize, Error> {
     let scan = scope::scan(&context.api, &context.mode).await?;
     if !scan.unmatched.is_empty() {
         tracing::warn!("scope entries matching nobody: {:?}", scan.unmatched);

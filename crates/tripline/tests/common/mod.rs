@@ -13,6 +13,7 @@ use tripline::connection::{ConnectionRecord, ConnectionStatus};
 use tripline::connector::{NewConnection, RunSettings, SalesforceApp};
 use tripline::events::FileEvent;
 use tripline::search::{Field, Filter, Op, SearchQuery, Sort};
+use tripline::server::Server;
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
@@ -84,7 +85,7 @@ impl Scenario {
         self.try_connect(&new).await.expect("authorized")
     }
 
-    pub async fn try_connect(&self, new: &NewConnection) -> anyhow::Result<ConnectionRecord> {
+    pub async fn try_connect(&self, new: &NewConnection) -> Result<ConnectionRecord, tripline::connector::Error> {
         let login = LoginHost::parse(self.org.base_url(), &self.app.allowed_origins).expect("login host");
         let oauth = self.app.oauth(login.clone(), self.http.clone());
         let start = oauth.start(MONITORING_SCOPE);
@@ -123,15 +124,27 @@ impl Scenario {
         settings.stream.max_backoff = Duration::from_millis(300);
         let running =
             tripline::connector::start(self.store.clone(), record, &self.app, settings).await.expect("connector");
-        // Exports published before a subscriber streams are read back from EARLIEST, but
-        // tests that count on timing wait until all three stream.
-        for _ in 0..200 {
-            if running.context.stream_health().len() == 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        streaming(&running).await;
         running
+    }
+
+    /// The whole server (every stored connection running, the JSON API) on a free
+    /// loopback port, as `tripline serve` assembles it.
+    pub async fn serve(&self) -> Served {
+        let mut settings = RunSettings { preflight_every: Duration::from_millis(200), ..RunSettings::default() };
+        settings.stream.min_backoff = Duration::from_millis(20);
+        settings.stream.max_backoff = Duration::from_millis(300);
+        let server = Server::start(self.store.clone(), &self.app, settings).await.expect("server");
+        for running in &server.running {
+            streaming(running).await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Served { base, stop, task }
     }
 
     pub fn events(&self) -> Vec<FileEvent> {
@@ -198,6 +211,32 @@ impl Scenario {
                     && u["id"] != service.as_str()
             })
             .collect()
+    }
+}
+
+/// Exports published before a subscriber streams are read back from EARLIEST, but
+/// tests that count on timing wait until all three topics stream.
+async fn streaming(running: &tripline::connector::RunningConnection) {
+    for _ in 0..200 {
+        if running.context.stream_health().len() == 3 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A running server; stops (connectors included) when asked.
+pub struct Served {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("server task").expect("served");
     }
 }
 

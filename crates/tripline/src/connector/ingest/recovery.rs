@@ -9,6 +9,8 @@ use sfwire::events::{EventRecord, ReportEventStream};
 use sfwire::pubsub::REPORT_TOPIC;
 
 use super::{ConnectionContext, sink_error};
+use crate::connector::Error;
+use salesforce::error::error_chain;
 
 /// How far back a recovery with no known start reads: the stored object's default
 /// query window.
@@ -23,7 +25,7 @@ fn soql_datetime(ms: i64) -> String {
 
 /// Re-reads exports from the stored `ReportEvent` object for a window the stream lost;
 /// returns how many report events were read.
-async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_ms: i64) -> anyhow::Result<usize> {
+async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_ms: i64) -> Result<usize, Error> {
     let from = from_ms.unwrap_or(to_ms - DEFAULT_WINDOW_MS);
     let soql = format!(
         "SELECT {} FROM ReportEvent WHERE EventDate >= {} AND EventDate <= {}",
@@ -78,7 +80,10 @@ pub(super) async fn recover(
                 tracing::info!(topic, "re-read {n} report events from ReportEvent");
                 None
             }
-            Err(e) => Some(format!("{reason}; exports in this window could not be recovered from ReportEvent: {e:#}")),
+            Err(e) => Some(format!(
+                "{reason}; exports in this window could not be recovered from ReportEvent: {}",
+                error_chain(&e)
+            )),
         }
     };
     if let Some(why) = unrecovered {
