@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== third-party clients for sfsim's compatibility tests (from PyPI)"
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-  simple-salesforce grpcio grpcio-tools avro
+echo "== third-party clients for sfsim's compatibility tests (pinned, from PyPI, into target/pyenv)"
+if [ ! -x target/pyenv/bin/python ]; then
+  python3 -m venv target/pyenv
+fi
+target/pyenv/bin/pip install --quiet --disable-pip-version-check -r scripts/python-requirements.txt
+export TRIPLINE_PYTHON="$PWD/target/pyenv/bin/python"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

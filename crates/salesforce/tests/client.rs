@@ -23,10 +23,7 @@ impl Org {
         let config = sfsim::Config { users, callback_urls: vec![CALLBACK.into()], ..sfsim::Config::default() };
         let running = sfsim::start(config).await.expect("sfsim");
         let http = reqwest::Client::new();
-        let (id, secret) = {
-            let org = running.sim.org();
-            (org.app.client_id.clone(), org.app.client_secret.clone())
-        };
+        let (id, secret) = running.connected_app();
         let login = LoginHost::parse(running.base_url(), &[running.base_url().to_owned()]).expect("allowed");
         let oauth = OAuthClient::new(login, &id, &secret, CALLBACK, http.clone());
         Org { running, http, oauth }
@@ -37,38 +34,23 @@ impl Org {
     }
 
     async fn control(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/control/v1{path}", self.running.base_url());
-        self.http.post(url).json(&body).send().await.expect("control").json().await.expect("json")
+        self.running.control().post(path, &body).await.expect("control")
     }
 
     async fn connect(&self) -> Arc<SalesforceApi> {
         let start = self.oauth.start(MONITORING_SCOPE);
-        let (user, password) = {
-            let org = self.running.sim.org();
-            let service = org.service_user.clone();
-            (org.username(&service), org.passwords[service.as_str()].clone())
-        };
+        let (user, password) = self.running.service_account();
         let back = sfsim::browser::sign_in_and_allow(&start.url, &user, &password).await.expect("sign in");
-        let query: Vec<(String, String)> =
-            url::Url::parse(&back).expect("url").query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).expect(k);
-        let wrong = self.oauth.finish(&start, "not-the-state", &get("code")).await;
+        let wrong = self.oauth.finish(&start, "not-the-state", &back.code).await;
         assert!(wrong.expect_err("state mismatch").needs_person());
-        let tokens = self.oauth.finish(&start, &get("state"), &get("code")).await.expect("tokens");
+        let state = back.state.expect("state");
+        let tokens = self.oauth.finish(&start, &state, &back.code).await.expect("tokens");
         assert!(self.oauth.signature_valid(&tokens));
         Arc::new(SalesforceApi::new(self.oauth.clone(), &tokens, self.allowed(), self.http.clone()).expect("api"))
     }
 
     async fn exporter(&self) -> String {
-        let users: Value = self
-            .http
-            .get(format!("{}/control/v1/users", self.running.base_url()))
-            .send()
-            .await
-            .expect("users")
-            .json()
-            .await
-            .expect("json");
+        let users = self.running.control().get("/users").await.expect("users");
         let service = self.running.sim.org().service_user.to_string();
         users
             .as_array()

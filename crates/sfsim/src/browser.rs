@@ -24,9 +24,18 @@ fn unescape(text: &str) -> String {
     text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
-/// Opens `authorize_url`, signs in as `username`, clicks Allow, and returns the URL
-/// the browser is sent back to (the client's callback with `code` and `state`).
-pub async fn sign_in_and_allow(authorize_url: &str, username: &str, password: &str) -> anyhow::Result<String> {
+/// Where the browser was sent back to after Allow: the client's callback.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub url: String,
+    pub code: String,
+    /// Present when the authorize request carried one.
+    pub state: Option<String>,
+}
+
+/// Opens `authorize_url`, signs in as `username`, clicks Allow, and returns the
+/// callback the browser is sent back to, with its `code` and `state`.
+pub async fn sign_in_and_allow(authorize_url: &str, username: &str, password: &str) -> anyhow::Result<Callback> {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build()?;
     let page = http.get(authorize_url).send().await.context("opening the authorize page")?;
     let status = page.status();
@@ -50,5 +59,8 @@ pub async fn sign_in_and_allow(authorize_url: &str, username: &str, password: &s
     form.push(("action".into(), "allow".into()));
     let redirect = http.post(&action).form(&form).send().await.context("clicking Allow")?;
     let location = redirect.headers().get("location").context("Allow did not redirect")?.to_str()?.to_owned();
-    Ok(location)
+    let parsed = url::Url::parse(&location).with_context(|| format!("Allow redirected to {location:?}"))?;
+    let param = |name: &str| parsed.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let code = param("code").with_context(|| format!("the callback {location:?} has no code"))?;
+    Ok(Callback { code, state: param("state"), url: location })
 }

@@ -20,6 +20,40 @@ use crate::model::Value;
 use crate::org::{EventType, same_id};
 use crate::{Sim, now_ms};
 
+/// A client of the control API, for tests, demos and benchmarks.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ControlClient {
+    /// `base_url` is the org's (the control API lives under `/control/v1`).
+    pub fn new(base_url: &str) -> ControlClient {
+        ControlClient { base: format!("{base_url}/control/v1"), http: reqwest::Client::new() }
+    }
+
+    /// POSTs `body` to `path` (such as `/users/ID/export`); an error for any answer
+    /// but success.
+    pub async fn post(&self, path: &str, body: &J) -> anyhow::Result<J> {
+        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await?;
+        Self::answer(path, r).await
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<J> {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
+        Self::answer(path, r).await
+    }
+
+    async fn answer(path: &str, r: reqwest::Response) -> anyhow::Result<J> {
+        let status = r.status();
+        if !status.is_success() {
+            anyhow::bail!("control {path}: {status}: {}", r.text().await.unwrap_or_default());
+        }
+        Ok(r.json().await?)
+    }
+}
+
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/org", get(org))

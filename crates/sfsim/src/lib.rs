@@ -213,6 +213,24 @@ impl Running {
     pub fn base_url(&self) -> &str {
         &self.sim.base_url
     }
+
+    /// The service account's username and password (what an admin signs in with).
+    pub fn service_account(&self) -> (String, String) {
+        let org = self.sim.org();
+        let user = org.service_user.clone();
+        (org.username(&user), org.passwords[user.as_str()].clone())
+    }
+
+    /// The connected app's client id and secret.
+    pub fn connected_app(&self) -> (String, String) {
+        let org = self.sim.org();
+        (org.app.client_id.clone(), org.app.client_secret.clone())
+    }
+
+    /// A client of this org's control API.
+    pub fn control(&self) -> control::ControlClient {
+        control::ControlClient::new(self.base_url())
+    }
 }
 
 /// Builds the org and serves it; returns once every listener is bound.

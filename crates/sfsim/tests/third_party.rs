@@ -15,21 +15,12 @@ async fn org_and_token(users: usize) -> (sfsim::Running, String, String) {
     };
     let org = sfsim::start(config).await.expect("sfsim");
     let http = format!("http://{}", org.http_addr);
-    let (client_id, client_secret, user, password) = {
-        let o = org.sim.org();
-        let s = o.service_user.clone();
-        (o.app.client_id.clone(), o.app.client_secret.clone(), o.username(&s), o.passwords[s.as_str()].clone())
-    };
+    let (client_id, client_secret) = org.connected_app();
+    let (user, password) = org.service_account();
     let authorize = format!(
         "{http}/services/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=api"
     );
-    let back = sfsim::browser::sign_in_and_allow(&authorize, &user, &password).await.expect("sign in");
-    let code = url::Url::parse(&back)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
+    let code = sfsim::browser::sign_in_and_allow(&authorize, &user, &password).await.expect("sign in").code;
     let tokens: serde_json::Value = reqwest::Client::new()
         .post(format!("{http}/services/oauth2/token"))
         .form(&[
@@ -51,14 +42,16 @@ async fn org_and_token(users: usize) -> (sfsim::Running, String, String) {
     (org, instance, token)
 }
 
-/// Runs a Python check script with `env`, plus the CA file; it must print "ok".
+/// Runs a Python check script with `env`, plus the CA file; it must print "ok". The
+/// interpreter is `TRIPLINE_PYTHON` (scripts/test.sh's virtual environment with the
+/// pinned clients), else `python3`.
 async fn python(org: &sfsim::Running, script: &'static str, env: Vec<(&'static str, String)>) {
     let dir = tempfile::tempdir().expect("dir");
     let ca = dir.path().join("sfsim.pem");
     std::fs::write(&ca, &org.sim.tls_cert_pem).expect("CA file");
     let output = tokio::task::spawn_blocking({
         move || {
-            Command::new("python3")
+            Command::new(std::env::var("TRIPLINE_PYTHON").unwrap_or_else(|_| "python3".into()))
                 .arg(script)
                 .envs(env)
                 .env("SFSIM_CA", &ca)

@@ -7,10 +7,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use salesforce::login::LoginHost;
-use salesforce::oauth::MONITORING_SCOPE;
 use tripline::connection::ScopeMode;
-use tripline::connector::{NewConnection, RunSettings, SalesforceApp};
+use tripline::connector::{NewConnection, RunSettings};
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
@@ -26,39 +24,14 @@ async fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("bench.db"))?);
-    let (client_id, client_secret, user, password) = {
-        let o = org.sim.org();
-        let s = o.service_user.clone();
-        (o.app.client_id.clone(), o.app.client_secret.clone(), o.username(&s), o.passwords[s.as_str()].clone())
-    };
-    let app = SalesforceApp {
-        client_id,
-        client_secret,
-        redirect_uri: CALLBACK.into(),
-        pubsub: salesforce::pubsub::Endpoint { url: format!("http://{}", org.grpc_addr), ca_pem: None },
-        allowed_origins: vec![org.base_url().to_owned()],
-    };
-    let login = LoginHost::parse(org.base_url(), &app.allowed_origins)?;
-    let start = app.oauth(login.clone(), reqwest::Client::new()).start(MONITORING_SCOPE);
-    let back = sfsim::browser::sign_in_and_allow(&start.url, &user, &password).await?;
-    let params: std::collections::HashMap<String, String> =
-        url::Url::parse(&back)?.query_pairs().into_owned().collect();
+    let app = tripline::emulated::app(&org, CALLBACK);
     let new = NewConnection {
         display_name: "bench".into(),
         scope: ScopeMode::All,
         scope_lines: None,
         corporate_cidrs: vec!["10.20.0.0/16".into()],
     };
-    let record = tripline::connector::finish_authorization(
-        &*store,
-        &app,
-        &login,
-        &new,
-        &start,
-        &params["state"],
-        &params["code"],
-    )
-    .await?;
+    let record = tripline::emulated::authorize(&*store, &app, &org, &new).await?;
 
     let last = org.sim.topic(sfsim::org::EventType::Report).latest_replay().to_be_bytes().to_vec();
     let settings = RunSettings { monitor_from_ms: Some(0), ..Default::default() };

@@ -5,11 +5,12 @@
 //! and pure rules); [`connector`] authorizes and runs data connections; [`store`]
 //! keeps everything (SQLite); [`search`] is the Forensic Search query model and its
 //! output formats; [`server`] assembles connectors and the JSON API ([`api`]) into
-//! one server.
+//! one server; [`emulated`] connects to the emulated org (sfsim) without a browser.
 
 pub mod api;
 pub mod connection;
 pub mod connector;
+pub mod emulated;
 pub mod events;
 mod named;
 pub mod people;

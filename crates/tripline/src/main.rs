@@ -411,37 +411,21 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let store: Arc<dyn Store> = Arc::new(tripline::store::sqlite::SqliteStore::open(&args.database)?);
-    let (client_id, client_secret, service, password) = {
-        let o = org.sim.org();
-        let s = o.service_user.clone();
-        (o.app.client_id.clone(), o.app.client_secret.clone(), o.username(&s), o.passwords[s.as_str()].clone())
-    };
+    let (service, password) = org.service_account();
     println!("Emulated Salesforce org: {} (sign in as {service} / {password})", org.base_url());
     if !args.auto_connect {
         println!("The web console is not built yet: run with --auto-connect to create the connection.");
         tokio::signal::ctrl_c().await?;
         return Ok(());
     }
-    let app = tripline::connector::SalesforceApp {
-        client_id,
-        client_secret,
-        redirect_uri: CALLBACK.into(),
-        pubsub: salesforce::pubsub::Endpoint { url: format!("http://{}", org.grpc_addr), ca_pem: None },
-        allowed_origins: vec![org.base_url().to_owned()],
-    };
-    let login = salesforce::login::LoginHost::parse(org.base_url(), &app.allowed_origins)?;
-    let start = app.oauth(login.clone(), reqwest::Client::new()).start(salesforce::oauth::MONITORING_SCOPE);
-    let back = sfsim::browser::sign_in_and_allow(&start.url, &service, &password).await?;
-    let params: std::collections::HashMap<String, String> =
-        url::Url::parse(&back)?.query_pairs().into_owned().collect();
-    let (state, code) = (params.get("state").context("no state")?, params.get("code").context("no code")?);
+    let app = tripline::emulated::app(&org, CALLBACK);
     let new = tripline::connector::NewConnection {
         display_name: "Salesforce (demo)".into(),
         scope: tripline::connection::ScopeMode::All,
         scope_lines: None,
         corporate_cidrs: sfsim::activity::CORPORATE_CIDRS.iter().map(|c| (*c).to_owned()).collect(),
     };
-    let record = tripline::connector::finish_authorization(&*store, &app, &login, &new, &start, state, code).await?;
+    let record = tripline::emulated::authorize(&*store, &app, &org, &new).await?;
     let running = tripline::connector::start(store.clone(), &record, &app, Default::default()).await?;
     println!(
         "Connection {:?} is monitoring {} users. Report downloads are stored in {}.",

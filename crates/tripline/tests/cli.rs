@@ -32,15 +32,7 @@ async fn search_filters_formats_and_checkpoints() {
     let exporters = s.exporters().await;
     let (a, b) = (&exporters[0], &exporters[1]);
     // The hostile report names of the org: a formula and markup.
-    let reports: Value = s
-        .http
-        .get(format!("{}/control/v1/reports", s.org.base_url()))
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("j");
+    let reports = s.control_get("/reports").await;
     let formula = reports
         .as_array()
         .expect("reports")

@@ -115,15 +115,7 @@ async fn scope_by_users_and_groups() {
     let context = s.run(&record).await;
     let scope = s.store.scope(&record.id).expect("scope");
     assert!(!scope.is_empty());
-    let groups: serde_json::Value = s
-        .http
-        .get(format!("{}/control/v1/groups", s.org.base_url()))
-        .send()
-        .await
-        .expect("groups")
-        .json()
-        .await
-        .expect("json");
+    let groups = s.control_get("/groups").await;
     let finance = groups.as_array().expect("groups").iter().find(|g| g["name"] == "Finance Team").expect("finance");
     let finance_members: Vec<&str> =
         finance["members"].as_array().expect("members").iter().filter_map(|m| m.as_str()).collect();

@@ -4,9 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use salesforce::login::LoginHost;
-use salesforce::oauth::MONITORING_SCOPE;
-use salesforce::pubsub::Endpoint;
 use serde_json::{Value, json};
 use tripline::connection::ScopeMode;
 use tripline::connection::{ConnectionRecord, ConnectionStatus};
@@ -27,51 +24,51 @@ pub struct Scenario {
     pub dir: tempfile::TempDir,
 }
 
+/// `TEST_LOG=debug` (or any tracing filter, such as `tripline=debug,sfsim=info`)
+/// prints the logs of the test being run, with their connection and topic spans.
+pub fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 impl Scenario {
     pub async fn new(users: usize) -> Scenario {
+        logs();
         let config = sfsim::Config { users, seed: 5, callback_urls: vec![CALLBACK.into()], ..sfsim::Config::default() };
         let org = sfsim::start(config).await.expect("sfsim");
         let dir = tempfile::tempdir().expect("temp dir");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("tripline.db")).expect("store"));
-        let (client_id, client_secret) = {
-            let o = org.sim.org();
-            (o.app.client_id.clone(), o.app.client_secret.clone())
-        };
-        let app = SalesforceApp {
-            client_id,
-            client_secret,
-            redirect_uri: CALLBACK.into(),
-            pubsub: Endpoint { url: format!("http://{}", org.grpc_addr), ca_pem: None },
-            allowed_origins: vec![org.base_url().to_owned()],
-        };
+        let app = tripline::emulated::app(&org, CALLBACK);
         Scenario { org, http: reqwest::Client::new(), store, app, dir }
     }
 
+    /// A POST to the org's control API.
     pub async fn control(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/control/v1{path}", self.org.base_url()))
-            .json(&body)
-            .send()
-            .await
-            .expect("control");
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.expect("json")
+        self.org.control().post(path, &body).await.expect("control")
+    }
+
+    /// A GET of the org's control API.
+    pub async fn control_get(&self, path: &str) -> Value {
+        self.org.control().get(path).await.expect("control")
     }
 
     /// The id of the permission set with this label (a profile's own set has the
     /// profile's name).
     pub async fn permission_set(&self, label: &str) -> String {
-        let r =
-            self.http.get(format!("{}/control/v1/permission-sets", self.org.base_url())).send().await.expect("sets");
-        let sets: Value = r.json().await.expect("json");
+        let sets = self.control_get("/permission-sets").await;
         let found = sets.as_array().and_then(|list| list.iter().find(|p| p["Label"] == label).cloned());
         found.and_then(|p| p["Id"].as_str().map(str::to_owned)).unwrap_or_else(|| panic!("no permission set {label:?}"))
     }
 
     pub async fn users(&self) -> Vec<Value> {
-        let r = self.http.get(format!("{}/control/v1/users", self.org.base_url())).send().await.expect("users");
-        r.json::<Value>().await.expect("json").as_array().cloned().unwrap_or_default()
+        self.control_get("/users").await.as_array().cloned().unwrap_or_default()
     }
 
     /// The service account authorizes a connection through sfsim's sign-in pages.
@@ -86,28 +83,7 @@ impl Scenario {
     }
 
     pub async fn try_connect(&self, new: &NewConnection) -> Result<ConnectionRecord, tripline::connector::Error> {
-        let login = LoginHost::parse(self.org.base_url(), &self.app.allowed_origins).expect("login host");
-        let oauth = self.app.oauth(login.clone(), self.http.clone());
-        let start = oauth.start(MONITORING_SCOPE);
-        let (user, password) = {
-            let o = self.org.sim.org();
-            let s = o.service_user.clone();
-            (o.username(&s), o.passwords[s.as_str()].clone())
-        };
-        let back = sfsim::browser::sign_in_and_allow(&start.url, &user, &password).await.expect("sign in");
-        let params: Vec<(String, String)> =
-            url::Url::parse(&back).expect("url").query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).expect(k);
-        tripline::connector::finish_authorization(
-            &*self.store,
-            &self.app,
-            &login,
-            new,
-            &start,
-            &get("state"),
-            &get("code"),
-        )
-        .await
+        tripline::emulated::authorize(&*self.store, &self.app, &self.org, new).await
     }
 
     pub async fn run(&self, record: &ConnectionRecord) -> tripline::connector::RunningConnection {
