@@ -9,7 +9,7 @@ use quick_xml::events::Event;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Error;
+use crate::error::Error;
 use crate::oauth::{OAuthClient, Tokens};
 
 /// The API version Tripline speaks.

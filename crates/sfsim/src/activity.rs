@@ -9,9 +9,11 @@ use std::time::Duration;
 use sfwire::events::{LoginEventStream, LogoutEventStream, ReportEventStream};
 use sfwire::id::SfId;
 
+use crate::clock::now_ms;
+use crate::names;
 use crate::org::{EventType, Org, Report};
 use crate::rng::Rng;
-use crate::{Sim, encode, names, now_ms};
+use crate::sim::{Sim, encode};
 
 /// Rows per event of a chunked export.
 pub const CHUNK_ROWS: u64 = 10_000;
@@ -472,21 +474,21 @@ pub fn preload(sim: &Sim, count: usize, span_ms: i64, seed: u64) -> usize {
 }
 
 /// Drives the simulated workforce at the configured rate.
-pub fn spawn(sim: Arc<Sim>) {
-    sim.people.set_rate(sim.config.activity_rate);
+pub fn spawn(sim: Arc<Sim>, people: Arc<People>) {
+    people.set_rate(sim.config.activity_rate);
     tokio::spawn(async move {
         let mut carry = 0.0;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tick.tick().await;
-            let (paused, rate) = sim.people.status();
+            let (paused, rate) = people.status();
             if paused || rate <= 0.0 {
                 continue;
             }
             carry += rate * 0.05;
             while carry >= 1.0 {
                 carry -= 1.0;
-                sim.people.act(&sim);
+                people.act(&sim);
             }
         }
     });

@@ -102,7 +102,7 @@ impl Topic {
             }
             log.last_replay
         };
-        self.trim(crate::now_ms());
+        self.trim(crate::clock::now_ms());
         self.latest.send_replace(last);
         replays
     }
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn replay_ids_increase_and_reads_resume() {
         let t = topic(i64::MAX / 2);
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let ids = t.publish((0..10).map(|i| (format!("e{i}"), vec![i as u8], now)));
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         let start = t.resolve_start(Start::Earliest).expect("earliest");
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn retention_expires_old_replay_ids() {
         let t = topic(60_000);
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let old = t.publish([("a".to_string(), vec![], now - 120_000), ("b".to_string(), vec![], now - 90_000)]);
         let new = t.publish([("c".to_string(), vec![], now)]);
         assert_eq!(t.len(), 1);

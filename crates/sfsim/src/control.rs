@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,10 +15,11 @@ use serde::Deserialize;
 use serde_json::{Value as J, json};
 use sfwire::id::SfId;
 
-use crate::activity::{CORPORATE_CIDRS, ExportRequest};
+use crate::activity::{CORPORATE_CIDRS, ExportRequest, People};
+use crate::clock::now_ms;
 use crate::model::Value;
 use crate::org::{EventType, same_id};
-use crate::{Sim, now_ms};
+use crate::sim::Sim;
 
 /// A client of the control API, for tests, demos and benchmarks.
 #[derive(Debug, Clone)]
@@ -54,7 +55,26 @@ impl ControlClient {
     }
 }
 
-pub fn routes() -> Router<Arc<Sim>> {
+/// What control handlers share: the org and its simulated people.
+#[derive(Clone)]
+struct ControlState {
+    sim: Arc<Sim>,
+    people: Arc<People>,
+}
+
+impl FromRef<ControlState> for Arc<Sim> {
+    fn from_ref(state: &ControlState) -> Arc<Sim> {
+        state.sim.clone()
+    }
+}
+
+impl FromRef<ControlState> for Arc<People> {
+    fn from_ref(state: &ControlState) -> Arc<People> {
+        state.people.clone()
+    }
+}
+
+pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
     Router::new()
         .route("/org", get(org))
         .route("/users", get(users))
@@ -80,6 +100,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/retention", post(retention))
         .route("/connected-app/callbacks", post(add_callback))
         .route("/tls-certificate", get(tls_certificate))
+        .with_state(ControlState { sim, people })
 }
 
 struct ControlError(StatusCode, String);
@@ -146,7 +167,7 @@ struct Page {
     limit: Option<usize>,
 }
 
-async fn users(State(sim): State<Arc<Sim>>, Query(page): Query<Page>) -> Json<J> {
+async fn users(State(sim): State<Arc<Sim>>, State(people): State<Arc<People>>, Query(page): Query<Page>) -> Json<J> {
     let now = now_ms();
     let org = sim.org();
     let list: Vec<J> = org
@@ -163,7 +184,7 @@ async fn users(State(sim): State<Arc<Sim>>, Query(page): Query<Page>) -> Json<J>
                 "active": org.user_active(&u),
                 "frozen": org.user_frozen(&u),
                 "can_export_reports": org.user_has_permission(&u, "PermissionsExportReport", now),
-                "logged_in": sim.people.session(&u).is_some(),
+                "logged_in": people.session(&u).is_some(),
                 "password": org.passwords.get(u.as_str()),
             })
         })
@@ -176,23 +197,33 @@ struct LoginBody {
     source_ip: Option<String>,
 }
 
-async fn login(State(sim): State<Arc<Sim>>, Path(user): Path<String>, body: Option<Json<LoginBody>>) -> Reply {
+async fn login(
+    State(sim): State<Arc<Sim>>,
+    State(people): State<Arc<People>>,
+    Path(user): Path<String>,
+    body: Option<Json<LoginBody>>,
+) -> Reply {
     let user = user_of(&sim, &user)?;
     let ip = body.and_then(|b| b.0.source_ip);
-    let (session, event) = sim.people.login(&sim, &user, ip).map_err(bad)?;
+    let (session, event) = people.login(&sim, &user, ip).map_err(bad)?;
     Ok(Json(json!({ "session": session, "event_identifier": event })))
 }
 
-async fn logout(State(sim): State<Arc<Sim>>, Path(user): Path<String>) -> Reply {
+async fn logout(State(sim): State<Arc<Sim>>, State(people): State<Arc<People>>, Path(user): Path<String>) -> Reply {
     let user = user_of(&sim, &user)?;
-    let event = sim.people.logout(&sim, &user);
+    let event = people.logout(&sim, &user);
     Ok(Json(json!({ "was_logged_in": event.is_some(), "event_identifier": event })))
 }
 
-async fn export(State(sim): State<Arc<Sim>>, Path(user): Path<String>, body: Option<Json<ExportRequest>>) -> Reply {
+async fn export(
+    State(sim): State<Arc<Sim>>,
+    State(people): State<Arc<People>>,
+    Path(user): Path<String>,
+    body: Option<Json<ExportRequest>>,
+) -> Reply {
     let user = user_of(&sim, &user)?;
     let request = body.map(|b| b.0).unwrap_or_default();
-    let outcome = sim.people.export(&sim, &user, &request).map_err(bad)?;
+    let outcome = people.export(&sim, &user, &request).map_err(bad)?;
     Ok(Json(serde_json::to_value(outcome).unwrap_or_default()))
 }
 
@@ -224,7 +255,7 @@ async fn assign(State(sim): State<Arc<Sim>>, Path(user): Path<String>, Json(body
     let user = user_of(&sim, &user)?;
     let ps = id_in(&sim, "PermissionSet", &body.permission_set)?;
     let expires = match &body.expires {
-        Some(t) => Some(crate::soql::parse_datetime(t).ok_or_else(|| bad(format!("expires: not a datetime: {t:?}")))?),
+        Some(t) => Some(crate::model::parse_datetime(t).ok_or_else(|| bad(format!("expires: not a datetime: {t:?}")))?),
         None => None,
     };
     let mut org = sim.org();
@@ -407,22 +438,22 @@ struct ActivityBody {
     rate: Option<f64>,
 }
 
-async fn activity_status(State(sim): State<Arc<Sim>>) -> Json<J> {
-    let (paused, rate) = sim.people.status();
-    Json(json!({ "paused": paused, "rate": rate, "logged_in": sim.people.logged_in() }))
+async fn activity_status(State(people): State<Arc<People>>) -> Json<J> {
+    let (paused, rate) = people.status();
+    Json(json!({ "paused": paused, "rate": rate, "logged_in": people.logged_in() }))
 }
 
-async fn activity(State(sim): State<Arc<Sim>>, Json(body): Json<ActivityBody>) -> Reply {
+async fn activity(State(people): State<Arc<People>>, Json(body): Json<ActivityBody>) -> Reply {
     if let Some(rate) = body.rate {
         if !rate.is_finite() || rate < 0.0 {
             return Err(bad("rate must be a non-negative number"));
         }
-        sim.people.set_rate(rate);
+        people.set_rate(rate);
     }
     if let Some(paused) = body.paused {
-        sim.people.set_paused(paused);
+        people.set_paused(paused);
     }
-    Ok(activity_status(State(sim)).await)
+    Ok(activity_status(State(people)).await)
 }
 
 #[derive(Deserialize)]

@@ -11,9 +11,10 @@ use axum::routing::post;
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
+use crate::clock::now_ms;
 use crate::oauth::escape;
 use crate::org::EventType;
-use crate::{Sim, now_ms};
+use crate::sim::Sim;
 
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new().route("/services/Soap/m/{version}", post(soap)).route("/services/Soap/m/{version}/{org}", post(soap))

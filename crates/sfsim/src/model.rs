@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use sfwire::events::{EventRecord, FieldValue, LoginEventStream, ReportEventStream};
 use sfwire::id::SfId;
 
@@ -61,6 +61,24 @@ pub fn format_datetime(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
         .unwrap_or_default()
+}
+
+/// Midnight UTC of a day, epoch ms.
+pub fn day_start(d: NaiveDate) -> i64 {
+    d.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t).timestamp_millis()).unwrap_or_default()
+}
+
+/// Parses SOQL and REST datetimes: `2026-01-02T03:04:05Z`, with optional fraction and a
+/// `Z`, `+hh:mm` or `+hhmm` offset.
+pub fn parse_datetime(text: &str) -> Option<i64> {
+    if !text.contains('T') {
+        return None;
+    }
+    let normalized = match text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
+        Some(rest) => format!("{rest}+00:00"),
+        None => text.to_owned(),
+    };
+    DateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|d| d.timestamp_millis())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

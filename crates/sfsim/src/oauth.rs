@@ -16,8 +16,9 @@ use serde_json::json;
 use sfwire::id::SfId;
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_ms;
 use crate::sessions::AuthCode;
-use crate::{Sim, now_ms};
+use crate::sim::Sim;
 
 const COOKIE: &str = "sfsim_sid";
 

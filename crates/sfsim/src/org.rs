@@ -186,7 +186,7 @@ impl Org {
             callback_urls: spec.callback_urls.clone(),
         };
         let mut org = Org::empty(&mut rng, company, domain, app);
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let org_id = org.id.clone();
         org.table_mut("Organization").insert(&[
             ("Id", Value::id(&org_id)),
@@ -754,7 +754,7 @@ fn json_to_value(json: &serde_json::Value, ty: FieldType) -> anyhow::Result<Valu
         (J::Number(n), FieldType::Int) => Value::Int(n.as_i64().context("not an integer")?),
         (J::Number(n), FieldType::Double) => Value::Double(n.as_f64().context("not a number")?),
         (J::String(s), FieldType::DateTime) => {
-            Value::DateTime(crate::soql::parse_datetime(s).context("not a datetime")?)
+            Value::DateTime(crate::model::parse_datetime(s).context("not a datetime")?)
         }
         (J::String(s), FieldType::Id | FieldType::Reference) => Value::id(&SfId::parse(s).map_err(anyhow::Error::msg)?),
         (J::String(s), FieldType::String) => Value::text(s.as_str()),

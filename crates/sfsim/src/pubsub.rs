@@ -24,8 +24,9 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::bus::{ReplayError, Start, Topic, decode_replay, encode_replay};
+use crate::clock::now_ms;
 use crate::rng::Rng;
-use crate::{Sim, now_ms};
+use crate::sim::Sim;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 

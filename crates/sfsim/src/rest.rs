@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,10 +13,12 @@ use axum::{Json, Router};
 use serde_json::json;
 use sfwire::id::SfId;
 
+use crate::clock::now_ms;
 use crate::model::{FieldType, Row, Storage, object_for_prefix, object_schema};
 use crate::oauth::bearer_user;
 use crate::rng::{ALNUM, Rng};
-use crate::{Sim, now_ms, soql};
+use crate::sim::Sim;
+use crate::soql;
 
 /// Oldest and newest API versions served.
 pub const MIN_VERSION: u32 = 31;
@@ -26,7 +28,26 @@ const CURSOR_LIFETIME_MS: i64 = 15 * 60 * 1000;
 
 /// Salesforce accepts resource paths with or without a trailing slash, and clients use
 /// both.
-pub fn routes() -> Router<Arc<Sim>> {
+/// What REST handlers share: the org, and query cursors (REST's own state).
+#[derive(Clone)]
+struct RestState {
+    sim: Arc<Sim>,
+    cursors: Arc<Cursors>,
+}
+
+impl FromRef<RestState> for Arc<Sim> {
+    fn from_ref(state: &RestState) -> Arc<Sim> {
+        state.sim.clone()
+    }
+}
+
+impl FromRef<RestState> for Arc<Cursors> {
+    fn from_ref(state: &RestState) -> Arc<Cursors> {
+        state.cursors.clone()
+    }
+}
+
+pub fn routes(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/services/data", get(versions))
         .route("/services/data/", get(versions))
@@ -43,6 +64,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/services/data/{version}/sobjects/{object}/describe/", get(describe))
         .route("/services/data/{version}/sobjects/{object}/{id}", get(record))
         .route("/services/data/{version}/sobjects/{object}/{id}/", get(record))
+        .with_state(RestState { sim, cursors: Arc::default() })
 }
 
 /// A REST error: `[{"message": ..., "errorCode": ...}]` with its HTTP status.
@@ -60,7 +82,7 @@ fn not_found(message: &str) -> ApiError {
 
 /// Paged query results waiting for `nextRecordsUrl`.
 #[derive(Default)]
-pub struct Cursors(Mutex<HashMap<String, Cursor>>);
+struct Cursors(Mutex<HashMap<String, Cursor>>);
 
 struct Cursor {
     records: Vec<serde_json::Value>,
@@ -145,6 +167,7 @@ fn batch_size(headers: &HeaderMap) -> usize {
 
 async fn query(
     State(sim): State<Arc<Sim>>,
+    State(cursors): State<Arc<Cursors>>,
     headers: HeaderMap,
     Path(version): Path<String>,
     Query(params): Query<HashMap<String, String>>,
@@ -173,12 +196,12 @@ async fn query(
         soql::execute(&org, &parsed, now, &v).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.code, e.message))?
     };
     let batch = batch_size(&headers);
-    Ok(with_usage(&sim, page(&sim, &v, result.total_size, result.records, 0, batch)))
+    Ok(with_usage(&sim, page(&cursors, &v, result.total_size, result.records, 0, batch)))
 }
 
 /// One page of results starting at `offset`, parking the rest behind a locator.
 fn page(
-    sim: &Sim,
+    cursors: &Cursors,
     v: &str,
     total: usize,
     mut records: Vec<serde_json::Value>,
@@ -192,7 +215,7 @@ fn page(
     let next = offset + batch;
     let this_page: Vec<serde_json::Value> = records[offset..next].to_vec();
     let locator = format!("01g{}", Rng::new(now_ms() as u64 ^ total as u64 ^ offset as u64).token(ALNUM, 15));
-    let mut cursors = sim.cursors.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cursors = cursors.0.lock().unwrap_or_else(|e| e.into_inner());
     let now = now_ms();
     cursors.retain(|_, c| now - c.created_ms < CURSOR_LIFETIME_MS);
     cursors.insert(locator.clone(), Cursor { records, batch, created_ms: now });
@@ -206,6 +229,7 @@ fn page(
 
 async fn query_more(
     State(sim): State<Arc<Sim>>,
+    State(cursors): State<Arc<Cursors>>,
     headers: HeaderMap,
     Path((version, locator)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -214,12 +238,12 @@ async fn query_more(
     let invalid = || ApiError(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator".into());
     let (id, offset) = locator.rsplit_once('-').ok_or_else(invalid)?;
     let offset: usize = offset.parse().map_err(|_| invalid())?;
-    let cursor = sim.cursors.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id).ok_or_else(invalid)?;
+    let cursor = cursors.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id).ok_or_else(invalid)?;
     let total = cursor.records.len();
     if offset > total {
         return Err(invalid());
     }
-    let body = page(&sim, &v, total, cursor.records, offset, cursor.batch);
+    let body = page(&cursors, &v, total, cursor.records, offset, cursor.batch);
     Ok(with_usage(&sim, body))
 }
 

@@ -68,7 +68,7 @@ impl Sessions {
             refresh: HashMap::new(),
             codes: HashMap::new(),
             browser: HashMap::new(),
-            rng: Rng::derive(seed ^ crate::now_ms() as u64, "sessions"),
+            rng: Rng::derive(seed ^ crate::clock::now_ms() as u64, "sessions"),
             issued: 0,
             timeout_ms,
             org_id,

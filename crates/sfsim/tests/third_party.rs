@@ -90,7 +90,7 @@ async fn grpcio_and_avro_subscribe_over_tls() {
             })
             .expect("an exporter")
     };
-    let outcome = org.sim.people.export(
+    let outcome = org.people.export(
         &org.sim,
         &user,
         &sfsim::activity::ExportRequest { rows: Some(25_000), ..Default::default() },
