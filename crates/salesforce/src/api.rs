@@ -107,7 +107,7 @@ impl SalesforceApi {
     }
 
     /// Replaces `stale` with a new access token, once even when many callers saw it fail.
-    pub async fn refresh_session(&self, stale: &str) -> Result<Session, Error> {
+    pub(crate) async fn refresh_session(&self, stale: &str) -> Result<Session, Error> {
         let _one_at_a_time = self.refreshing.lock().await;
         let current = self.session();
         if current.access_token != stale {
@@ -124,7 +124,7 @@ impl SalesforceApi {
     }
 
     /// GET a REST path (`/services/data/...`), refreshing the token once on 401.
-    pub async fn get_json(&self, path: &str) -> Result<Value, Error> {
+    pub(crate) async fn get_json(&self, path: &str) -> Result<Value, Error> {
         let mut session = self.session();
         for attempt in 0..2 {
             let response = self

@@ -230,7 +230,7 @@ impl PubSub {
 }
 
 /// Converts a decoded Avro value to JSON (unions unwrapped).
-pub fn avro_to_json(value: Avro) -> Value {
+pub(crate) fn avro_to_json(value: Avro) -> Value {
     match value {
         Avro::Null => Value::Null,
         Avro::Boolean(b) => b.into(),

@@ -31,7 +31,7 @@ struct Api {
     running: Arc<HashMap<String, Arc<ConnectionContext>>>,
 }
 
-pub fn router(store: Arc<dyn Store>, running: Vec<Arc<ConnectionContext>>) -> Router {
+pub(crate) fn router(store: Arc<dyn Store>, running: Vec<Arc<ConnectionContext>>) -> Router {
     let running = Arc::new(running.into_iter().map(|c| (c.connection_id.clone(), c)).collect());
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
@@ -49,7 +49,7 @@ pub fn new_token() -> (String, String) {
     (token, hash)
 }
 
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -133,7 +133,7 @@ pub enum ScopeMode {
 impl ScopeMode {
     /// The stored form (`all`, `users`, `groups` and the entries) read back; any other
     /// mode is refused, never taken for All.
-    pub fn from_parts(mode: &str, entries: &[String]) -> Result<ScopeMode, UnknownName> {
+    pub(crate) fn from_parts(mode: &str, entries: &[String]) -> Result<ScopeMode, UnknownName> {
         match mode {
             "all" => Ok(ScopeMode::All),
             "users" => Ok(ScopeMode::Users(entries.to_vec())),

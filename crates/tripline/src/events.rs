@@ -152,7 +152,7 @@ impl Cidr {
     }
 }
 
-pub fn destination(source_ip: Option<&str>, corporate: &[Cidr]) -> Destination {
+pub(crate) fn destination(source_ip: Option<&str>, corporate: &[Cidr]) -> Destination {
     let ip = source_ip.and_then(|s| s.parse::<IpAddr>().ok());
     match ip {
         Some(ip) if corporate.iter().any(|c| c.contains(ip)) => Destination::Corporate,
@@ -162,7 +162,7 @@ pub fn destination(source_ip: Option<&str>, corporate: &[Cidr]) -> Destination {
 
 /// The name the browser saves the download as: formatted Excel exports are named after
 /// the report with a date and time; CSV and details-only exports `report<epoch ms>`.
-pub fn predicted_file_name(report_name: &str, export_format: Option<&str>, at_ms: i64) -> String {
+pub(crate) fn predicted_file_name(report_name: &str, export_format: Option<&str>, at_ms: i64) -> String {
     let when = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or_default();
     match export_format.map(str::to_ascii_lowercase).as_deref() {
         Some("excel" | "xlsx") => {
@@ -179,14 +179,14 @@ pub fn predicted_file_name(report_name: &str, export_format: Option<&str>, at_ms
 
 /// Risk indicators and the resulting score and severity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Risk {
+pub(crate) struct Risk {
     pub indicators: Vec<RiskIndicator>,
     pub score: i64,
     pub severity: Severity,
 }
 
 /// What the risk rules look at.
-pub struct RiskInputs {
+pub(crate) struct RiskInputs {
     pub rows: i64,
     pub destination: Destination,
     pub at_ms: i64,
@@ -194,9 +194,9 @@ pub struct RiskInputs {
 }
 
 /// Rows at or above this make an export "large".
-pub const LARGE_EXPORT_ROWS: i64 = 10_000;
+pub(crate) const LARGE_EXPORT_ROWS: i64 = 10_000;
 
-pub fn assess(inputs: &RiskInputs) -> Risk {
+pub(crate) fn assess(inputs: &RiskInputs) -> Risk {
     let mut indicators = Vec::new();
     let mut score = 0;
     if inputs.rows >= LARGE_EXPORT_ROWS {

@@ -53,7 +53,7 @@ impl NewConnection {
 }
 
 /// Stores a connection authorized by `tokens` (from the web server flow).
-pub fn save_authorized(
+pub(crate) fn save_authorized(
     store: &dyn Store,
     app: &SalesforceApp,
     login: &LoginHost,

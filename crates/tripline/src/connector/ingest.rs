@@ -30,13 +30,13 @@ use crate::store::{Checkpoint, ExportChunk, ReportBatch, Store, StoreError};
 /// What every topic's sink of one connection shares.
 pub struct ConnectionContext {
     pub connection_id: String,
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     pub api: Arc<SalesforceApi>,
-    pub corporate: Vec<Cidr>,
+    corporate: Vec<Cidr>,
     /// Who the connection monitors, as configured.
-    pub mode: ScopeMode,
+    pub(crate) mode: ScopeMode,
     /// Exports before this time (ms) predate the connection and are not recorded.
-    pub monitor_from_ms: i64,
+    monitor_from_ms: i64,
     /// Monitored users by 15-character id.
     scope: RwLock<HashMap<String, SalesforceUser>>,
     /// Users known to have stored exports (a cache for the "first export" indicator),

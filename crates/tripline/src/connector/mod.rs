@@ -23,7 +23,7 @@ use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-pub use authorize::{NewConnection, finish_authorization, save_authorized};
+pub use authorize::{NewConnection, finish_authorization};
 pub use error::Error;
 pub use ingest::ConnectionContext;
 

@@ -105,13 +105,13 @@ async fn expand_groups(api: &SalesforceApi, roots: &HashSet<SfId>) -> Result<Has
 
 /// The outcome of a scan: who is monitored, and configured entries that matched nobody.
 #[derive(Debug, Default)]
-pub struct ScopeScan {
+pub(crate) struct ScopeScan {
     pub users: Vec<SalesforceUser>,
     pub unmatched: Vec<String>,
 }
 
 /// Scans the org for the users this connection monitors.
-pub async fn scan(api: &SalesforceApi, mode: &ScopeMode) -> Result<ScopeScan, salesforce::Error> {
+pub(crate) async fn scan(api: &SalesforceApi, mode: &ScopeMode) -> Result<ScopeScan, salesforce::Error> {
     let holders = export_holders(api).await?;
     match mode {
         ScopeMode::All => Ok(ScopeScan { users: holders, unmatched: Vec::new() }),
@@ -140,7 +140,7 @@ pub async fn scan(api: &SalesforceApi, mode: &ScopeMode) -> Result<ScopeScan, sa
 
 /// Entries of a Users or Groups scope that name nobody in the org (whatever their
 /// permissions): these are refused at authorization.
-pub async fn unknown_entries(api: &SalesforceApi, mode: &ScopeMode) -> Result<Vec<String>, salesforce::Error> {
+pub(crate) async fn unknown_entries(api: &SalesforceApi, mode: &ScopeMode) -> Result<Vec<String>, salesforce::Error> {
     match mode {
         ScopeMode::All => Ok(Vec::new()),
         ScopeMode::Groups(entries) => Ok(resolve_groups(api, entries).await?.1),

@@ -123,7 +123,7 @@ impl ScopeCsv {
     }
 
     /// An error naming the lines of `unknown` entries (none: Ok).
-    pub fn reject_unknown(&self, unknown: &[String]) -> Result<(), CsvError> {
+    pub(crate) fn reject_unknown(&self, unknown: &[String]) -> Result<(), CsvError> {
         let problems: Vec<(usize, String)> = self
             .entries
             .iter()

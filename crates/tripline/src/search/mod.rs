@@ -56,7 +56,7 @@ impl Field {
         }
     }
 
-    pub fn is_numeric(self) -> bool {
+    pub(crate) fn is_numeric(self) -> bool {
         matches!(self, Field::ObservedAt | Field::Rows | Field::RiskScore)
     }
 }
@@ -191,7 +191,7 @@ pub fn parse_duration(text: &str) -> Result<i64, QueryError> {
 }
 
 /// A wildcard pattern as a SQL LIKE pattern with `\` as the escape.
-pub fn like_pattern(pattern: &str) -> String {
+pub(crate) fn like_pattern(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len());
     for c in pattern.chars() {
         match c {

@@ -41,7 +41,8 @@ pub const COLUMNS: &[&str] = &[
     "id",
 ];
 
-pub const TABLE_COLUMNS: &[&str] = &["time", "username", "report_name", "rows", "destination", "source_ip", "severity"];
+pub(crate) const TABLE_COLUMNS: &[&str] =
+    &["time", "username", "report_name", "rows", "destination", "source_ip", "severity"];
 
 pub fn time_text(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -50,7 +51,7 @@ pub fn time_text(ms: i64) -> String {
 }
 
 /// A column's value as text.
-pub fn cell(e: &FileEvent, column: &str) -> String {
+pub(crate) fn cell(e: &FileEvent, column: &str) -> String {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     match column {
         "time" => time_text(e.observed_at),
@@ -89,7 +90,7 @@ pub fn parse_columns(list: &str) -> Result<Vec<String>, String> {
 }
 
 /// A CSV field: formula triggers neutralised with a leading quote, then RFC 4180 quoting.
-pub fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     let neutral = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
     if neutral.contains([',', '"', '\n', '\r']) { format!("\"{}\"", neutral.replace('"', "\"\"")) } else { neutral }
 }
@@ -107,7 +108,7 @@ fn terminal_safe(text: &str, width: usize) -> String {
 }
 
 /// The nested form of a file event (JSON, JSON Lines, the API).
-pub fn nested(e: &FileEvent) -> Value {
+pub(crate) fn nested(e: &FileEvent) -> Value {
     json!({
         "event": {
             "id": e.id,

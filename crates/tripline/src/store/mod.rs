@@ -5,7 +5,7 @@
 //! same transaction as the events it covers, so a crash at any instant loses nothing
 //! and applies nothing twice.
 
-pub mod secrets;
+pub(crate) mod secrets;
 pub mod sqlite;
 
 use sfwire::id::SfId;
