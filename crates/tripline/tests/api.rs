@@ -111,6 +111,33 @@ async fn invalid_queries_are_answered_400_with_the_error_shape() {
 }
 
 #[tokio::test]
+async fn a_misspelled_key_is_refused_not_ignored() {
+    let api = Api::new().await;
+    let misspelled = json!({ "from_ms": 0, "to_ms": i64::MAX,
+        "filters": { "term": { "field": "rows", "op": "greater", "value": 10000 } } });
+    for path in ["/search", "/export?format=csv"] {
+        let r = api.post(path, &misspelled).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.expect("json");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("filters"), "{path}: the key is named: {message}");
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn an_export_sorted_by_any_field_ends() {
+    let api = Api::new().await;
+    for field in ["email", "source_ip", "report_id", "file_name", "operation"] {
+        let query =
+            json!({ "from_ms": 0, "to_ms": i64::MAX, "page_size": 1, "sort": { "field": field, "descending": false } });
+        let text = api.post("/export?format=jsonl", &query).await.text().await.expect("body");
+        assert_eq!(text.lines().count(), 3, "sorted by {field}: each of the three exports once");
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
 async fn connections_show_their_status_and_never_their_secrets() {
     let api = Api::new().await;
     let r = api.http.get(api.url("/connections")).bearer_auth(&api.token).send().await.expect("call");

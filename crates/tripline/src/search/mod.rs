@@ -7,57 +7,67 @@ pub mod output;
 
 use serde::{Deserialize, Serialize};
 
-/// A searchable field of a file event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Field {
-    ObservedAt,
-    ConnectionId,
-    Attribution,
-    UserId,
-    Username,
-    Email,
-    UserName,
-    ReportId,
-    ReportName,
-    ExportFormat,
-    Operation,
-    Rows,
-    QueriedEntities,
-    FileName,
-    SourceIp,
-    Destination,
-    Severity,
-    RiskScore,
+use crate::events::FileEvent;
+use crate::named::named_enum;
+
+named_enum! {
+    /// A searchable, sortable field of a file event. Its name is also its column.
+    pub enum Field ("search field") {
+        ObservedAt = "observed_at",
+        ConnectionId = "connection_id",
+        Attribution = "attribution",
+        UserId = "user_id",
+        Username = "username",
+        Email = "email",
+        UserName = "user_name",
+        ReportId = "report_id",
+        ReportName = "report_name",
+        ExportFormat = "export_format",
+        Operation = "operation",
+        Rows = "rows",
+        QueriedEntities = "queried_entities",
+        FileName = "file_name",
+        SourceIp = "source_ip",
+        Destination = "destination",
+        Severity = "severity",
+        RiskScore = "risk_score",
+    }
 }
 
 impl Field {
-    /// The column; fixed strings only, so SQL is never built from input.
+    /// The column: one of the fixed names above, so SQL is never built from input.
     pub fn column(self) -> &'static str {
-        match self {
-            Field::ObservedAt => "observed_at",
-            Field::ConnectionId => "connection_id",
-            Field::Attribution => "attribution",
-            Field::UserId => "user_id",
-            Field::Username => "username",
-            Field::Email => "email",
-            Field::UserName => "user_name",
-            Field::ReportId => "report_id",
-            Field::ReportName => "report_name",
-            Field::ExportFormat => "export_format",
-            Field::Operation => "operation",
-            Field::Rows => "rows",
-            Field::QueriedEntities => "queried_entities",
-            Field::FileName => "file_name",
-            Field::SourceIp => "source_ip",
-            Field::Destination => "destination",
-            Field::Severity => "severity",
-            Field::RiskScore => "risk_score",
-        }
+        self.as_str()
     }
 
     pub(crate) fn is_numeric(self) -> bool {
         matches!(self, Field::ObservedAt | Field::Rows | Field::RiskScore)
+    }
+
+    /// The event's value of this field as the page cursor carries it: numbers in
+    /// decimal, absent text as empty text (which is how the store orders it).
+    pub(crate) fn cursor_value(self, e: &FileEvent) -> String {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        match self {
+            Field::ObservedAt => e.observed_at.to_string(),
+            Field::Rows => e.rows.to_string(),
+            Field::RiskScore => e.risk_score.to_string(),
+            Field::ConnectionId => e.connection_id.clone(),
+            Field::Attribution => e.attribution.as_str().to_owned(),
+            Field::UserId => e.user_id.to_string(),
+            Field::Username => text(&e.username),
+            Field::Email => text(&e.email),
+            Field::UserName => text(&e.user_name),
+            Field::ReportId => text(&e.report_id),
+            Field::ReportName => text(&e.report_name),
+            Field::ExportFormat => text(&e.export_format),
+            Field::Operation => text(&e.operation),
+            Field::QueriedEntities => text(&e.queried_entities),
+            Field::FileName => e.file_name.clone(),
+            Field::SourceIp => text(&e.source_ip),
+            Field::Destination => e.destination.as_str().to_owned(),
+            Field::Severity => e.severity.as_str().to_owned(),
+        }
     }
 }
 
@@ -77,11 +87,14 @@ pub enum Op {
     Matches(String),
 }
 
+/// Filters grouped by AND (`all`) and OR (`any`). In JSON a term is
+/// `{"term": {"field": ..., "op": ..., "value": ...}}`; any other key is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
     All(Vec<Filter>),
     Any(Vec<Filter>),
+    #[serde(deserialize_with = "term")]
     Term {
         field: Field,
         #[serde(flatten)]
@@ -89,7 +102,30 @@ pub enum Filter {
     },
 }
 
+/// A term as written, before its operator and value are read together. (The derived
+/// form flattens the operator, and serde cannot refuse unknown keys beside a flatten.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TermText {
+    field: Field,
+    op: String,
+    #[serde(default)]
+    value: Option<serde_json::Value>,
+}
+
+fn term<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<(Field, Op), D::Error> {
+    let text = TermText::deserialize(deserializer)?;
+    let mut op = serde_json::Map::new();
+    op.insert("op".into(), text.op.into());
+    if let Some(value) = text.value {
+        op.insert("value".into(), value);
+    }
+    let op = Op::deserialize(serde_json::Value::Object(op)).map_err(serde::de::Error::custom)?;
+    Ok((text.field, op))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Sort {
     pub field: Field,
     pub descending: bool,
@@ -101,8 +137,10 @@ impl Default for Sort {
     }
 }
 
-/// A search. The time range is mandatory.
+/// A search. The time range is mandatory; unknown keys are refused (a misspelled
+/// `filter` must not quietly match everything).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     pub from_ms: i64,
     pub to_ms: i64,
@@ -133,7 +171,7 @@ pub const MAX_PAGE: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchPage {
-    pub events: Vec<crate::events::FileEvent>,
+    pub events: Vec<FileEvent>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next: Option<String>,
 }
@@ -220,6 +258,37 @@ mod tests {
         assert!(parse_duration("0d").is_err());
         assert!(parse_duration("99999999999999999d").is_err());
         assert_eq!(like_pattern("*Pipe_line 100%*"), "%Pipe\\_line 100\\%%");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let parse = |text: &str| serde_json::from_str::<SearchQuery>(text).map_err(|e| e.to_string());
+        let ok = r#"{"from_ms": 0, "to_ms": 5, "filter": {"all": [{"term": {"field": "rows", "op": "greater", "value": 3}}]},
+                    "sort": {"field": "email", "descending": false}}"#;
+        let query = parse(ok).expect("valid");
+        assert_eq!(query.filter, Filter::All(vec![Filter::Term { field: Field::Rows, op: Op::Greater(3.0) }]));
+        for (bad, key) in [
+            (r#"{"from_ms": 0, "to_ms": 5, "filters": {"all": []}}"#, "filters"),
+            (r#"{"from_ms": 0, "to_ms": 5, "sort": {"field": "rows", "desc": true}}"#, "desc"),
+            (
+                r#"{"from_ms": 0, "to_ms": 5, "filter": {"term": {"field": "rows", "op": "is", "value": "1", "negate": true}}}"#,
+                "negate",
+            ),
+            (
+                r#"{"from_ms": 0, "to_ms": 5, "filter": {"term": {"field": "rows", "op": "equals", "value": "1"}}}"#,
+                "equals",
+            ),
+            (
+                r#"{"from_ms": 0, "to_ms": 5, "filter": {"term": {"field": "password", "op": "is", "value": "1"}}}"#,
+                "password",
+            ),
+        ] {
+            let error = parse(bad).expect_err(bad);
+            assert!(error.contains(key), "{bad}: {error}");
+        }
+        let term = Filter::Term { field: Field::Email, op: Op::Exists(true) };
+        let text = serde_json::to_string(&term).expect("json");
+        assert_eq!(serde_json::from_str::<Filter>(&text).expect("round trip"), term);
     }
 
     #[test]
