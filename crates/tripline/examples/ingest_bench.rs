@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let published = tokio::task::spawn_blocking(move || sfsim::activity::preload(&sim, count, 3_600_000, 9)).await?;
 
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("bench.db"))?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?);
     let app = tripline::emulated::app(&org, CALLBACK);
     let new = NewConnection {
         display_name: "bench".into(),

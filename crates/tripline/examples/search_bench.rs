@@ -41,7 +41,7 @@ fn user(i: u64) -> (String, String) {
 }
 
 fn load(path: &str, n: u64) -> anyhow::Result<()> {
-    drop(SqliteStore::open(path.as_ref())?); // the product's schema
+    drop(SqliteStore::create(path.as_ref())?); // the product's schema
     let mut db = rusqlite::Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "OFF")?;

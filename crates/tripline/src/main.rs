@@ -20,15 +20,16 @@ enum Command {
     /// Everything on one machine: an emulated org with live activity and a connector
     /// storing its report downloads in SQLite.
     Demo(DemoArgs),
-    /// Create an API token for the JSON API (shown once; only its hash is kept).
+    /// API tokens for the JSON API: create (shown once; only its hash is kept), list,
+    /// revoke. Every change is audited.
     ApiToken(ApiTokenArgs),
     /// The data connections and their health: status, since when, and each problem's
     /// source and fix.
     Connections(ConnectionsArgs),
     /// Forensic Search from the terminal.
     Search(SearchArgs),
-    /// The server. Today it runs the connectors of every stored connection (the web
-    /// console and JSON API are not built yet).
+    /// The server: the connectors of every stored connection and the JSON API
+    /// (`/api/v1`, OpenAPI at `/api/v1/openapi.json`). The web console is not built yet.
     Serve(ServeArgs),
     /// Run the emulated Salesforce org (OAuth, REST/SOQL, Metadata API, Pub/Sub gRPC).
     Sfsim(SfsimArgs),
@@ -60,11 +61,30 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct ApiTokenArgs {
-    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db", global = true)]
     database: PathBuf,
-    /// A unique name saying who uses the token (e.g. "siem").
-    #[arg(long)]
-    name: String,
+    #[command(subcommand)]
+    action: TokenAction,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (only now).
+    Create {
+        /// A unique name saying who uses the token (e.g. "siem").
+        #[arg(long)]
+        name: String,
+        /// Expire after this long (90d, 12w, 24h...). Default: never.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List the tokens: name, created, last used, expiry, revocation.
+    List,
+    /// Revoke a token for good.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -92,6 +112,10 @@ struct ConnectionsArgs {
 struct ServeArgs {
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
     database: PathBuf,
+    /// Create the database if there is none (without it, a missing database is an
+    /// error, so that a mistyped path never starts an empty installation).
+    #[arg(long)]
+    init: bool,
     /// Where the JSON API listens.
     #[arg(long, env = "TRIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -454,7 +478,11 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         pubsub: salesforce::pubsub::Endpoint { url: args.pubsub_url, ca_pem },
         allowed_origins: args.allow_origins,
     };
-    let store: Arc<dyn Store> = Arc::new(tripline::store::sqlite::SqliteStore::open(&args.database)?);
+    let store: Arc<dyn Store> = Arc::new(if args.init {
+        tripline::store::sqlite::SqliteStore::create(&args.database)?
+    } else {
+        tripline::store::sqlite::SqliteStore::open(&args.database).context("start with --init to create one")?
+    });
     let settings = tripline::connector::RunSettings {
         rescan_every: Duration::from_secs(args.rescan_minutes.max(1) * 60),
         ..Default::default()
@@ -483,7 +511,7 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
         anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
     }
     let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
-    let actor = format!("cli ({})", std::env::var("USER").unwrap_or_else(|_| "unknown user".into()));
+    let actor = cli_actor();
     if let Some(id) = &args.pause {
         tripline::connector::lifecycle::pause(&store, id, &actor)?;
     }
@@ -499,7 +527,6 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
         println!("No data connections.");
     }
     // Salesforce-side text (names, messages) is printed without control characters.
-    let clean = |t: &str| t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
     for c in connections {
         let since = c.status_detail.as_ref().map(|d| format!(" since {}", time_text(d.since))).unwrap_or_default();
         println!(
@@ -527,16 +554,58 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
 }
 
 fn run_api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
+    use tripline::search::output::time_text;
     use tripline::store::Store;
 
-    let name = args.name.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        anyhow::bail!("--name must be 1 to 100 printable characters");
-    }
     let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
-    let (token, hash) = tripline::api::new_token();
-    store.add_api_token(name, &hash)?;
-    println!("{token}");
-    eprintln!("API token {name:?} created. It is shown only now: keep it secret.");
+    let actor = cli_actor();
+    match args.action {
+        TokenAction::Create { name, expires_in } => {
+            let name = tripline::access::check_token_name(&name).map_err(anyhow::Error::msg)?;
+            let expires_at = expires_in
+                .map(|d| tripline::search::parse_duration(&d).map(|ms| chrono::Utc::now().timestamp_millis() + ms))
+                .transpose()?;
+            let (token, hash) = tripline::api::new_token();
+            store.add_api_token(name, &hash, expires_at, &actor)?;
+            println!("{token}");
+            eprintln!("API token {name:?} created. It is shown only now: keep it secret.");
+        }
+        TokenAction::List => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let when = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), time_text);
+            println!("{:<24} {:<8} {:<25} {:<25} {:<25}", "NAME", "STATE", "CREATED", "LAST USED", "EXPIRES");
+            for t in store.api_tokens()? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.is_valid(now) {
+                    "valid"
+                } else {
+                    "expired"
+                };
+                println!(
+                    "{:<24} {:<8} {:<25} {:<25} {:<25}",
+                    clean(&t.name),
+                    state,
+                    time_text(t.created_at),
+                    when(t.last_used_at),
+                    when(t.expires_at)
+                );
+            }
+        }
+        TokenAction::Revoke { name } => {
+            store.revoke_api_token(&name, &actor)?;
+            eprintln!("API token {name:?} revoked.");
+        }
+    }
     Ok(())
+}
+
+/// Who acts from this terminal, for the audit log.
+fn cli_actor() -> String {
+    format!("cli ({})", std::env::var("USER").unwrap_or_else(|_| "unknown user".into()))
+}
+
+/// Text for a terminal: control and format characters replaced.
+fn clean(text: &str) -> String {
+    tripline::search::output::terminal_safe(text, usize::MAX)
 }

@@ -58,8 +58,8 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let router = self.router();
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        let app = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         for r in self.running {
             r.stop().await;
         }

@@ -30,7 +30,7 @@ impl Api {
         }
         s.wait_for("three exports", |e| e.len() == 3).await;
         let (token, hash) = tripline::api::new_token();
-        s.store.add_api_token("tests", &hash).expect("token");
+        s.store.add_api_token("tests", &hash, None, "tests").expect("token");
         Api { s, record, served, token, user, http: reqwest::Client::new() }
     }
 
@@ -40,6 +40,10 @@ impl Api {
 
     async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http.post(self.url(path)).bearer_auth(&self.token).json(body).send().await.expect("call")
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(&self.token).send().await.expect("call")
     }
 
     /// The user's exports, two to a page.
@@ -61,7 +65,7 @@ async fn calls_without_a_known_token_are_refused() {
     let wrong =
         api.http.post(api.url("/search")).bearer_auth("tl_nope").json(&api.by_user()).send().await.expect("call");
     assert_eq!(wrong.status(), 401);
-    assert!(api.s.store.add_api_token("tests", "other").is_err(), "token names are unique");
+    assert!(api.s.store.add_api_token("tests", "other", None, "tests").is_err(), "token names are unique");
     api.stop().await;
 }
 
@@ -167,5 +171,154 @@ async fn the_openapi_document_needs_no_token() {
     let doc: Value = api.http.get(api.url("/openapi.json")).send().await.expect("call").json().await.expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/export"]["post"].is_object());
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let api = Api::new().await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = api
+            .http
+            .post(api.url("/search"))
+            .header("authorization", format!("{scheme} {}", api.token))
+            .json(&api.by_user())
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn authentication_comes_before_any_other_check() {
+    let api = Api::new().await;
+    let r = api.http.post(api.url("/export?format=xlsx&bogus=1")).body("not json").send().await.expect("call");
+    assert_eq!(r.status(), 401, "no token: 401, whatever else is wrong");
+    let r = api.post("/export?format=csv&bogus=1", &api.by_user()).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("a JSON error, not plain text");
+    assert_eq!(body["error"]["code"], "invalid_parameter");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("bogus"));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_has_one_json_shape_with_the_request_id() {
+    let api = Api::new().await;
+    let unknown = api.get("/nothing-here").await;
+    assert_eq!(unknown.status(), 404);
+    let id = unknown.headers()["x-request-id"].to_str().expect("id").to_owned();
+    let body: Value = unknown.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["request_id"], id.as_str());
+    let wrong_method = api.get("/search").await;
+    assert_eq!(wrong_method.status(), 405);
+    let body: Value = wrong_method.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_filters_are_refused_briefly_and_internal_errors_stay_inside() {
+    let api = Api::new().await;
+    let values: Vec<String> = (0..2_000).map(|i| format!("user{i}@x.example")).collect();
+    let huge = json!({ "from_ms": 0, "to_ms": i64::MAX, "filter": { "term": { "field": "email", "op": "any_of", "value": values } } });
+    let r = api.post("/search", &huge).await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.expect("body");
+    assert!(text.len() < 400 && !text.contains("SELECT"), "{text}");
+    let pattern = json!({ "from_ms": 0, "to_ms": i64::MAX, "filter": { "term": { "field": "report_name", "op": "matches", "value": "*".repeat(60_000) } } });
+    assert_eq!(api.post("/search", &pattern).await.status(), 400);
+    let enormous = json!({ "from_ms": 0, "to_ms": 1, "after": "x".repeat(300_000) });
+    let r = api.post("/search", &enormous).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], "too_large");
+
+    // A row the store cannot read: the client learns only that it failed, and the id.
+    let db = rusqlite::Connection::open(api.s.dir.path().join("tripline.db")).expect("db");
+    db.execute("UPDATE file_events SET severity = 'apocalyptic'", []).expect("tamper");
+    let r = api.post("/search", &api.by_user()).await;
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "internal");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("apocalyptic") && !message.contains("column"), "{message}");
+    assert!(!body["error"]["request_id"].as_str().unwrap_or_default().is_empty());
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_listed_revoked_and_expire_and_every_change_is_audited() {
+    let api = Api::new().await;
+    let (other, hash) = tripline::api::new_token();
+    let past = chrono::Utc::now().timestamp_millis() - 1;
+    api.s.store.add_api_token("expired", &hash, Some(past), "tests").expect("token");
+    let expired = api.http.get(api.url("/tokens")).bearer_auth(&other).send().await.expect("call");
+    assert_eq!(expired.status(), 401, "an expired token is refused");
+
+    let list: Value = api.get("/tokens").await.json().await.expect("json");
+    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["tests", "expired"]);
+    assert!(list[0]["last_used_at"].is_i64(), "the calling token's use is recorded");
+    assert!(list.to_string().find("tl_").is_none(), "tokens are never shown again");
+
+    let (second, hash) = tripline::api::new_token();
+    api.s.store.add_api_token("second", &hash, None, "tests").expect("token");
+    let r = api.http.delete(api.url("/tokens/second")).bearer_auth(&api.token).send().await.expect("call");
+    assert_eq!(r.status(), 200);
+    let revoked = api.http.get(api.url("/tokens")).bearer_auth(&second).send().await.expect("call");
+    assert_eq!(revoked.status(), 401, "a revoked token is refused");
+    let missing = api.http.delete(api.url("/tokens/nobody")).bearer_auth(&api.token).send().await.expect("call");
+    assert_eq!(missing.status(), 404);
+
+    let audit: Value = api.get("/audit").await.json().await.expect("json");
+    let revoke =
+        audit.as_array().expect("entries").iter().find(|e| e["action"] == "api-token.revoke").expect("audited");
+    assert_eq!((revoke["actor"].as_str(), revoke["target"].as_str()), (Some("token tests"), Some("second")));
+    assert_eq!(api.get("/audit?limit=0").await.status(), 400);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failed_authentication_is_throttled() {
+    let api = Api::new().await;
+    for _ in 0..10 {
+        let r = api.http.get(api.url("/tokens")).bearer_auth("tl_guess").send().await.expect("call");
+        assert_eq!(r.status(), 401);
+    }
+    let r = api.get("/tokens").await;
+    assert_eq!(r.status(), 429, "even a valid token waits while the address is throttled");
+    assert!(r.headers().contains_key("retry-after"));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_path_is_served() {
+    let api = Api::new().await;
+    let doc: Value = api.http.get(api.url("/openapi.json")).send().await.expect("call").json().await.expect("json");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert_eq!(paths.len(), 8, "{:?}", paths.keys());
+    for (path, methods) in paths {
+        for method in methods.as_object().expect("methods").keys() {
+            let url =
+                format!("{}{}", api.served.base, path.replace("{id}", &api.record.id).replace("{name}", "nobody"));
+            let request = match method.as_str() {
+                "get" => api.http.get(&url),
+                "post" => api.http.post(&url).json(&api.by_user()),
+                "delete" => api.http.delete(&url),
+                other => panic!("undocumented method {other}"),
+            };
+            let status = request.bearer_auth(&api.token).send().await.expect("call").status().as_u16();
+            assert!(status != 405 && (status != 404 || path.ends_with("{name}")), "{method} {path}: {status}");
+        }
+    }
+    let fields = doc["components"]["schemas"]["Field"]["enum"].as_array().expect("fields").len();
+    assert_eq!(fields, tripline::search::Field::ALL.len());
+    assert_eq!(
+        doc["components"]["schemas"]["SearchQuery"]["properties"]["sort"]["required"],
+        json!(["field", "descending"])
+    );
     api.stop().await;
 }

@@ -138,7 +138,12 @@ async fn tokens_are_encrypted_at_rest() {
     assert!(!bytes.is_empty());
     let needle = record.refresh_token.as_bytes();
     assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the refresh token is not on disk in clear");
-    assert!(s.dir.path().join("tripline.key").exists());
+    #[cfg(unix)]
+    for name in ["tripline.db", "tripline.db-wal", "tripline.db.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.dir.path().join(name)).expect(name).permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{name} is readable by its owner only: {mode:o}");
+    }
 }
 
 #[tokio::test]

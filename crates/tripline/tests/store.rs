@@ -52,7 +52,7 @@ fn event(i: i64, at: i64, user: &str, rows: i64) -> ExportChunk {
 #[test]
 fn keyset_paging_visits_every_result_once_in_order() {
     let dir = tempfile::tempdir().expect("dir");
-    let store = SqliteStore::open(&dir.path().join("t.db")).expect("store");
+    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
     // 60 events, many sharing a timestamp, two users.
     let exports: Vec<ExportChunk> =
         (0..60).map(|i| event(i, 1_000 + i / 4, if i % 3 == 0 { "ann" } else { "bob" }, i * 10)).collect();
@@ -157,7 +157,7 @@ fn a_version_1_database_reads_back_in_todays_types() {
 fn stored_data_of_an_unknown_shape_is_an_error_not_a_default() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("t.db");
-    let store = SqliteStore::open(&path).expect("store");
+    let store = SqliteStore::create(&path).expect("store");
     let batch = ReportBatch { exports: vec![event(1, 1_000, "ann", 5)], ..ReportBatch::default() };
     store.apply_reports("c", "/event/ReportEventStream", &batch, Some(b"r1")).expect("apply");
     let db = rusqlite::Connection::open(&path).expect("db");
@@ -183,4 +183,37 @@ fn stored_data_of_an_unknown_shape_is_an_error_not_a_default() {
     assert!(matches!(err, tripline::store::StoreError::Corrupt(_)), "{err:?}");
     let raw: String = db.query_row("SELECT raw FROM file_events", [], |r| r.get(0)).expect("raw");
     assert_eq!(raw, "not json", "the stored evidence is not overwritten");
+}
+
+#[test]
+fn a_missing_database_is_an_error_and_created_only_when_asked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tipo.db");
+    let err = SqliteStore::open(&path).err().expect("no database there");
+    assert!(err.to_string().contains("tipo.db"), "says where it looked: {err}");
+    assert!(!path.exists(), "nothing was created");
+    drop(SqliteStore::create(&path).expect("created"));
+    drop(SqliteStore::open(&path).expect("now it opens"));
+}
+
+#[test]
+fn a_database_named_like_a_key_file_keeps_its_key_apart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tripline.key");
+    let store = SqliteStore::create(&path).expect("store");
+    store.add_api_token("t", "hash", None, "tests").expect("a write");
+    drop(store);
+    assert!(dir.path().join("tripline.key.key").is_file(), "the key is beside, not inside, the database");
+    drop(SqliteStore::open(&path).expect("reopens: the database is still a database"));
+}
+
+#[test]
+fn a_key_file_of_the_earlier_name_is_moved_and_still_opens_the_tokens() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tripline.db");
+    drop(SqliteStore::create(&path).expect("store"));
+    // As an earlier Tripline named it.
+    std::fs::rename(dir.path().join("tripline.db.key"), dir.path().join("tripline.key")).expect("rename");
+    drop(SqliteStore::open(&path).expect("opens"));
+    assert!(dir.path().join("tripline.db.key").is_file() && !dir.path().join("tripline.key").exists());
 }

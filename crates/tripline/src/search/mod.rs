@@ -71,7 +71,7 @@ impl Field {
     }
 }
 
-/// A comparison on one field.
+/// A comparison on one field. `Op::NAMES` lists the operators as JSON names them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op", content = "value")]
 pub enum Op {
@@ -86,6 +86,21 @@ pub enum Op {
     /// A wildcard pattern: `*` any run of characters, `?` one; case-insensitive.
     Matches(String),
 }
+
+impl Op {
+    /// Every operator's JSON name (`tests` checks each against serde's).
+    pub const NAMES: [&str; 8] = ["is", "is_not", "any_of", "exists", "greater", "less", "within_last", "matches"];
+}
+
+/// How big a query may be. Beyond these a query is refused up front with a clear
+/// error, never sent to the database.
+pub const MAX_TERMS: usize = 100;
+/// Values in all `any_of` lists together.
+pub const MAX_VALUES: usize = 1_000;
+/// Characters in one value or pattern.
+pub const MAX_TEXT: usize = 500;
+/// Groups within groups.
+pub const MAX_DEPTH: usize = 8;
 
 /// Filters grouped by AND (`all`) and OR (`any`). In JSON a term is
 /// `{"term": {"field": ..., "op": ..., "value": ...}}`; any other key is refused.
@@ -189,25 +204,52 @@ impl SearchQuery {
         if self.page_size == 0 || self.page_size > MAX_PAGE {
             return Err(QueryError(format!("page size must be between 1 and {MAX_PAGE}")));
         }
-        fn check(f: &Filter) -> Result<(), QueryError> {
+        #[derive(Default)]
+        struct Size {
+            terms: usize,
+            values: usize,
+        }
+        fn check(f: &Filter, depth: usize, size: &mut Size) -> Result<(), QueryError> {
+            if depth > MAX_DEPTH {
+                return Err(QueryError(format!("filters are nested more than {MAX_DEPTH} deep")));
+            }
             match f {
-                Filter::All(list) | Filter::Any(list) => list.iter().try_for_each(check),
-                Filter::Term { field, op } => match op {
-                    Op::Greater(_) | Op::Less(_) | Op::WithinLast(_) if !field.is_numeric() => Err(QueryError(
-                        format!("{} is not a number: use is, is not, any of or matches", field.column()),
-                    )),
-                    Op::WithinLast(_) if *field != Field::ObservedAt => {
-                        Err(QueryError("within the last applies to the event time only".into()))
+                Filter::All(list) | Filter::Any(list) => list.iter().try_for_each(|f| check(f, depth + 1, size)),
+                Filter::Term { field, op } => {
+                    size.terms += 1;
+                    let texts: Vec<&String> = match op {
+                        Op::Is(v) | Op::IsNot(v) | Op::Matches(v) => vec![v],
+                        Op::AnyOf(values) => values.iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    size.values += texts.len();
+                    if size.terms > MAX_TERMS {
+                        return Err(QueryError(format!("a query has at most {MAX_TERMS} terms")));
                     }
-                    Op::WithinLast(ms) if *ms <= 0 => {
-                        Err(QueryError("within the last needs a positive duration".into()))
+                    if size.values > MAX_VALUES {
+                        return Err(QueryError(format!("a query has at most {MAX_VALUES} values")));
                     }
-                    Op::AnyOf(values) if values.is_empty() => Err(QueryError("any of needs at least one value".into())),
-                    _ => Ok(()),
-                },
+                    if texts.iter().any(|t| t.chars().count() > MAX_TEXT) {
+                        return Err(QueryError(format!("a value or pattern has at most {MAX_TEXT} characters")));
+                    }
+                    check_term(*field, op)
+                }
             }
         }
-        check(&self.filter)
+        fn check_term(field: Field, op: &Op) -> Result<(), QueryError> {
+            match op {
+                Op::Greater(_) | Op::Less(_) | Op::WithinLast(_) if !field.is_numeric() => {
+                    Err(QueryError(format!("{} is not a number: use is, is not, any of or matches", field.column())))
+                }
+                Op::WithinLast(_) if field != Field::ObservedAt => {
+                    Err(QueryError("within the last applies to the event time only".into()))
+                }
+                Op::WithinLast(ms) if *ms <= 0 => Err(QueryError("within the last needs a positive duration".into())),
+                Op::AnyOf(values) if values.is_empty() => Err(QueryError("any of needs at least one value".into())),
+                _ => Ok(()),
+            }
+        }
+        check(&self.filter, 0, &mut Size::default())
     }
 }
 
@@ -289,6 +331,44 @@ mod tests {
         let term = Filter::Term { field: Field::Email, op: Op::Exists(true) };
         let text = serde_json::to_string(&term).expect("json");
         assert_eq!(serde_json::from_str::<Filter>(&text).expect("round trip"), term);
+    }
+
+    #[test]
+    fn operator_names_are_serdes() {
+        for name in Op::NAMES {
+            let value = if name == "exists" { serde_json::json!(true) } else { serde_json::json!(1) };
+            let parsed = serde_json::from_value::<Op>(serde_json::json!({ "op": name, "value": value }));
+            let number_or_text = parsed.is_ok()
+                || serde_json::from_value::<Op>(serde_json::json!({ "op": name, "value": "x" })).is_ok()
+                || serde_json::from_value::<Op>(serde_json::json!({ "op": name, "value": ["x"] })).is_ok();
+            assert!(number_or_text, "{name} is an operator");
+        }
+    }
+
+    #[test]
+    fn oversized_queries_are_refused_up_front() {
+        let q = |filter| SearchQuery {
+            from_ms: 0,
+            to_ms: 10,
+            filter,
+            sort: Sort::default(),
+            page_size: 10,
+            after: None,
+            after_seq: None,
+        };
+        let term = |v: String| Filter::Term { field: Field::Username, op: Op::Is(v) };
+        let many = q(Filter::Any((0..=MAX_TERMS).map(|i| term(i.to_string())).collect()));
+        assert!(many.validate().expect_err("terms").0.contains("terms"));
+        let values = q(Filter::Term { field: Field::Email, op: Op::AnyOf(vec!["x".into(); MAX_VALUES + 1]) });
+        assert!(values.validate().expect_err("values").0.contains("values"));
+        let long = q(Filter::Term { field: Field::ReportName, op: Op::Matches("*".repeat(60_000)) });
+        assert!(long.validate().expect_err("pattern").0.contains("characters"));
+        let mut deep = term("a".into());
+        for _ in 0..=MAX_DEPTH {
+            deep = Filter::All(vec![deep]);
+        }
+        assert!(q(deep).validate().expect_err("depth").0.contains("nested"));
+        assert!(q(Filter::Any((0..MAX_TERMS).map(|i| term(i.to_string())).collect())).validate().is_ok());
     }
 
     #[test]

@@ -89,15 +89,33 @@ pub fn parse_columns(list: &str) -> Result<Vec<String>, String> {
     }
 }
 
+/// First characters that make a spreadsheet read a cell as a formula or command: the
+/// ASCII ones, their full-width forms (which some spreadsheets fold to ASCII), the DDE
+/// pipe, and tab and carriage return.
+const FORMULA_STARTS: [char; 11] =
+    ['=', '+', '-', '@', '|', '\t', '\r', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}'];
+
 /// A CSV field: formula triggers neutralised with a leading quote, then RFC 4180 quoting.
 pub(crate) fn csv_field(text: &str) -> String {
-    let neutral = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
+    let neutral = if text.starts_with(FORMULA_STARTS) { format!("'{text}") } else { text.to_owned() };
     if neutral.contains([',', '"', '\n', '\r']) { format!("\"{}\"", neutral.replace('"', "\"\"")) } else { neutral }
 }
 
-/// Text safe for a terminal: control characters shown as `\u{..}`, long text cut.
-fn terminal_safe(text: &str, width: usize) -> String {
-    let clean: String = text.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
+/// Unicode format characters (category Cf): invisible, and some reorder what a
+/// terminal shows (U+202E turns `exe.txt` into `txt.exe`).
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{890}'..='\u{891}' | '\u{8e2}'
+        | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{110bd}' | '\u{110cd}'
+        | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}' | '\u{e0001}'
+        | '\u{e0020}'..='\u{e007f}')
+}
+
+/// Text safe for a terminal: control and format characters replaced by U+FFFD, long
+/// text cut.
+pub fn terminal_safe(text: &str, width: usize) -> String {
+    let clean: String = text.chars().map(|c| if c.is_control() || is_format(c) { '\u{fffd}' } else { c }).collect();
     if clean.chars().count() > width {
         let mut cut: String = clean.chars().take(width.saturating_sub(1)).collect();
         cut.push('…');
@@ -237,12 +255,20 @@ mod tests {
         assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
+        for start in ["\u{ff1d}", "\u{ff0b}", "\u{ff0d}", "\u{ff20}", "|"] {
+            let cell = format!("{start}cmd|' /C calc'!A0");
+            assert!(csv_field(&cell).starts_with(&format!("'{start}")), "{start:?} is neutralised");
+        }
     }
 
     #[test]
     fn terminal_text_loses_control_characters() {
         assert_eq!(terminal_safe("a\u{1b}[31mred", 40), "a\u{fffd}[31mred");
         assert_eq!(terminal_safe("abcdef", 4), "abc…");
+        assert_eq!(terminal_safe("invoice\u{202e}fdp.exe", 40), "invoice\u{fffd}fdp.exe");
+        for c in ['\u{200b}', '\u{2066}', '\u{feff}', '\u{61c}', '\u{e0041}'] {
+            assert_eq!(terminal_safe(&format!("a{c}b"), 40), "a\u{fffd}b", "{c:?}");
+        }
     }
 
     #[test]

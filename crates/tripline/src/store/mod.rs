@@ -10,6 +10,7 @@ pub mod sqlite;
 
 use sfwire::id::SfId;
 
+use crate::access::{ApiToken, AuditEntry};
 use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, StatusChange, StatusDetail};
 use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
@@ -119,10 +120,19 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     fn gaps(&self, connection: &str) -> Result<Vec<Gap>>;
 
-    /// Stores an API token's hash under a unique name.
-    fn add_api_token(&self, name: &str, token_hash: &str) -> Result<()>;
-    /// The name of the token with this hash, if any.
-    fn api_token_name(&self, token_hash: &str) -> Result<Option<String>>;
+    /// Stores an API token's hash under a unique name (audited).
+    fn add_api_token(&self, name: &str, token_hash: &str, expires_at: Option<i64>, actor: &str) -> Result<()>;
+    /// The token with this hash, if any (valid or not: the caller decides).
+    fn api_token(&self, token_hash: &str) -> Result<Option<ApiToken>>;
+    /// Records that a token was used now.
+    fn touch_api_token(&self, name: &str, at: i64) -> Result<()>;
+    fn api_tokens(&self) -> Result<Vec<ApiToken>>;
+    /// Revokes a token for good (audited); NotFound when no token has this name.
+    fn revoke_api_token(&self, name: &str, actor: &str) -> Result<()>;
+    /// Records a change in the audit log.
+    fn audit(&self, actor: &str, action: &str, target: &str) -> Result<()>;
+    /// The newest `limit` audit entries, newest first.
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     fn search_checkpoint(&self, name: &str) -> Result<i64>;

@@ -13,6 +13,25 @@ use super::{Result, StoreError};
 
 const PREFIX: &str = "v1:";
 
+/// The key file of the database at `database`: its name with `.key` added
+/// (`tripline.db.key`), so that no database name can be its own key file. A key file
+/// named the earlier way (`tripline.key`) is moved to the new name.
+pub(crate) fn key_file(database: &Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".key");
+    let key = std::path::PathBuf::from(name);
+    let earlier = database.with_extension("key");
+    if !key.exists()
+        && earlier != database
+        && earlier.is_file()
+        && let Err(e) = std::fs::rename(&earlier, &key)
+    {
+        tracing::warn!("moving the key file {} to {}: {e}", earlier.display(), key.display());
+        return earlier;
+    }
+    key
+}
+
 pub struct SecretBox {
     cipher: ChaCha20Poly1305,
 }
@@ -41,6 +60,13 @@ impl SecretBox {
         }
         let io = |e: std::io::Error| StoreError::Secrets(format!("secret key file {}: {e}", key_file.display()));
         if key_file.exists() {
+            #[cfg(unix)]
+            if let Ok(meta) = std::fs::metadata(key_file) {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!("the secret key file {} can be read by others: chmod 600 it", key_file.display());
+                }
+            }
             let text = std::fs::read_to_string(key_file).map_err(io)?;
             return SecretBox::from_key(&decode(&text, &key_file.display().to_string())?);
         }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use sfwire::id::SfId;
 
 use super::{Checkpoint, ReportBatch, ReportOutcome, Result, Store, StoreError};
+use crate::access::{ApiToken, AuditEntry};
 use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, ScopeMode, StatusChange, StatusDetail};
 use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
@@ -18,6 +19,7 @@ use crate::search::{Field, Filter, Op, QueryError, SearchPage, SearchQuery, like
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_typed_status.sql"),
+    include_str!("../../migrations/sqlite/0003_tokens_and_audit.sql"),
 ];
 
 pub struct SqliteStore {
@@ -82,9 +84,38 @@ fn now_ms() -> i64 {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens and migrates the database at `path`, which must exist: a mistyped path
+    /// is an error naming where it looked, never a new empty database.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let mut db = Connection::open(path)?;
+        if !path.is_file() {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            return Err(StoreError::NotFound(format!("no Tripline database at {}", shown.display())));
+        }
+        SqliteStore::open_existing(path)
+    }
+
+    /// Creates the database at `path` if there is none (readable by its owner only; its
+    /// WAL and shared-memory files take the same permissions), then opens it.
+    pub fn create(path: &Path) -> Result<SqliteStore> {
+        if !path.exists() {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::Database(Box::new(e))),
+            }
+        }
+        SqliteStore::open_existing(path)
+    }
+
+    fn open_existing(path: &Path) -> Result<SqliteStore> {
+        let mut db = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         // WAL: readers see the last commit while a write is in progress (this store
         // still serialises its own calls on one connection). NORMAL: a commit survives a
         // process crash (what the exactly-once design needs); only power loss can
@@ -115,7 +146,7 @@ impl SqliteStore {
         // Checkpoint inline every 25,000 pages (100 MB): a background checkpointer never
         // caught up with catch-up ingest and let the WAL grow past 2.7 GB (measured).
         db.pragma_update(None, "wal_autocheckpoint", 25_000)?;
-        let secrets = super::secrets::SecretBox::load(&path.with_extension("key"))?;
+        let secrets = super::secrets::SecretBox::load(&super::secrets::key_file(path))?;
         Ok(SqliteStore { db: Mutex::new(db), secrets })
     }
 
@@ -225,6 +256,27 @@ fn connection_from_row(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
         status_detail: json_opt(r, 12)?,
         created_at: r.get(13)?,
     })
+}
+
+const TOKEN_COLUMNS: &str = "name, created_at, last_used_at, expires_at, revoked_at";
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
+    Ok(ApiToken {
+        name: r.get(0)?,
+        created_at: r.get(1)?,
+        last_used_at: r.get(2)?,
+        expires_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+    })
+}
+
+/// An audit entry, in the transaction of the change it records.
+fn audit(tx: &Transaction<'_>, actor: &str, action: &str, target: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO audit_log (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
+        params![now_ms(), actor, action, target],
+    )?;
+    Ok(())
 }
 
 const CONNECTION_COLUMNS: &str = "id, display_name, org_id, instance_url, login_url, scope_mode, scope_entries, \
@@ -746,22 +798,77 @@ impl Store for SqliteStore {
         Ok(SearchPage { events, next })
     }
 
-    fn add_api_token(&self, name: &str, token_hash: &str) -> Result<()> {
-        let inserted = self.db().execute(
-            "INSERT OR IGNORE INTO api_tokens (name, token_hash, created_at) VALUES (?1, ?2, ?3)",
-            params![name, token_hash, now_ms()],
+    fn add_api_token(&self, name: &str, token_hash: &str, expires_at: Option<i64>, actor: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO api_tokens (name, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, token_hash, now_ms(), expires_at],
         )?;
         if inserted == 0 {
             return Err(StoreError::Conflict(format!("an API token named {name:?} already exists")));
         }
+        audit(&tx, actor, "api-token.create", name)?;
+        tx.commit()?;
         Ok(())
     }
 
-    fn api_token_name(&self, token_hash: &str) -> Result<Option<String>> {
+    fn api_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         Ok(self
             .db()
-            .query_row("SELECT name FROM api_tokens WHERE token_hash = ?1", [token_hash], |r| r.get(0))
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1"),
+                [token_hash],
+                token_from_row,
+            )
             .optional()?)
+    }
+
+    fn touch_api_token(&self, name: &str, at: i64) -> Result<()> {
+        self.db().execute("UPDATE api_tokens SET last_used_at = ?2 WHERE name = ?1", params![name, at])?;
+        Ok(())
+    }
+
+    fn api_tokens(&self) -> Result<Vec<ApiToken>> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, rowid"))?;
+        let rows = stmt.query_map([], token_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn revoke_api_token(&self, name: &str, actor: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let changed = tx.execute(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
+            params![name, now_ms()],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("API token {name:?}")));
+        }
+        audit(&tx, actor, "api-token.revoke", name)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn audit(&self, actor: &str, action: &str, target: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        audit(&tx, actor, action, target)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let db = self.db();
+        let mut stmt =
+            db.prepare("SELECT at, actor, action, target FROM audit_log ORDER BY at DESC, rowid DESC LIMIT ?1")?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(AuditEntry { at: r.get(0)?, actor: r.get(1)?, action: r.get(2)?, target: r.get(3)? })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     fn search_checkpoint(&self, name: &str) -> Result<i64> {
@@ -812,7 +919,7 @@ mod tests {
             page_size in 1usize..6,
         ) {
             let dir = tempfile::tempdir().expect("dir");
-            let store = SqliteStore::open(&dir.path().join("t.db")).expect("store");
+            let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
             let exports = events
                 .iter()
                 .enumerate()

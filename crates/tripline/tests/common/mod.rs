@@ -44,7 +44,7 @@ impl Scenario {
         let config = sfsim::Config { users, seed: 5, callback_urls: vec![CALLBACK.into()], ..sfsim::Config::default() };
         let org = sfsim::start(config).await.expect("sfsim");
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("tripline.db")).expect("store"));
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("tripline.db")).expect("store"));
         let app = tripline::emulated::app(&org, CALLBACK);
         Scenario { org, http: reqwest::Client::new(), store, app, dir }
     }
