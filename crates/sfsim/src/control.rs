@@ -356,7 +356,7 @@ struct Members {
 async fn group_members(State(sim): State<Arc<Sim>>, Path(id): Path<String>, Json(body): Json<Members>) -> Reply {
     let group = id_in(&sim, "Group", &id)?;
     let resolve = |m: &String| -> Result<SfId, ControlError> {
-        if m.starts_with("00G") { id_in(&sim, "Group", m) } else { user_of(&sim, m) }
+        if m.starts_with(sfwire::id::prefix::GROUP) { id_in(&sim, "Group", m) } else { user_of(&sim, m) }
     };
     let add: Vec<SfId> = body.add.iter().map(resolve).collect::<Result<_, _>>()?;
     let remove: Vec<SfId> = body.remove.iter().map(resolve).collect::<Result<_, _>>()?;

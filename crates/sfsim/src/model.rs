@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use sfwire::events::{EventRecord, FieldValue, LoginEventStream, ReportEventStream};
-use sfwire::id::SfId;
+use sfwire::id::{SfId, prefix, record_key};
 
 /// A field's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,7 +194,7 @@ pub static OBJECTS: LazyLock<Vec<ObjectSchema>> = LazyLock::new(|| {
     vec![
         object(
             "Organization",
-            "00D",
+            prefix::ORGANIZATION,
             &[
                 ("Id", Id),
                 ("Name", String),
@@ -210,7 +210,7 @@ pub static OBJECTS: LazyLock<Vec<ObjectSchema>> = LazyLock::new(|| {
         ),
         object(
             "User",
-            "005",
+            prefix::USER,
             &[
                 ("Id", Id),
                 ("Username", String),
@@ -232,14 +232,19 @@ pub static OBJECTS: LazyLock<Vec<ObjectSchema>> = LazyLock::new(|| {
         ),
         object(
             "UserLogin",
-            "060",
+            prefix::USER_LOGIN,
             &[("Id", Id), ("UserId", Reference), ("IsFrozen", Boolean), ("IsPasswordLocked", Boolean)],
             &[("User", "UserId", "User")],
         ),
-        object("Profile", "00e", &[("Id", Id), ("Name", String), ("UserType", String), ("Description", String)], &[]),
+        object(
+            "Profile",
+            prefix::PROFILE,
+            &[("Id", Id), ("Name", String), ("UserType", String), ("Description", String)],
+            &[],
+        ),
         object(
             "PermissionSet",
-            "0PS",
+            prefix::PERMISSION_SET,
             &[
                 ("Id", Id),
                 ("Name", String),
@@ -263,13 +268,13 @@ pub static OBJECTS: LazyLock<Vec<ObjectSchema>> = LazyLock::new(|| {
         ),
         object(
             "PermissionSetGroup",
-            "0PG",
+            prefix::PERMISSION_SET_GROUP,
             &[("Id", Id), ("DeveloperName", String), ("MasterLabel", String), ("Status", String)],
             &[],
         ),
         object(
             "PermissionSetGroupComponent",
-            "0PH",
+            prefix::PERMISSION_SET_GROUP_COMPONENT,
             &[("Id", Id), ("PermissionSetGroupId", Reference), ("PermissionSetId", Reference)],
             &[
                 ("PermissionSetGroup", "PermissionSetGroupId", "PermissionSetGroup"),
@@ -278,7 +283,7 @@ pub static OBJECTS: LazyLock<Vec<ObjectSchema>> = LazyLock::new(|| {
         ),
         object(
             "PermissionSetAssignment",
-            "0Pa",
+            prefix::PERMISSION_SET_ASSIGNMENT,
             &[
                 ("Id", Id),
                 ("AssigneeId", Reference),
@@ -295,7 +300,7 @@ pub static OBJECTS: LazyLock<Vec<ObjectSchema>> = LazyLock::new(|| {
         ),
         object(
             "Group",
-            "00G",
+            prefix::GROUP,
             &[
                 ("Id", Id),
                 ("Name", String),
@@ -308,12 +313,12 @@ pub static OBJECTS: LazyLock<Vec<ObjectSchema>> = LazyLock::new(|| {
         ),
         object(
             "GroupMember",
-            "011",
+            prefix::GROUP_MEMBER,
             &[("Id", Id), ("GroupId", Reference), ("UserOrGroupId", Reference)],
             &[("Group", "GroupId", "Group")],
         ),
-        event_object("ReportEvent", "0Yw", ReportEventStream::FIELDS, Storage::ReportEvents),
-        event_object("LoginEvent", "0Yq", LoginEventStream::FIELDS, Storage::LoginEvents),
+        event_object("ReportEvent", prefix::REPORT_EVENT, ReportEventStream::FIELDS, Storage::ReportEvents),
+        event_object("LoginEvent", prefix::LOGIN_EVENT, LoginEventStream::FIELDS, Storage::LoginEvents),
     ]
 });
 
@@ -351,18 +356,18 @@ impl Table {
             let i = self.schema.field_index(name).unwrap_or_else(|| panic!("{} has no field {name}", self.schema.name));
             record[i] = value.clone();
         }
-        let id = record[0].as_str().map(|s| s[..15].to_owned()).unwrap_or_default();
+        let id = record[0].as_str().map(|s| record_key(s).to_owned()).unwrap_or_default();
         self.by_id.insert(id, self.rows.len());
         self.rows.push(Some(record));
     }
 
     pub fn get(&self, id: &str) -> Option<&Record> {
-        let key = id.get(..15)?;
+        let key = record_key(id);
         self.by_id.get(key).and_then(|&i| self.rows[i].as_ref())
     }
 
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Record> {
-        let key = id.get(..15)?;
+        let key = record_key(id);
         let i = *self.by_id.get(key)?;
         self.rows[i].as_mut()
     }
@@ -380,7 +385,7 @@ impl Table {
     }
 
     pub fn delete(&mut self, id: &str) -> bool {
-        let Some(key) = id.get(..15) else { return false };
+        let key = record_key(id);
         match self.by_id.remove(key) {
             Some(i) => self.rows[i].take().is_some(),
             None => false,

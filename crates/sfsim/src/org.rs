@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sfwire::events::{LoginEventStream, ReportEventStream};
-use sfwire::id::{SfId, prefix};
+use sfwire::id::{SfId, prefix, record_key};
 
 use crate::model::{FieldType, OBJECTS, StoredEvent, Table, Value, object_schema};
 use crate::names;
@@ -648,7 +648,7 @@ impl Org {
     }
 
     pub fn report(&self, id: &str) -> Option<&Report> {
-        self.reports.iter().find(|r| r.id.short() == id.get(..15).unwrap_or(id))
+        self.reports.iter().find(|r| r.id.short() == record_key(id))
     }
 
     pub fn store_report_event(&mut self, event: Arc<ReportEventStream>) {
@@ -777,7 +777,7 @@ struct UserFields<'a> {
 
 /// Does an id-valued field name `id` (comparing 15-character forms)?
 pub fn same_id(value: &Value, id: &SfId) -> bool {
-    value.as_str().and_then(|s| s.get(..15)) == Some(id.short())
+    value.as_str().map(record_key) == Some(id.short())
 }
 
 /// `Sales Leadership` → `Sales_Leadership`.

@@ -21,6 +21,15 @@ pub mod prefix {
     pub const CONNECTED_APP: &str = "0H4";
     pub const REPORT_EVENT: &str = "0Yw";
     pub const LOGIN_EVENT: &str = "0Yq";
+    pub const USER_LOGIN: &str = "060";
+    pub const PERMISSION_SET_GROUP_COMPONENT: &str = "0PH";
+}
+
+/// The 15-character, case-sensitive key of an id-shaped text (the text itself when
+/// shorter): two ids name the same record when their keys are equal. For ids held as
+/// text (JSON values, SOQL results); an [`SfId`] has [`SfId::short`].
+pub fn record_key(text: &str) -> &str {
+    text.get(..15).unwrap_or(text)
 }
 
 /// A Salesforce record id, held in its 18-character form.

@@ -4,6 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
+use sfwire::id::record_key;
+
 use super::{CmpOp, Condition, InValues, Literal, OrderBy, Query, SoqlError, invalid_field, malformed};
 use crate::model::{FieldType, ObjectSchema, Row, Storage, Value, object_schema};
 use crate::org::Org;
@@ -354,7 +356,7 @@ fn compile(org: &Org, schema: &'static ObjectSchema, c: &Condition, now_ms: i64,
                         .iter()
                         .filter_map(|rec| name.split('.').try_fold(rec, |node, part| node.get(part)))
                         .filter_map(|v| v.as_str())
-                        .filter(|id| seen.insert(id.get(..15).unwrap_or(id).to_owned()))
+                        .filter(|id| seen.insert(record_key(id).to_owned()))
                         .map(|id| Literal::Text(id.to_owned()))
                         .collect()
                 }
@@ -426,7 +428,7 @@ fn literal_matches(value: &Value, ty: FieldType, op: CmpOp, lit: &Literal) -> bo
     let ord = match (value, lit) {
         (Value::Text(v), Literal::Text(l)) if matches!(ty, FieldType::Id | FieldType::Reference) => {
             // Ids compare by their case-sensitive 15-character form.
-            let key = |s: &str| s.get(..15).unwrap_or(s).to_owned();
+            let key = |s: &str| record_key(s).to_owned();
             Some(key(v).cmp(&key(l)))
         }
         (Value::Text(v), Literal::Text(l)) => Some(v.to_lowercase().cmp(&l.to_lowercase())),
