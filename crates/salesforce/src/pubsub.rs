@@ -43,15 +43,20 @@ pub enum StartFrom {
     After(Vec<u8>),
 }
 
-/// A decoded event.
+/// A received event. One that cannot be decoded is still delivered, with the reason,
+/// so that the sink can keep it aside and the stream moves on (a payload that never
+/// decodes must not stop every event behind it).
 #[derive(Debug, Clone)]
 pub struct ReceivedEvent {
     pub replay_id: Vec<u8>,
     /// The ProducerEvent id (EventUuid).
     pub id: String,
     pub schema_id: String,
-    /// The payload's fields, as JSON (datetimes stay epoch milliseconds).
-    pub fields: Map<String, Value>,
+    /// The Avro payload as received.
+    pub payload: Vec<u8>,
+    /// The payload's fields, as JSON (datetimes stay epoch milliseconds), or why it
+    /// could not be decoded.
+    pub fields: Result<Map<String, Value>, String>,
 }
 
 /// What a Subscribe stream delivered.
@@ -178,24 +183,45 @@ impl PubSub {
                 schemas.insert(id.to_owned(), self.schema(id).await?);
             }
         }
-        let mut readers = HashMap::new();
-        for (id, schema) in &schemas {
-            let reader = GenericDatumReader::builder(schema).build().map_err(|e| StreamError::Decode(e.to_string()))?;
-            readers.insert(id.as_str(), reader);
-        }
+        let readers: HashMap<&str, Result<_, String>> = schemas
+            .iter()
+            .map(|(id, schema)| {
+                let reader = GenericDatumReader::builder(schema).build().map_err(|e| format!("schema {id}: {e}"));
+                (id.as_str(), reader)
+            })
+            .collect();
         let mut out = Vec::with_capacity(events.len());
         for event in events {
-            let producer = event.event.ok_or_else(|| StreamError::Decode("a ConsumerEvent without an event".into()))?;
-            let reader = readers.get(producer.schema_id.as_str()).expect("a reader for every schema of the batch");
-            let value =
-                reader.read_value(&mut producer.payload.as_slice()).map_err(|e| StreamError::Decode(e.to_string()))?;
-            let Value::Object(fields) = avro_to_json(value) else {
-                return Err(StreamError::Decode("the payload is not a record".into()));
+            let Some(producer) = event.event else {
+                out.push(ReceivedEvent {
+                    replay_id: event.replay_id,
+                    id: String::new(),
+                    schema_id: String::new(),
+                    payload: Vec::new(),
+                    fields: Err("a ConsumerEvent without an event".into()),
+                });
+                continue;
+            };
+            let fields = match readers.get(producer.schema_id.as_str()) {
+                Some(Ok(reader)) => {
+                    let mut rest = producer.payload.as_slice();
+                    match reader.read_value(&mut rest) {
+                        Ok(_) if !rest.is_empty() => Err(format!("{} bytes after the record", rest.len())),
+                        Ok(value) => match avro_to_json(value) {
+                            Value::Object(fields) => Ok(fields),
+                            _ => Err("the payload is not a record".to_owned()),
+                        },
+                        Err(e) => Err(format!("the payload does not decode: {e}")),
+                    }
+                }
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(format!("no schema {}", producer.schema_id)),
             };
             out.push(ReceivedEvent {
                 replay_id: event.replay_id,
                 id: producer.id,
                 schema_id: producer.schema_id,
+                payload: producer.payload,
                 fields,
             });
         }

@@ -140,7 +140,7 @@ impl Shared {
 impl EventSink for Shared {
     async fn deliver(&mut self, _topic: &str, delivery: Delivery) -> Result<(), SinkError> {
         self.with(|m| {
-            m.events.extend(delivery.events.into_iter().map(|e| e.fields));
+            m.events.extend(delivery.events.into_iter().map(|e| e.fields.expect("decodes")));
             m.checkpoint = Some(delivery.latest_replay_id);
         });
         Ok(())

@@ -95,6 +95,7 @@ pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
         .route("/sessions/expire", post(expire_sessions))
         .route("/api-limit", post(api_limit))
         .route("/streams/drop", post(drop_streams))
+        .route("/streams/corrupt", post(corrupt_event))
         .route("/activity", get(activity_status).post(activity))
         .route("/preload", post(preload))
         .route("/retention", post(retention))
@@ -430,6 +431,21 @@ async fn api_limit(State(sim): State<Arc<Sim>>, Json(body): Json<Remaining>) -> 
 async fn drop_streams(State(sim): State<Arc<Sim>>) -> Json<J> {
     sim.stream_epoch.send_modify(|e| *e += 1);
     Json(json!({ "dropped": true }))
+}
+
+#[derive(Deserialize)]
+struct Corrupt {
+    event: String,
+}
+
+/// Publishes one event whose payload does not decode in its topic's schema (a
+/// truncated datum), as a damaged event would arrive.
+async fn corrupt_event(State(sim): State<Arc<Sim>>, Json(body): Json<Corrupt>) -> Reply {
+    let e = EventType::parse(&body.event).ok_or_else(|| bad(format!("unknown event type {:?}", body.event)))?;
+    // A long whose varint never ends: no reader can finish the first field.
+    let payload = vec![0xff; 7];
+    let replay = sim.topic(e).publish([(format!("corrupt-{}", now_ms()), payload, now_ms())]);
+    Ok(Json(json!({ "replay_id": replay.first() })))
 }
 
 #[derive(Deserialize)]

@@ -119,6 +119,19 @@ pub struct Gap {
     pub recovered: bool,
 }
 
+/// An event that arrived but could not be read: kept aside with the reason, never
+/// dropped, and shown on its connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedEvent {
+    pub topic: String,
+    /// A digest of what was received: the same event received again is not kept twice.
+    pub key: String,
+    pub received_at: i64,
+    pub reason: String,
+    /// The fields as received, or the undecodable payload (base64) and its schema id.
+    pub evidence: serde_json::Value,
+}
+
 /// Who a connection monitors (always only among holders of Export Reports).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "mode", content = "entries")]

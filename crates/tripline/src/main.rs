@@ -544,6 +544,10 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
         for gap in store.gaps(&c.id)? {
             println!("  gap on {}: {}", gap.topic, clean(&gap.reason));
         }
+        let (kept_aside, _) = store.quarantine(&c.id, 0)?;
+        if kept_aside > 0 {
+            println!("  {kept_aside} event(s) kept aside because they could not be read");
+        }
         if args.history {
             for h in store.status_history(&c.id)? {
                 println!("    {}  {:<12} by {}", time_text(h.at), h.status, h.actor);

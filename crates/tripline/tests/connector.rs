@@ -334,3 +334,30 @@ async fn a_connection_that_cannot_start_says_why_and_keeps_its_history() {
     assert_eq!(after[..before.len()], before[..], "earlier history is kept");
     assert_eq!(after.len(), before.len() + 1);
 }
+
+#[tokio::test]
+async fn an_event_that_cannot_be_read_is_kept_aside_once_and_the_stream_goes_on() {
+    let s = Scenario::new(40).await;
+    let record = s.connect("Damaged", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    let user = id(&s.exporters().await[0]);
+    s.control("/streams/corrupt", json!({ "event": "report" })).await;
+    s.export(&user, json!({ "rows": 7 })).await;
+    s.wait_for("the export behind the damaged event", |e| e.len() == 1).await;
+    let (count, newest) = s.store.quarantine(&record.id, 5).expect("quarantine");
+    assert_eq!(count, 1);
+    assert!(newest[0].reason.contains("cannot be decoded"), "{:?}", newest[0]);
+    assert!(newest[0].evidence["payload_base64"].is_string(), "the bytes are kept as evidence");
+    let shown = s.wait_status(&record.id, ConnectionStatus::Monitoring, &["event-stream"]).await;
+    assert!(format!("{:?}", shown.status_detail).contains("kept aside"));
+    running.stop().await;
+
+    // Read again from EARLIEST: the damaged event is still kept once, the export stored once.
+    let now = chrono::Utc::now().timestamp_millis();
+    s.store.mark_restart(&record.id, "/event/ReportEventStream", now).expect("restart");
+    let running = s.run(&record).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.store.quarantine(&record.id, 5).expect("quarantine").0, 1);
+    assert_eq!(s.events().len(), 1);
+    running.stop().await;
+}

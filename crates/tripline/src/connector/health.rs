@@ -8,7 +8,8 @@ use salesforce::pubsub::{PubSub, StreamError, StreamHealth};
 use serde_json::Value;
 use sfwire::soql::quote;
 
-use crate::connection::{Gap, Problem, ProblemSource as Source};
+use crate::connection::{Gap, Problem, ProblemSource as Source, QuarantinedEvent};
+use crate::store::{Store, StoreError};
 
 /// A failed API call as a problem.
 pub(crate) fn from_api_error(e: &salesforce::Error) -> Problem {
@@ -134,7 +135,7 @@ pub(crate) fn from_streams(health: &[(String, StreamHealth)]) -> Vec<Problem> {
 }
 
 /// A warning for each window of events that could not be recovered.
-pub(crate) fn from_gaps(gaps: &[Gap]) -> Vec<Problem> {
+fn from_gaps(gaps: &[Gap]) -> Vec<Problem> {
     gaps.iter()
         .filter(|g| !g.recovered)
         .map(|g| {
@@ -151,4 +152,24 @@ pub(crate) fn from_gaps(gaps: &[Gap]) -> Vec<Problem> {
             )
         })
         .collect()
+}
+
+/// A warning when events were kept aside because they could not be read.
+fn from_quarantine(count: usize, newest: Option<&QuarantinedEvent>) -> Option<Problem> {
+    let newest = newest?;
+    Some(Problem::warning(
+        Source::EventStream,
+        format!(
+            "{count} event(s) could not be read and are kept aside for review; monitoring went on past them. Newest, on {}: {}",
+            newest.topic, newest.reason
+        ),
+    ))
+}
+
+/// What the store knows is wrong: windows the streams lost, events kept aside.
+pub(crate) fn stored(store: &dyn Store, connection: &str) -> Result<Vec<Problem>, StoreError> {
+    let mut problems = from_gaps(&store.gaps(connection)?);
+    let (count, newest) = store.quarantine(connection, 1)?;
+    problems.extend(from_quarantine(count, newest.first()));
+    Ok(problems)
 }

@@ -13,8 +13,9 @@ mod recovery;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use base64::Engine;
 use salesforce::api::SalesforceApi;
-use salesforce::pubsub::{Delivery, EventSink, SinkError, StartFrom, StreamHealth};
+use salesforce::pubsub::{Delivery, EventSink, ReceivedEvent, SinkError, StartFrom, StreamHealth};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sfwire::events::{LoginEventStream, LogoutEventStream, ReportEventStream};
@@ -22,7 +23,7 @@ use sfwire::id::SfId;
 use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC, is_export_operation};
 use sha2::{Digest, Sha256};
 
-use crate::connection::ScopeMode;
+use crate::connection::{QuarantinedEvent, ScopeMode};
 use crate::events::{Attribution, Cidr, FileEvent, ReportType, RiskInputs, assess, destination, predicted_file_name};
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::store::{Checkpoint, ExportChunk, ReportBatch, Store, StoreError};
@@ -119,6 +120,32 @@ pub(crate) fn decode<E: DeserializeOwned>(fields: &mut Map<String, Value>) -> Re
     Ok(typed?)
 }
 
+/// Something received that cannot be used, kept aside with the reason. Its key is a
+/// digest of the topic and the evidence, so a replay of the same event adds nothing.
+fn set_aside(topic: &str, reason: String, evidence: Value) -> QuarantinedEvent {
+    tracing::warn!(topic, "an event cannot be read and is kept aside: {reason}");
+    let digest = Sha256::digest(format!("{topic}\n{evidence}").as_bytes());
+    QuarantinedEvent {
+        topic: topic.to_owned(),
+        key: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
+        received_at: chrono::Utc::now().timestamp_millis(),
+        reason,
+        evidence,
+    }
+}
+
+/// A delivered event whose payload did not decode: its bytes are the evidence.
+fn undecodable(topic: &str, event: &ReceivedEvent, reason: &str) -> QuarantinedEvent {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let evidence = serde_json::json!({
+        "schema_id": event.schema_id,
+        "replay_id": hex(&event.replay_id),
+        "event_uuid": event.id,
+        "payload_base64": base64::engine::general_purpose::STANDARD.encode(&event.payload),
+    });
+    set_aside(topic, format!("the payload cannot be decoded: {reason}"), evidence)
+}
+
 /// Text Salesforce sent, with empty text taken as absent.
 fn given(text: Option<String>) -> Option<String> {
     text.filter(|t| !t.is_empty())
@@ -184,24 +211,28 @@ fn sink_error(e: StoreError) -> SinkError {
 
 impl ConnectionContext {
     /// Builds the report batch for some ReportEventStream events (from the stream or
-    /// the stored ReportEvent object), attributing each export.
+    /// the stored ReportEvent object), attributing each export. An event that cannot
+    /// be read (or lacks what identifies it) is kept aside in the batch, not skipped.
     pub(crate) fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, StoreError> {
         let mut batch = ReportBatch::default();
         for mut fields in events {
             let event: ReportEventStream = match decode(&mut fields) {
                 Ok(event) => event,
                 Err(e) => {
-                    tracing::warn!("a report event cannot be read, skipped: {e}");
+                    let evidence = serde_json::json!({ "fields": fields });
+                    batch.quarantined.push(set_aside(REPORT_TOPIC, e.to_string(), evidence));
                     continue;
                 }
             };
-            let Some(operation) = given(event.Operation.clone()) else { continue };
-            if !is_export_operation(&operation) {
+            let operation = given(event.Operation.clone());
+            if operation.as_deref().is_some_and(|op| !is_export_operation(op)) {
                 continue; // runs, previews and dashboard refreshes are not downloads
             }
-            let (Some(event_identifier), Some(user_id)) =
-                (given(event.EventIdentifier.clone()), user_id(event.UserId.as_deref()))
+            let (Some(operation), Some(event_identifier), Some(user_id)) =
+                (operation, given(event.EventIdentifier.clone()), user_id(event.UserId.as_deref()))
             else {
+                let reason = "a report event without an Operation, an EventIdentifier or a valid UserId".to_owned();
+                batch.quarantined.push(set_aside(REPORT_TOPIC, reason, serde_json::json!({ "fields": fields })));
                 continue;
             };
             let at = event.EventDate.unwrap_or(event.CreatedDate);
@@ -307,24 +338,28 @@ impl ConnectionContext {
     }
 }
 
-/// Login or logout events of a delivery, decoded; those that cannot be read are
-/// logged and left out.
-fn login_records(topic: &str, events: Vec<Map<String, Value>>) -> Vec<LoginRecord> {
+/// Login or logout events of a delivery, decoded; those that cannot be read (or lack
+/// their identifier or user) are kept aside.
+fn login_records(topic: &str, events: Vec<Map<String, Value>>) -> (Vec<LoginRecord>, Vec<QuarantinedEvent>) {
     let logout = topic == LOGOUT_TOPIC;
-    events
-        .into_iter()
-        .filter_map(|mut fields| {
-            let record = if logout {
-                decode::<LogoutEventStream>(&mut fields).map(logout_record)
-            } else {
-                decode::<LoginEventStream>(&mut fields).map(login_record)
-            };
-            record.unwrap_or_else(|e| {
-                tracing::warn!(topic, "an event cannot be read, skipped: {e}");
-                None
-            })
-        })
-        .collect()
+    let mut records = Vec::new();
+    let mut aside = Vec::new();
+    for mut fields in events {
+        let record = if logout {
+            decode::<LogoutEventStream>(&mut fields).map(logout_record)
+        } else {
+            decode::<LoginEventStream>(&mut fields).map(login_record)
+        };
+        match record {
+            Ok(Some(record)) => records.push(record),
+            Ok(None) => {
+                let reason = "an event without an EventIdentifier or a valid UserId".to_owned();
+                aside.push(set_aside(topic, reason, serde_json::json!({ "fields": fields })));
+            }
+            Err(e) => aside.push(set_aside(topic, e.to_string(), serde_json::json!({ "fields": fields }))),
+        }
+    }
+    (records, aside)
 }
 
 /// The sink for one topic of one connection.
@@ -336,14 +371,25 @@ impl EventSink for TopicSink {
     async fn deliver(&mut self, topic: &str, delivery: Delivery) -> Result<(), SinkError> {
         let ctx = &self.context;
         let checkpoint = delivery.latest_replay_id;
-        let fields: Vec<Map<String, Value>> = delivery.events.into_iter().map(|e| e.fields).collect();
+        let mut readable = Vec::with_capacity(delivery.events.len());
+        let mut aside = Vec::new();
+        for event in delivery.events {
+            match event.fields {
+                Ok(fields) => readable.push(fields),
+                Err(ref reason) => aside.push(undecodable(topic, &event, reason)),
+            }
+        }
         match topic {
             LOGIN_TOPIC | LOGOUT_TOPIC => {
-                let records = login_records(topic, fields);
-                ctx.store.apply_logins(&ctx.connection_id, topic, &records, &checkpoint).map_err(sink_error)?;
+                let (records, mut quarantined) = login_records(topic, readable);
+                quarantined.extend(aside);
+                ctx.store
+                    .apply_logins(&ctx.connection_id, topic, &records, &quarantined, &checkpoint)
+                    .map_err(sink_error)?;
             }
             REPORT_TOPIC => {
-                let batch = ctx.report_batch(fields).map_err(sink_error)?;
+                let mut batch = ctx.report_batch(readable).map_err(sink_error)?;
+                batch.quarantined.extend(aside);
                 ctx.store.apply_reports(&ctx.connection_id, topic, &batch, Some(&checkpoint)).map_err(sink_error)?;
             }
             other => return Err(SinkError(format!("no sink for topic {other}"))),

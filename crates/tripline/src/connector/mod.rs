@@ -138,7 +138,7 @@ pub async fn start(
     let scan = rescan(&context).instrument(span.clone()).await;
     let mut problems = health::preflight(&context.api, &pubsub).instrument(span.clone()).await;
     problems.extend(scan.err().as_ref().map(Error::problem));
-    problems.extend(health::from_gaps(&store.gaps(&record.id)?));
+    problems.extend(health::stored(&*store, &record.id)?);
     report(&context, &problems)?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -194,9 +194,9 @@ async fn health_checks(
             }
         }
         problems.extend(health::from_streams(&context.stream_health()));
-        match context.store.gaps(&context.connection_id) {
-            Ok(gaps) => problems.extend(health::from_gaps(&gaps)),
-            Err(e) => tracing::warn!("reading gaps: {}", error_chain(&e)),
+        match health::stored(&*context.store, &context.connection_id) {
+            Ok(stored) => problems.extend(stored),
+            Err(e) => tracing::warn!("reading gaps and kept-aside events: {}", error_chain(&e)),
         }
         if let Err(e) = report(&context, &problems) {
             tracing::error!("cannot record the connection's health: {}", error_chain(&e));

@@ -11,7 +11,7 @@ pub mod sqlite;
 use sfwire::id::SfId;
 
 use crate::access::{ApiToken, AuditEntry};
-use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, StatusChange, StatusDetail};
+use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, StatusChange, StatusDetail};
 use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::search::{QueryError, SearchPage, SearchQuery};
@@ -66,6 +66,8 @@ pub struct ReportBatch {
     /// Exports by users outside the scope: remembered (so replays are not counted
     /// again) and counted, not stored.
     pub out_of_scope: Vec<String>,
+    /// Events that could not be read, kept aside.
+    pub quarantined: Vec<QuarantinedEvent>,
 }
 
 /// What applying a report batch did.
@@ -91,8 +93,16 @@ pub trait Store: Send + Sync {
     /// Records that the topic restarts from EARLIEST with no replay id yet (a new
     /// connection, or after the replay id was lost), as of `since_ms`.
     fn mark_restart(&self, connection: &str, topic: &str, since_ms: i64) -> Result<()>;
-    /// Applies login or logout events and moves the checkpoint, in one transaction.
-    fn apply_logins(&self, connection: &str, topic: &str, records: &[LoginRecord], checkpoint: &[u8]) -> Result<usize>;
+    /// Applies login or logout events (and keeps aside those that could not be read)
+    /// and moves the checkpoint, in one transaction.
+    fn apply_logins(
+        &self,
+        connection: &str,
+        topic: &str,
+        records: &[LoginRecord],
+        quarantined: &[QuarantinedEvent],
+        checkpoint: &[u8],
+    ) -> Result<usize>;
     /// Applies report events and moves the checkpoint (if given: a backfill has
     /// none), in one transaction.
     fn apply_reports(
@@ -119,6 +129,8 @@ pub trait Store: Send + Sync {
         recovered: bool,
     ) -> Result<()>;
     fn gaps(&self, connection: &str) -> Result<Vec<Gap>>;
+    /// How many events are kept aside, and the newest `limit` of them.
+    fn quarantine(&self, connection: &str, limit: usize) -> Result<(usize, Vec<QuarantinedEvent>)>;
 
     /// Stores an API token's hash under a unique name (audited).
     fn add_api_token(&self, name: &str, token_hash: &str, expires_at: Option<i64>, actor: &str) -> Result<()>;

@@ -11,7 +11,9 @@ use sfwire::id::SfId;
 
 use super::{Checkpoint, ReportBatch, ReportOutcome, Result, Store, StoreError};
 use crate::access::{ApiToken, AuditEntry};
-use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, ScopeMode, StatusChange, StatusDetail};
+use crate::connection::{
+    ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
+};
 use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::search::{Field, Filter, Op, QueryError, SearchPage, SearchQuery, like_pattern};
@@ -20,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_typed_status.sql"),
     include_str!("../../migrations/sqlite/0003_tokens_and_audit.sql"),
+    include_str!("../../migrations/sqlite/0004_quarantine.sql"),
 ];
 
 pub struct SqliteStore {
@@ -162,6 +165,18 @@ impl SqliteStore {
         record.access_token = self.secrets.open(&record.access_token)?;
         Ok(record)
     }
+}
+
+/// Keeps unreadable events aside; the same event received again adds nothing.
+fn keep_aside(tx: &Transaction<'_>, connection: &str, events: &[QuarantinedEvent]) -> Result<()> {
+    for e in events {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO quarantine (connection_id, topic, key, received_at, reason, evidence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![connection, e.topic, e.key, e.received_at, e.reason, e.evidence.to_string()])?;
+    }
+    Ok(())
 }
 
 fn save_checkpoint(tx: &Transaction<'_>, connection: &str, topic: &str, replay_id: &[u8]) -> Result<()> {
@@ -468,9 +483,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn apply_logins(&self, connection: &str, topic: &str, records: &[LoginRecord], checkpoint: &[u8]) -> Result<usize> {
+    fn apply_logins(
+        &self,
+        connection: &str,
+        topic: &str,
+        records: &[LoginRecord],
+        quarantined: &[QuarantinedEvent],
+        checkpoint: &[u8],
+    ) -> Result<usize> {
         let mut db = self.db();
         let tx = db.transaction()?;
+        keep_aside(&tx, connection, quarantined)?;
         let mut applied = 0;
         for r in records {
             if !first_sighting(&tx, connection, &r.event_identifier)? {
@@ -534,6 +557,7 @@ impl Store for SqliteStore {
         let mut db = self.db();
         let tx = db.transaction()?;
         let mut outcome = ReportOutcome::default();
+        keep_aside(&tx, connection, &batch.quarantined)?;
         for id in &batch.out_of_scope {
             if first_sighting(&tx, connection, id)? {
                 outcome.out_of_scope += 1;
@@ -725,6 +749,28 @@ impl Store for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    fn quarantine(&self, connection: &str, limit: usize) -> Result<(usize, Vec<QuarantinedEvent>)> {
+        let db = self.db();
+        let count: i64 =
+            db.query_row("SELECT COUNT(*) FROM quarantine WHERE connection_id = ?1", [connection], |r| r.get(0))?;
+        let mut stmt = db.prepare(
+            "SELECT topic, key, received_at, reason, evidence FROM quarantine WHERE connection_id = ?1
+             ORDER BY received_at DESC LIMIT ?2",
+        )?;
+        let newest = stmt
+            .query_map(params![connection, limit as i64], |r| {
+                Ok(QuarantinedEvent {
+                    topic: r.get(0)?,
+                    key: r.get(1)?,
+                    received_at: r.get(2)?,
+                    reason: r.get(3)?,
+                    evidence: json(r, 4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((count as usize, newest))
     }
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
