@@ -309,6 +309,8 @@ async fn pause_resume_and_deauthorize() {
         s.store.status_history(&record.id).expect("history").into_iter().map(|h| h.status).collect();
     use ConnectionStatus::{Deauthorized, Initializing, Paused};
     assert_eq!(history, [Initializing, Paused, Initializing, Deauthorized]);
+    let audited: Vec<String> = s.store.audit_log(10).expect("audit").into_iter().rev().map(|e| e.action).collect();
+    assert_eq!(audited, ["connection.pause", "connection.resume", "connection.deauthorize"]);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ pub fn pause(store: &dyn Store, id: &str, actor: &str) -> Result<(), Error> {
         return Err(Error::Refused(format!("{:?} is deauthorized: authorize it again instead", record.display_name)));
     }
     store.set_status(id, ConnectionStatus::Paused, None, actor)?;
+    store.audit(actor, "connection.pause", id)?;
     Ok(())
 }
 
@@ -24,6 +25,7 @@ pub fn resume(store: &dyn Store, id: &str, actor: &str) -> Result<(), Error> {
     }
     // The connector sets Monitoring or Error once it has checked the org.
     store.set_status(id, ConnectionStatus::Initializing, None, actor)?;
+    store.audit(actor, "connection.resume", id)?;
     Ok(())
 }
 
@@ -42,5 +44,6 @@ pub async fn deauthorize(store: &dyn Store, id: &str, allowed: &[String], actor:
     }
     let detail = StatusDetail { problems: Vec::new(), since: chrono::Utc::now().timestamp_millis() };
     store.set_status(id, ConnectionStatus::Deauthorized, Some(&detail), actor)?;
+    store.audit(actor, "connection.deauthorize", id)?;
     Ok(())
 }
