@@ -346,6 +346,9 @@ pub struct RunOptions {
     pub idle_timeout: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Notified when the cause of a failure is known to be fixed: a wait before the
+    /// next attempt ends at once, and the backoff starts over.
+    pub retry_now: Arc<tokio::sync::Notify>,
 }
 
 impl Default for RunOptions {
@@ -355,6 +358,7 @@ impl Default for RunOptions {
             idle_timeout: Duration::from_secs(300),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(60),
+            retry_now: Arc::default(),
         }
     }
 }
@@ -382,11 +386,17 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let mut backoff = options.min_backoff;
+    // Where the sink said to go on after a lost replay id (asking it again would
+    // recover the same window twice).
+    let mut next: Option<StartFrom> = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let start = sink.start_point(topic).await?;
+        let start = match next.take() {
+            Some(start) => start,
+            None => sink.start_point(topic).await?,
+        };
         let outcome = stream_once(pubsub, topic, &start, sink, options, &mut shutdown, &mut backoff).await;
         let error = match outcome {
             Ok(()) => return Ok(()),
@@ -401,14 +411,13 @@ pub async fn run(
                     // (a frozen service account): keep trying, slowly.
                     let wait = if e.needs_person() { options.max_backoff } else { jitter(backoff) };
                     sink.health(topic, StreamHealth::Retrying { error: StreamError::Auth(e.to_string()), after: wait });
-                    sleep_or_shutdown(wait, &mut shutdown).await;
-                    backoff = (backoff * 2).min(options.max_backoff);
+                    backoff = wait_before_retry(wait, backoff, options, &mut shutdown).await;
                 }
                 continue;
             }
             StreamError::ReplayLost(reason) => {
                 let reason = reason.clone();
-                sink.replay_lost(topic, &reason).await?;
+                next = Some(sink.replay_lost(topic, &reason).await?);
                 continue;
             }
             StreamError::Denied(_) | StreamError::NotFound(_) => backoff = options.max_backoff,
@@ -417,21 +426,28 @@ pub async fn run(
         let wait = jitter(backoff);
         tracing::warn!(topic, "Pub/Sub stream: {error}; retrying in {:.1} s", wait.as_secs_f64());
         sink.health(topic, StreamHealth::Retrying { error, after: wait });
-        sleep_or_shutdown(wait, &mut shutdown).await;
-        backoff = (backoff * 2).min(options.max_backoff);
+        backoff = wait_before_retry(wait, backoff, options, &mut shutdown).await;
+    }
+}
+
+/// Waits `wait` (or less, when told to retry now or to shut down); returns the next
+/// backoff: doubled, or back to the minimum after a retry-now.
+async fn wait_before_retry(
+    wait: Duration,
+    backoff: Duration,
+    options: &RunOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Duration {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => (backoff * 2).min(options.max_backoff),
+        _ = options.retry_now.notified() => options.min_backoff,
+        _ = shutdown.changed() => backoff,
     }
 }
 
 enum Failure {
     Stream(StreamError),
     Run(RunError),
-}
-
-async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.changed() => {}
-    }
 }
 
 async fn stream_once(

@@ -112,7 +112,8 @@ pub struct StatusChange {
 pub struct Gap {
     pub topic: String,
     pub detected_at: i64,
-    pub from_ms: Option<i64>,
+    pub from_ms: i64,
+    /// `None` while the window is still open (e.g. streaming is still off).
     pub to_ms: Option<i64>,
     pub reason: String,
     /// The stored `ReportEvent` object gave the window's exports back.
@@ -194,6 +195,10 @@ pub struct ConnectionRecord {
     pub status: ConnectionStatus,
     pub status_detail: Option<StatusDetail>,
     pub created_at: i64,
+    /// When the monitored users were last scanned; `None` until a first scan succeeds.
+    pub scope_scanned_at: Option<i64>,
+    /// Exports up to here were compared with the stored `ReportEvent` object.
+    pub reconciled_to: Option<i64>,
 }
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ pub(crate) fn save_authorized(
         status: ConnectionStatus::Initializing,
         status_detail: None,
         created_at: chrono::Utc::now().timestamp_millis(),
+        scope_scanned_at: None,
+        reconciled_to: None,
     };
     store.create_connection(&record)?;
     store.set_status(&record.id, ConnectionStatus::Initializing, None, "authorization")?;

@@ -3,6 +3,8 @@
 //! Each problem names its source and what a Salesforce admin can do about it; problems
 //! clear by themselves when a later check passes.
 
+use std::time::{Duration, Instant};
+
 use salesforce::api::SalesforceApi;
 use salesforce::pubsub::{PubSub, StreamError, StreamHealth};
 use serde_json::Value;
@@ -40,15 +42,23 @@ pub(crate) fn from_api_error(e: &salesforce::Error) -> Problem {
 /// Streaming entities Tripline needs, and the stored object backfill needs.
 const STREAMS: [&str; 3] = ["LoginEventStream", "LogoutEventStream", "ReportEventStream"];
 
-/// Checks the org: service account, permissions, licence, Event Manager.
-pub(crate) async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Problem> {
-    let mut problems = Vec::new();
+/// What a check of the org found.
+#[derive(Debug, Default)]
+pub(crate) struct OrgCheck {
+    pub(crate) problems: Vec<Problem>,
+    /// Whether Event Manager streams report events, when the check could tell.
+    pub(crate) report_streaming: Option<bool>,
+}
+
+/// The service account: can the API be used with its token, is it active, not frozen?
+/// Returns false when the API cannot be used at all (nothing else can be checked).
+async fn account_checks(api: &SalesforceApi, problems: &mut Vec<Problem>) -> bool {
     let user = api.session().user_id;
     let soql = format!("SELECT Id, IsActive, Username FROM User WHERE Id = {}", quote(&user));
     match api.query(&soql).await {
         Err(e) => {
             problems.push(from_api_error(&e));
-            return problems; // nothing else can be checked without the API
+            return false;
         }
         Ok(records) => {
             let active = records.first().and_then(|r| r.get("IsActive")).and_then(Value::as_bool);
@@ -69,9 +79,17 @@ pub(crate) async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Probl
             "The service account is frozen: unfreeze it in Setup > Users.",
         ));
     }
+    true
+}
+
+/// Event Manager's switches and the licence: one Metadata API call and one Pub/Sub
+/// call, cheap enough to run every few seconds.
+async fn event_checks(api: &SalesforceApi, pubsub: &PubSub, check: &mut OrgCheck) {
+    let problems = &mut check.problems;
     match api.realtime_event_settings().await {
         Ok(settings) => {
             let on = |name: &str| settings.iter().any(|e| e.entity_name == name && e.enabled);
+            check.report_streaming = Some(on("ReportEventStream"));
             let off: Vec<&str> = STREAMS.iter().copied().filter(|s| !on(s)).collect();
             if !off.is_empty() {
                 problems.push(Problem::error(
@@ -100,7 +118,45 @@ pub(crate) async fn preflight(api: &SalesforceApi, pubsub: &PubSub) -> Vec<Probl
         Ok(_) => {}
         Err(e) => problems.push(from_stream_error(&e)),
     }
+}
+
+/// Checks the org: with `full`, the service account too (a few REST calls); without,
+/// Event Manager and the licence only. An org that does not answer within `deadline`
+/// is a network problem, not a wait.
+pub(crate) async fn check_org(api: &SalesforceApi, pubsub: &PubSub, full: bool, deadline: Duration) -> OrgCheck {
+    let run = async {
+        let mut check = OrgCheck::default();
+        if full && !account_checks(api, &mut check.problems).await {
+            return check;
+        }
+        event_checks(api, pubsub, &mut check).await;
+        check
+    };
+    match tokio::time::timeout(deadline, run).await {
+        Ok(check) => check,
+        Err(_) => OrgCheck {
+            problems: vec![Problem::error(
+                Source::Network,
+                format!(
+                    "Salesforce did not answer within {} s: it may be down or unreachable from this server.",
+                    deadline.as_secs()
+                ),
+            )],
+            report_streaming: None,
+        },
+    }
+}
+
+/// One cause, one problem: without the licence, Event Manager's switches say nothing
+/// more; and each source is named once (the first, most direct, report wins).
+pub(crate) fn one_per_cause(problems: Vec<Problem>) -> Vec<Problem> {
+    let licence = problems.iter().any(|p| p.source == Source::Licence);
+    let mut seen = std::collections::HashSet::new();
     problems
+        .into_iter()
+        .filter(|p| !(licence && p.source == Source::EventManager))
+        .filter(|p| seen.insert((p.source, p.severity)))
+        .collect()
 }
 
 pub(crate) fn from_stream_error(e: &StreamError) -> Problem {
@@ -116,11 +172,16 @@ pub(crate) fn from_stream_error(e: &StreamError) -> Problem {
     }
 }
 
-/// Problems the subscribers report (a stream retrying because of a denial, ...).
-pub(crate) fn from_streams(health: &[(String, StreamHealth)]) -> Vec<Problem> {
+/// How long a stream may fail for passing reasons (a reset, a timeout) before it is
+/// shown as a problem.
+const PASSING: Duration = Duration::from_secs(10);
+
+/// Problems the subscribers report: a denial, a missing topic or a refused token at
+/// once; any other failure once it has lasted longer than a passing hiccup.
+pub(crate) fn from_streams(health: &[(String, StreamHealth, Instant)]) -> Vec<Problem> {
     health
         .iter()
-        .filter_map(|(topic, h)| match h {
+        .filter_map(|(topic, h, since)| match h {
             StreamHealth::Retrying {
                 error: e @ (StreamError::Denied(_) | StreamError::NotFound(_) | StreamError::Auth(_)),
                 ..
@@ -129,6 +190,10 @@ pub(crate) fn from_streams(health: &[(String, StreamHealth)]) -> Vec<Problem> {
                 p.message = format!("{topic}: {}", p.message);
                 Some(p)
             }
+            StreamHealth::Retrying { error, .. } if since.elapsed() > PASSING => Some(Problem::error(
+                Source::Network,
+                format!("{topic}: the event stream has been failing for {} s: {error}", since.elapsed().as_secs()),
+            )),
             _ => None,
         })
         .collect()
@@ -139,13 +204,13 @@ fn from_gaps(gaps: &[Gap]) -> Vec<Problem> {
     gaps.iter()
         .filter(|g| !g.recovered)
         .map(|g| {
-            let when = |ms: Option<i64>| ms.map(crate::search::output::time_text).unwrap_or_else(|| "?".into());
+            let when = |ms: Option<i64>| ms.map(crate::search::output::time_text).unwrap_or_else(|| "now".into());
             Problem::warning(
                 Source::EventStream,
                 format!(
                     "Events of {} between {} and {} may be missing: {}",
                     g.topic,
-                    when(g.from_ms),
+                    when(Some(g.from_ms)),
                     when(g.to_ms),
                     g.reason
                 ),

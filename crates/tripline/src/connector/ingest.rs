@@ -10,8 +10,11 @@
 
 mod recovery;
 
+pub(crate) use recovery::{recover, storing};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use base64::Engine;
 use salesforce::api::SalesforceApi;
@@ -38,13 +41,16 @@ pub struct ConnectionContext {
     pub(crate) mode: ScopeMode,
     /// Exports before this time (ms) predate the connection and are not recorded.
     monitor_from_ms: i64,
-    /// Monitored users by 15-character id.
-    scope: RwLock<HashMap<String, SalesforceUser>>,
+    /// Monitored users by 15-character id; `None` until a scan has succeeded (exports
+    /// wait rather than being judged against a scope nobody has seen).
+    scope: RwLock<Option<HashMap<String, SalesforceUser>>>,
     /// Users known to have stored exports (a cache for the "first export" indicator),
     /// by 15-character id.
     exporters: RwLock<HashSet<String>>,
-    /// What the subscribers last reported, by topic.
-    health: RwLock<HashMap<String, StreamHealth>>,
+    /// What the subscribers last reported, by topic, and since when it has been so.
+    health: RwLock<HashMap<String, (StreamHealth, Instant)>>,
+    /// Told whenever a subscriber's report changes, so health is judged at once.
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl ConnectionContext {
@@ -66,25 +72,45 @@ impl ConnectionContext {
             scope: RwLock::default(),
             exporters: RwLock::default(),
             health: RwLock::default(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
     pub(crate) fn set_scope(&self, users: Vec<SalesforceUser>) {
         let map = users.into_iter().map(|u| (u.user_id.short().to_owned(), u)).collect();
-        *self.scope.write().unwrap_or_else(|e| e.into_inner()) = map;
+        *self.scope.write().unwrap_or_else(|e| e.into_inner()) = Some(map);
     }
 
-    fn in_scope(&self, user_id: &SfId) -> Option<SalesforceUser> {
-        self.scope.read().unwrap_or_else(|e| e.into_inner()).get(user_id.short()).cloned()
+    /// The monitored users, if a scan has told them.
+    pub(crate) fn scope_known(&self) -> bool {
+        self.scope.read().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
-    /// What each topic's subscriber last reported.
-    pub fn stream_health(&self) -> Vec<(String, StreamHealth)> {
+    /// The user, when monitored; `ScopeUnknown` before any scan has succeeded.
+    fn in_scope(&self, user_id: &SfId) -> Result<Option<SalesforceUser>, IngestError> {
+        let scope = self.scope.read().unwrap_or_else(|e| e.into_inner());
+        Ok(scope.as_ref().ok_or(IngestError::ScopeUnknown)?.get(user_id.short()).cloned())
+    }
+
+    /// What each topic's subscriber last reported, and since when.
+    pub fn stream_health(&self) -> Vec<(String, StreamHealth, Instant)> {
         let health = self.health.read().unwrap_or_else(|e| e.into_inner());
-        let mut list: Vec<_> = health.iter().map(|(t, h)| (t.clone(), h.clone())).collect();
+        let mut list: Vec<_> = health.iter().map(|(t, (h, since))| (t.clone(), h.clone(), *since)).collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         list
     }
+}
+
+/// Why a delivery cannot be applied now (nothing of it is stored; the checkpoint stays).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Salesforce(salesforce::Error),
+    /// No scope scan has succeeded yet: exports cannot be judged.
+    #[error("the monitored users are not known yet (no scan of the org has succeeded): exports wait")]
+    ScopeUnknown,
 }
 
 /// Why a received event cannot be used.
@@ -205,7 +231,7 @@ fn logout_record(e: LogoutEventStream) -> Option<LoginRecord> {
     })
 }
 
-fn sink_error(e: StoreError) -> SinkError {
+fn sink_error(e: impl std::error::Error) -> SinkError {
     SinkError(salesforce::error::error_chain(&e))
 }
 
@@ -213,7 +239,10 @@ impl ConnectionContext {
     /// Builds the report batch for some ReportEventStream events (from the stream or
     /// the stored ReportEvent object), attributing each export. An event that cannot
     /// be read (or lacks what identifies it) is kept aside in the batch, not skipped.
-    pub(crate) fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, StoreError> {
+    pub(crate) fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, IngestError> {
+        if !self.scope_known() {
+            return Err(IngestError::ScopeUnknown);
+        }
         let mut batch = ReportBatch::default();
         for mut fields in events {
             let event: ReportEventStream = match decode(&mut fields) {
@@ -239,7 +268,7 @@ impl ConnectionContext {
             if at < self.monitor_from_ms {
                 continue;
             }
-            let Some(user) = self.in_scope(&user_id) else {
+            let Some(user) = self.in_scope(&user_id)? else {
                 batch.out_of_scope.push(event_identifier);
                 continue;
             };
@@ -402,12 +431,15 @@ impl EventSink for TopicSink {
         let now = chrono::Utc::now().timestamp_millis();
         match ctx.store.checkpoint(&ctx.connection_id, topic).map_err(sink_error)? {
             Some(Checkpoint::At(replay)) => Ok(StartFrom::After(replay)),
-            // Restarted before: the stream may no longer hold what happened since.
+            // Restarted before: the stream may no longer hold what happened since. The
+            // mark moves on only once that window is accounted for, so a failed attempt
+            // is tried again (its gap updated, not repeated) at the next start.
             Some(Checkpoint::RestartedAt(since)) => {
-                if topic == REPORT_TOPIC {
-                    recovery::recover(ctx, topic, since, now, "restarted without a replay id").await?;
+                let covered = topic != REPORT_TOPIC
+                    || recover(ctx, since, now, "restarted without a replay id").await.map_err(sink_error)?;
+                if covered {
+                    ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
                 }
-                ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
                 Ok(StartFrom::Earliest)
             }
             // A new connection. Never LATEST: a crash before the first checkpoint would
@@ -426,18 +458,29 @@ impl EventSink for TopicSink {
         let now = chrono::Utc::now().timestamp_millis();
         let from = ctx.last_observed().map_err(sink_error)?.unwrap_or(ctx.monitor_from_ms);
         if topic == REPORT_TOPIC {
-            recovery::recover(ctx, topic, from, now, reason).await?;
+            recover(ctx, from, now, reason).await.map_err(sink_error)?;
         } else {
-            ctx.store
-                .record_gap(&ctx.connection_id, topic, (Some(from), Some(now)), reason, false)
-                .map_err(sink_error)?;
+            ctx.store.record_gap(&ctx.connection_id, topic, from, Some(now), reason, false).map_err(sink_error)?;
         }
         ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
         Ok(StartFrom::Earliest)
     }
 
     fn health(&mut self, topic: &str, health: StreamHealth) {
-        self.context.health.write().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned(), health);
+        let mut map = self.context.health.write().unwrap_or_else(|e| e.into_inner());
+        // A failure keeps the time it began; any change of kind starts a new one.
+        let since = match (map.get(topic), &health) {
+            (Some((StreamHealth::Retrying { .. }, since)), StreamHealth::Retrying { .. }) => *since,
+            _ => Instant::now(),
+        };
+        let changed = map
+            .get(topic)
+            .is_none_or(|(previous, _)| std::mem::discriminant(previous) != std::mem::discriminant(&health));
+        map.insert(topic.to_owned(), (health, since));
+        drop(map);
+        if changed {
+            self.context.changed.notify_one();
+        }
     }
 }
 

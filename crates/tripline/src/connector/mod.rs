@@ -12,7 +12,7 @@ pub mod scope;
 pub mod scope_csv;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use salesforce::api::SalesforceApi;
 use salesforce::error::error_chain;
@@ -27,7 +27,7 @@ pub use authorize::{NewConnection, finish_authorization};
 pub use error::Error;
 pub use ingest::ConnectionContext;
 
-use crate::connection::{ConnectionRecord, Problem, StatusDetail};
+use crate::connection::{ConnectionRecord, ConnectionStatus, Problem, StatusDetail};
 use crate::events::Cidr;
 use crate::store::{Store, StoreError};
 use ingest::TopicSink;
@@ -71,8 +71,15 @@ pub fn api_for(record: &ConnectionRecord, app: &SalesforceApp, http: reqwest::Cl
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub rescan_every: Duration,
-    /// How often the org is checked (service account, permissions, Event Manager...).
+    /// How often Event Manager and the licence are checked (one Metadata API call).
+    pub check_every: Duration,
+    /// How often the service account is checked too (a few REST calls).
     pub preflight_every: Duration,
+    /// An org that answers a check slower than this is reported unreachable.
+    pub check_deadline: Duration,
+    /// How often stored exports are compared with Salesforce's stored `ReportEvent`
+    /// object, so that a loss nobody foresaw is still found and filled.
+    pub reconcile_every: Duration,
     pub stream: RunOptions,
     /// Record exports from this time on (default: when the connection was created).
     pub monitor_from_ms: Option<i64>,
@@ -82,7 +89,10 @@ impl Default for RunSettings {
     fn default() -> Self {
         RunSettings {
             rescan_every: Duration::from_secs(15 * 60),
+            check_every: Duration::from_secs(10),
             preflight_every: Duration::from_secs(3 * 60),
+            check_deadline: Duration::from_secs(5),
+            reconcile_every: Duration::from_secs(60 * 60),
             stream: RunOptions::default(),
             monitor_from_ms: None,
         }
@@ -107,9 +117,9 @@ impl RunningConnection {
 }
 
 /// Starts monitoring a stored connection: scans the scope, then subscribes to the
-/// three topics and rescans periodically. Every task runs in a `connection` span
-/// (and each subscriber in a `topic` span) so one connection's story can be followed
-/// in the logs.
+/// three topics, watches the org's health, rescans and reconciles periodically. Every
+/// task runs in a `connection` span (and each subscriber in a `topic` span) so one
+/// connection's story can be followed in the logs.
 pub async fn start(
     store: Arc<dyn Store>,
     record: &ConnectionRecord,
@@ -130,16 +140,20 @@ pub async fn start(
         // A little before creation, so clock skew between us and Salesforce loses nothing.
         settings.monitor_from_ms.unwrap_or(record.created_at - 5 * 60_000),
     ));
-    // Monitoring starts with the last known scope, then the fresh scan replaces it.
-    context.set_scope(store.scope(&record.id)?);
+    // Monitoring starts with the last known scope (if a scan ever succeeded), then the
+    // fresh scan replaces it.
+    if record.scope_scanned_at.is_some() {
+        context.set_scope(store.scope(&record.id)?);
+    }
     let pubsub = Arc::new(PubSub::new(&app.pubsub, api)?);
     // A failing first scan does not stop monitoring with the last known scope; the
     // health check reports the cause until it is fixed.
     let scan = rescan(&context).instrument(span.clone()).await;
-    let mut problems = health::preflight(&context.api, &pubsub).instrument(span.clone()).await;
+    let org = health::check_org(&context.api, &pubsub, true, settings.check_deadline).instrument(span.clone()).await;
+    let mut problems = org.problems.clone();
     problems.extend(scan.err().as_ref().map(Error::problem));
     problems.extend(health::stored(&*store, &record.id)?);
-    report(&context, &problems)?;
+    report(&context, &health::one_per_cause(problems))?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
     for topic in [LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC] {
@@ -149,13 +163,14 @@ pub async fn start(
         tasks.push(tokio::spawn(
             async move {
                 let mut sink = TopicSink { context };
-                // Only the store failing ends `run`; nothing was committed for the failed
-                // delivery, so starting again from the checkpoint after a pause is safe.
+                // Only the sink failing ends `run` (the store, or exports that must wait
+                // for the scope); nothing of the failed delivery was committed, so
+                // starting again from the checkpoint after a pause is safe.
                 while let Err(e) = pubsub::run(&pubsub, topic, &mut sink, &options, shutdown.clone()).await {
-                    tracing::error!("storing events failed, retrying in 5 s: {e}");
+                    tracing::warn!("the delivery could not be applied, retrying in 2 s: {e}");
                     let mut shutdown = shutdown.clone();
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                         _ = shutdown.changed() => return,
                     }
                 }
@@ -163,71 +178,200 @@ pub async fn start(
             .instrument(topic_span),
         ));
     }
+    let watcher = HealthWatch {
+        context: context.clone(),
+        pubsub,
+        settings: settings.clone(),
+        saved_token: record.access_token.clone(),
+        org,
+        last_full: Instant::now(),
+        streaming_off_since: open_streaming_gap(&*store, &record.id)?,
+        streaming_known_at: chrono::Utc::now().timestamp_millis(),
+    };
+    tasks.push(tokio::spawn(watcher.run(shutdown.clone()).instrument(span.clone())));
+    tasks
+        .push(tokio::spawn(rescans(context.clone(), settings.rescan_every, shutdown.clone()).instrument(span.clone())));
+    let reconciled_from = record.reconciled_to.unwrap_or(record.created_at - 5 * 60_000);
     tasks.push(tokio::spawn(
-        health_checks(context.clone(), pubsub, settings.preflight_every, record.access_token.clone(), shutdown.clone())
-            .instrument(span.clone()),
+        reconciliation(context.clone(), settings.reconcile_every, reconciled_from, shutdown).instrument(span),
     ));
-    tasks.push(tokio::spawn(rescans(context.clone(), settings.rescan_every, shutdown).instrument(span)));
     Ok(RunningConnection { context, stop, tasks })
 }
 
-/// Checks the org every `every` and records what the checks and the subscribers say.
-async fn health_checks(
+/// The start of a window with streaming off that a crash interrupted (an open gap).
+fn open_streaming_gap(store: &dyn Store, connection: &str) -> Result<Option<i64>, StoreError> {
+    Ok(store
+        .gaps(connection)?
+        .into_iter()
+        .find(|g| g.topic == REPORT_TOPIC && g.to_ms.is_none() && !g.recovered)
+        .map(|g| g.from_ms))
+}
+
+/// Watches the org and the subscribers and keeps the connection's status true: checks
+/// every `check_every` (the account too every `preflight_every`), at once when a
+/// subscriber's state changes, and often while something is wrong.
+struct HealthWatch {
     context: Arc<ConnectionContext>,
     pubsub: Arc<PubSub>,
-    every: Duration,
-    mut saved_token: String,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
+    settings: RunSettings,
+    saved_token: String,
+    /// What the last check of the org found.
+    org: health::OrgCheck,
+    last_full: Instant,
+    /// While Event Manager does not stream report events: since when (the last time
+    /// streaming was known on).
+    streaming_off_since: Option<i64>,
+    streaming_known_at: i64,
+}
+
+/// The first pause between checks while something is wrong; it doubles up to
+/// `check_every`.
+const FIRST_RECHECK: Duration = Duration::from_millis(500);
+
+impl HealthWatch {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut wait = self.settings.check_every;
+        loop {
+            let check = tokio::select! {
+                _ = tokio::time::sleep(wait) => true,
+                _ = self.context.changed.notified() => false,
+                _ = shutdown.changed() => return,
+            };
+            if check {
+                let full = !self.org.problems.is_empty() || self.last_full.elapsed() >= self.settings.preflight_every;
+                self.org = health::check_org(&self.context.api, &self.pubsub, full, self.settings.check_deadline).await;
+                if full {
+                    self.last_full = Instant::now();
+                }
+                self.keep_token();
+                if let Err(e) = self.follow_streaming().await {
+                    tracing::warn!("recovering the window with streaming off: {}", error_chain(&e));
+                }
+            }
+            let mut problems = self.org.problems.clone();
+            problems.extend(health::from_streams(&self.context.stream_health()));
+            match health::stored(&*self.context.store, &self.context.connection_id) {
+                Ok(stored) => problems.extend(stored),
+                Err(e) => tracing::warn!("reading gaps and kept-aside events: {}", error_chain(&e)),
+            }
+            let problems = health::one_per_cause(problems);
+            let failing = problems.iter().any(|p| p.severity == crate::connection::ProblemSeverity::Error);
+            match report(&self.context, &problems) {
+                // Fixed: the subscribers stop waiting out their backoff.
+                Ok(Some(ConnectionStatus::Monitoring)) => self.settings.stream.retry_now.notify_waiters(),
+                Ok(_) => {}
+                Err(e) => tracing::error!("cannot record the connection's health: {}", error_chain(&e)),
+            }
+            let first = FIRST_RECHECK.min(self.settings.check_every);
+            wait = match (failing, check) {
+                (false, _) => self.settings.check_every,
+                (true, false) => first,
+                (true, true) => (wait * 2).clamp(first, self.settings.check_every),
+            };
         }
-        let mut problems = health::preflight(&context.api, &pubsub).await;
-        // Keep the newest access token, so a restart does not begin with a stale one.
-        let token = context.api.session().access_token;
-        if token != saved_token {
-            match context.store.set_access_token(&context.connection_id, &token) {
-                Ok(()) => saved_token = token,
+    }
+
+    /// Keeps the newest access token, so a restart does not begin with a stale one.
+    fn keep_token(&mut self) {
+        let token = self.context.api.session().access_token;
+        if token != self.saved_token {
+            match self.context.store.set_access_token(&self.context.connection_id, &token) {
+                Ok(()) => self.saved_token = token,
                 Err(e) => tracing::warn!("saving the access token: {}", error_chain(&e)),
             }
         }
-        problems.extend(health::from_streams(&context.stream_health()));
-        match health::stored(&*context.store, &context.connection_id) {
-            Ok(stored) => problems.extend(stored),
-            Err(e) => tracing::warn!("reading gaps and kept-aside events: {}", error_chain(&e)),
+    }
+
+    /// Streaming of report events off: the window is recorded as an open gap; back on:
+    /// the window is re-read from `ReportEvent` (or stays a gap when storing was off).
+    async fn follow_streaming(&mut self) -> Result<(), ingest::IngestError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let ctx = &self.context;
+        match (self.org.report_streaming, self.streaming_off_since) {
+            (Some(false), None) => {
+                let since = self.streaming_known_at;
+                self.streaming_off_since = Some(since);
+                let reason =
+                    "streaming of Report Event is off in Event Manager: exports made meanwhile are not streamed";
+                ctx.store.record_gap(&ctx.connection_id, REPORT_TOPIC, since, None, reason, false)?;
+            }
+            (Some(true), Some(since)) => {
+                let reason = "streaming of Report Event was off in Event Manager";
+                ingest::recover(ctx, since, now, reason).await?;
+                self.streaming_off_since = None;
+            }
+            _ => {}
         }
-        if let Err(e) = report(&context, &problems) {
-            tracing::error!("cannot record the connection's health: {}", error_chain(&e));
+        if self.org.report_streaming == Some(true) {
+            self.streaming_known_at = now;
+        }
+        Ok(())
+    }
+}
+
+/// Rescans every `every`; while no scan has succeeded yet, retries soon and often.
+async fn rescans(context: Arc<ConnectionContext>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut retry = FIRST_RECHECK;
+    loop {
+        let wait = if context.scope_known() { every } else { retry };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        match rescan(&context).await {
+            Ok(_) => retry = FIRST_RECHECK,
+            Err(e) => {
+                tracing::warn!("scope rescan failed: {}", error_chain(&e));
+                retry = (retry * 2).min(Duration::from_secs(30));
+            }
         }
     }
 }
 
-async fn rescans(context: Arc<ConnectionContext>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Every `every`, compares what is stored with `ReportEvent` from where the last
+/// comparison ended to a little before now, and fills in what is missing.
+async fn reconciliation(
+    context: Arc<ConnectionContext>,
+    every: Duration,
+    mut from: i64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // The stream is given this long to deliver before its absence counts.
+    const SETTLE_MS: i64 = 2 * 60_000;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = rescan(&context).await {
-            tracing::warn!("scope rescan failed: {}", error_chain(&e));
+        let to = (chrono::Utc::now().timestamp_millis() - SETTLE_MS).max(from);
+        if !context.scope_known() || !ingest::storing(&context).await {
+            continue; // nothing to compare with yet; the window waits
+        }
+        match ingest::recover(&context, from, to, "reconciliation with ReportEvent").await {
+            Ok(true) => {
+                from = to;
+                if let Err(e) = context.store.set_reconciled_to(&context.connection_id, to) {
+                    tracing::warn!("saving the reconciliation point: {}", error_chain(&e));
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("reconciliation: {}", error_chain(&e)),
         }
     }
 }
 
 /// Records the status the problems mean, when it changed (status history: when, what,
 /// who), with the problems and since when. A status a person set (paused,
-/// deauthorized) is left alone.
-fn report(context: &ConnectionContext, problems: &[Problem]) -> Result<(), StoreError> {
+/// deauthorized) is left alone. Returns the new status when it changed.
+fn report(context: &ConnectionContext, problems: &[Problem]) -> Result<Option<ConnectionStatus>, StoreError> {
     let record = context.store.connection(&context.connection_id)?;
     if record.status.is_held() {
-        return Ok(());
+        return Ok(None);
     }
     let status = StatusDetail::status(problems);
     let previous = record.status_detail.as_ref();
     if record.status == status && previous.map_or(problems.is_empty(), |d| d.problems == problems) {
-        return Ok(());
+        return Ok(None);
     }
     let since = match previous {
         Some(d) if record.status == status => d.since,
@@ -235,18 +379,36 @@ fn report(context: &ConnectionContext, problems: &[Problem]) -> Result<(), Store
     };
     let detail = StatusDetail { problems: problems.to_vec(), since };
     context.store.set_status(&context.connection_id, status, Some(&detail), "health check")?;
-    Ok(())
+    Ok((record.status != status).then_some(status))
 }
 
 /// Scans the org for monitored users and makes the result current (every
 /// `rescan_every`, and on demand).
+/// Exports that users newly in scope made since the previous scan were judged against
+/// the old scope: they are re-read from `ReportEvent`.
 pub async fn rescan(context: &ConnectionContext) -> Result<usize, Error> {
     let scan = scope::scan(&context.api, &context.mode).await?;
     if !scan.unmatched.is_empty() {
         tracing::warn!("scope entries matching nobody: {:?}", scan.unmatched);
     }
+    let previous = context.store.connection(&context.connection_id)?.scope_scanned_at;
+    let before: std::collections::HashSet<_> = if context.scope_known() {
+        context.store.scope(&context.connection_id)?.into_iter().map(|u| u.user_id).collect()
+    } else {
+        Default::default()
+    };
+    let added = scan.users.iter().filter(|u| !before.contains(&u.user_id)).count();
     context.store.replace_scope(&context.connection_id, &scan.users)?;
     let n = scan.users.len();
+    let was_known = context.scope_known();
     context.set_scope(scan.users);
+    if let Some(since) = previous.filter(|_| was_known && added > 0) {
+        let now = chrono::Utc::now().timestamp_millis();
+        match ingest::recover(context, since, now, "users newly in scope").await {
+            Ok(_) => {}
+            Err(ingest::IngestError::Store(e)) => return Err(e.into()),
+            Err(e) => tracing::warn!("re-reading the exports of users newly in scope: {}", error_chain(&e)),
+        }
+    }
     Ok(n)
 }

@@ -116,18 +116,25 @@ pub trait Store: Send + Sync {
     fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>>;
     /// Has this user any stored export (for the "first export" indicator)?
     fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool>;
+    /// Makes `users` the connection's monitored users, scanned now.
     fn replace_scope(&self, connection: &str, users: &[SalesforceUser]) -> Result<()>;
     fn scope(&self, connection: &str) -> Result<Vec<SalesforceUser>>;
     fn counter(&self, connection: &str, name: &str) -> Result<i64>;
-    /// Records a window the stream lost; `recovered` when the stored object filled it.
+    /// Records a window the stream lost, from `from` (to `to`, or still open);
+    /// `recovered` when the stored object filled it. One window is one gap: recording
+    /// the same start again updates it.
     fn record_gap(
         &self,
         connection: &str,
         topic: &str,
-        window: (Option<i64>, Option<i64>),
+        from: i64,
+        to: Option<i64>,
         reason: &str,
         recovered: bool,
     ) -> Result<()>;
+    /// Marks the unrecovered gaps within [from, to] recovered (their window was re-read).
+    fn resolve_gaps(&self, connection: &str, topic: &str, from: i64, to: i64) -> Result<()>;
+    fn set_reconciled_to(&self, connection: &str, to_ms: i64) -> Result<()>;
     fn gaps(&self, connection: &str) -> Result<Vec<Gap>>;
     /// How many events are kept aside, and the newest `limit` of them.
     fn quarantine(&self, connection: &str, limit: usize) -> Result<(usize, Vec<QuarantinedEvent>)>;

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_typed_status.sql"),
     include_str!("../../migrations/sqlite/0003_tokens_and_audit.sql"),
     include_str!("../../migrations/sqlite/0004_quarantine.sql"),
+    include_str!("../../migrations/sqlite/0005_scope_scans_and_gap_windows.sql"),
 ];
 
 pub struct SqliteStore {
@@ -270,6 +271,8 @@ fn connection_from_row(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
         status: parsed(r, 11)?,
         status_detail: json_opt(r, 12)?,
         created_at: r.get(13)?,
+        scope_scanned_at: r.get(14)?,
+        reconciled_to: r.get(15)?,
     })
 }
 
@@ -295,7 +298,8 @@ fn audit(tx: &Transaction<'_>, actor: &str, action: &str, target: &str) -> Resul
 }
 
 const CONNECTION_COLUMNS: &str = "id, display_name, org_id, instance_url, login_url, scope_mode, scope_entries, \
-    corporate_cidrs, refresh_token, access_token, service_user_id, status, status_detail, created_at";
+    corporate_cidrs, refresh_token, access_token, service_user_id, status, status_detail, created_at, scope_scanned_at, \
+    reconciled_to";
 
 /// SQL for a filter, with its parameters.
 fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
@@ -383,7 +387,7 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict(format!("a connection named {:?} already exists", c.display_name)));
         }
         db.execute(
-            &format!("INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
                 c.id,
                 c.display_name,
@@ -399,6 +403,8 @@ impl Store for SqliteStore {
                 c.status.as_str(),
                 c.status_detail.as_ref().map(serde_json::to_string).transpose()?,
                 c.created_at,
+                c.scope_scanned_at,
+                c.reconciled_to,
             ],
         )?;
         Ok(())
@@ -681,6 +687,7 @@ impl Store for SqliteStore {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute("DELETE FROM scope_users WHERE connection_id = ?1", [connection])?;
+        tx.execute("UPDATE connections SET scope_scanned_at = ?2 WHERE id = ?1", params![connection, now_ms()])?;
         for u in users {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO scope_users (connection_id, user_id, username, email, name) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -720,14 +727,31 @@ impl Store for SqliteStore {
         &self,
         connection: &str,
         topic: &str,
-        window: (Option<i64>, Option<i64>),
+        from: i64,
+        to: Option<i64>,
         reason: &str,
         recovered: bool,
     ) -> Result<()> {
         self.db().execute(
-            "INSERT INTO gaps (connection_id, topic, detected_at, from_ms, to_ms, reason, recovered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![connection, topic, now_ms(), window.0, window.1, reason, recovered],
+            "INSERT INTO gaps (connection_id, topic, detected_at, from_ms, to_ms, reason, recovered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (connection_id, topic, from_ms) DO UPDATE SET
+                 to_ms = excluded.to_ms, reason = excluded.reason, recovered = excluded.recovered",
+            params![connection, topic, now_ms(), from, to, reason, recovered],
         )?;
+        Ok(())
+    }
+
+    fn resolve_gaps(&self, connection: &str, topic: &str, from: i64, to: i64) -> Result<()> {
+        self.db().execute(
+            "UPDATE gaps SET recovered = 1, reason = reason || '; re-read later from ReportEvent'
+             WHERE connection_id = ?1 AND topic = ?2 AND recovered = 0 AND from_ms >= ?3 AND IFNULL(to_ms, from_ms) <= ?4",
+            params![connection, topic, from, to],
+        )?;
+        Ok(())
+    }
+
+    fn set_reconciled_to(&self, connection: &str, to_ms: i64) -> Result<()> {
+        self.db().execute("UPDATE connections SET reconciled_to = ?2 WHERE id = ?1", params![connection, to_ms])?;
         Ok(())
     }
 

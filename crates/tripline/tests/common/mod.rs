@@ -87,8 +87,15 @@ impl Scenario {
     }
 
     pub async fn run(&self, record: &ConnectionRecord) -> tripline::connector::RunningConnection {
-        self.run_with(record, RunSettings { preflight_every: Duration::from_millis(200), ..RunSettings::default() })
-            .await
+        self.run_with(
+            record,
+            RunSettings {
+                check_every: Duration::from_millis(100),
+                preflight_every: Duration::from_millis(200),
+                ..RunSettings::default()
+            },
+        )
+        .await
     }
 
     pub async fn run_with(
@@ -107,7 +114,11 @@ impl Scenario {
     /// The whole server (every stored connection running, the JSON API) on a free
     /// loopback port, as `tripline serve` assembles it.
     pub async fn serve(&self) -> Served {
-        let mut settings = RunSettings { preflight_every: Duration::from_millis(200), ..RunSettings::default() };
+        let mut settings = RunSettings {
+            check_every: Duration::from_millis(100),
+            preflight_every: Duration::from_millis(200),
+            ..RunSettings::default()
+        };
         settings.stream.min_backoff = Duration::from_millis(20);
         settings.stream.max_backoff = Duration::from_millis(300);
         let server = Server::start(self.store.clone(), &self.app, settings).await.expect("server");

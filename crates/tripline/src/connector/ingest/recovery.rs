@@ -1,20 +1,16 @@
-//! Recovery of exports the stream lost (an expired replay id, a restart without
-//! one): they are re-read from the stored `ReportEvent` object through SOQL and
-//! applied like a delivery, without a checkpoint. Whatever cannot be re-read is
-//! recorded as a gap: a window is never skipped silently.
+//! Recovery of exports the stream did not carry (an expired replay id, a restart
+//! without one, streaming turned off for a while, users newly in scope, or anything
+//! the periodic reconciliation finds): they are re-read from the stored `ReportEvent`
+//! object through SOQL and applied like a delivery, without a checkpoint (duplicates
+//! are no-ops). A window that cannot be re-read is recorded as a gap, once; when it is
+//! re-read later, the gap is cleared.
 
-use salesforce::pubsub::SinkError;
+use salesforce::error::error_chain;
 use serde_json::{Map, Value};
 use sfwire::events::{EventRecord, ReportEventStream};
 use sfwire::pubsub::REPORT_TOPIC;
 
-use super::{ConnectionContext, sink_error};
-use crate::connector::Error;
-use salesforce::error::error_chain;
-
-/// How far back a recovery with no known start reads: the stored object's default
-/// query window.
-const DEFAULT_WINDOW_MS: i64 = 72 * 3_600_000;
+use super::{ConnectionContext, IngestError};
 
 fn soql_datetime(ms: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
@@ -23,17 +19,25 @@ fn soql_datetime(ms: i64) -> String {
         .to_string()
 }
 
-/// Re-reads exports from the stored `ReportEvent` object for a window the stream lost;
-/// returns how many report events were read.
-async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_ms: i64) -> Result<usize, Error> {
-    let from = from_ms.unwrap_or(to_ms - DEFAULT_WINDOW_MS);
+/// Is Event Manager storing report events (so that `ReportEvent` can give them back)?
+/// Unknown counts as yes: the query's own error then speaks.
+pub(crate) async fn storing(ctx: &ConnectionContext) -> bool {
+    match ctx.api.realtime_event_settings().await {
+        Ok(settings) => settings.iter().any(|e| e.entity_name == "ReportEvent" && e.enabled),
+        Err(_) => true,
+    }
+}
+
+/// Re-reads the report events of [from, to] and applies them; returns how many
+/// exports (new file events or chunks) were missing and are now stored.
+async fn backfill(ctx: &ConnectionContext, from: i64, to: i64) -> Result<usize, IngestError> {
     let soql = format!(
         "SELECT {} FROM ReportEvent WHERE EventDate >= {} AND EventDate <= {}",
         ReportEventStream::FIELDS.join(", "),
         soql_datetime(from),
-        soql_datetime(to_ms)
+        soql_datetime(to)
     );
-    let records = ctx.api.query(&soql).await?;
+    let records = ctx.api.query(&soql).await.map_err(IngestError::Salesforce)?;
     let events: Vec<Map<String, Value>> = records
         .into_iter()
         .filter_map(|r| match r {
@@ -41,53 +45,45 @@ async fn backfill_reports(ctx: &ConnectionContext, from_ms: Option<i64>, to_ms: 
             _ => None,
         })
         .collect();
-    let n = events.len();
     let batch = ctx.report_batch(events)?;
     let outcome = ctx.store.apply_reports(&ctx.connection_id, REPORT_TOPIC, &batch, None)?;
-    let recovered = outcome.new_file_events + outcome.merged_chunks;
-    if recovered > 0 {
-        let reason = format!(
-            "the event stream no longer held {recovered} export event(s); they were recovered from ReportEvent"
-        );
-        ctx.store.record_gap(&ctx.connection_id, REPORT_TOPIC, (Some(from), Some(to_ms)), &reason, true)?;
-    }
-    Ok(n)
+    Ok(outcome.new_file_events + outcome.merged_chunks)
 }
 
-/// Re-reads exports of [from, to] from the stored ReportEvent object (what is still
-/// retained also comes back from EARLIEST; duplicates are no-ops). A window that
-/// cannot be read is recorded as a gap, never skipped silently.
-pub(super) async fn recover(
-    ctx: &ConnectionContext,
-    topic: &str,
-    from: i64,
-    to: i64,
-    reason: &str,
-) -> Result<(), SinkError> {
-    // The stored object only holds what Event Manager stores: with storing off, a
-    // query succeeds and returns nothing, which must not pass for a recovery.
-    let storing = match ctx.api.realtime_event_settings().await {
-        Ok(settings) => settings.iter().any(|e| e.entity_name == "ReportEvent" && e.enabled),
-        Err(_) => true, // unknown: try, and let the query's own error speak
-    };
-    let unrecovered = if !storing {
-        Some(format!(
+/// Makes sure the exports of [from, to] are stored, re-reading them from `ReportEvent`.
+/// Returns whether the window is accounted for; if not, it is recorded as a gap with
+/// `reason` and why (once per window start). An unknown scope is an error: the caller
+/// must wait, not record anything.
+pub(crate) async fn recover(ctx: &ConnectionContext, from: i64, to: i64, reason: &str) -> Result<bool, IngestError> {
+    let store = &ctx.store;
+    let id = &ctx.connection_id;
+    if !storing(ctx).await {
+        let why = format!(
             "{reason}; exports in this window could not be recovered: storing of Report Event is off in Event Manager"
-        ))
-    } else {
-        match backfill_reports(ctx, Some(from), to).await {
-            Ok(n) => {
-                tracing::info!(topic, "re-read {n} report events from ReportEvent");
-                None
+        );
+        store.record_gap(id, REPORT_TOPIC, from, Some(to), &why, false)?;
+        return Ok(false);
+    }
+    match backfill(ctx, from, to).await {
+        Ok(found) => {
+            tracing::info!("re-read {from}..{to} from ReportEvent: {found} missing export event(s) stored");
+            if found > 0 {
+                let why = format!(
+                    "{reason}; {found} export event(s) the stream had not delivered were recovered from ReportEvent"
+                );
+                store.record_gap(id, REPORT_TOPIC, from, Some(to), &why, true)?;
             }
-            Err(e) => Some(format!(
+            store.resolve_gaps(id, REPORT_TOPIC, from, to)?;
+            Ok(true)
+        }
+        Err(IngestError::ScopeUnknown) => Err(IngestError::ScopeUnknown),
+        Err(e) => {
+            let why = format!(
                 "{reason}; exports in this window could not be recovered from ReportEvent: {}",
                 error_chain(&e)
-            )),
+            );
+            store.record_gap(id, REPORT_TOPIC, from, Some(to), &why, false)?;
+            Ok(false)
         }
-    };
-    if let Some(why) = unrecovered {
-        ctx.store.record_gap(&ctx.connection_id, topic, (Some(from), Some(to)), &why, false).map_err(sink_error)?;
     }
-    Ok(())
 }
