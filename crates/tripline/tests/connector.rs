@@ -363,3 +363,102 @@ async fn an_event_that_cannot_be_read_is_kept_aside_once_and_the_stream_goes_on(
     assert_eq!(s.events().len(), 1);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn exports_wait_for_the_first_scope_scan_and_none_is_lost() {
+    let s = Scenario::new(40).await;
+    let record = s.connect("No scope yet", ScopeMode::All).await;
+    let user = id(&s.exporters().await[0]);
+    // The first scan cannot run: the org's API allowance is spent.
+    s.control("/api-limit", json!({ "remaining": 0 })).await;
+    let running = s.run(&record).await;
+    for rows in [1, 2, 3] {
+        s.export(&user, json!({ "rows": rows })).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(s.events().is_empty(), "nothing is judged against a scope nobody has seen");
+    s.control("/api-limit", json!({ "remaining": 100_000 })).await;
+    let events = s.wait_for("the three held exports", |e| e.len() == 3).await;
+    let mut rows: Vec<i64> = events.iter().map(|e| e.rows).collect();
+    rows.sort_unstable();
+    assert_eq!(rows, [1, 2, 3]);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn exports_made_while_streaming_was_off_are_read_back_when_it_returns() {
+    let s = Scenario::new(40).await;
+    let record = s.connect("Streaming off", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    let user = id(&s.exporters().await[0]);
+    s.export(&user, json!({ "rows": 1 })).await;
+    s.wait_for("the first export", |e| e.len() == 1).await;
+    s.control("/event-settings", json!({ "event": "ReportEventStream", "streaming": false })).await;
+    s.wait_status(&record.id, ConnectionStatus::Error, &["event-manager"]).await;
+    for rows in [2, 3, 4] {
+        s.export(&user, json!({ "rows": rows })).await;
+    }
+    s.control("/event-settings", json!({ "event": "ReportEventStream", "streaming": true })).await;
+    let events = s.wait_for("the exports made while streaming was off", |e| e.len() == 4).await;
+    let mut rows: Vec<i64> = events.iter().map(|e| e.rows).collect();
+    rows.sort_unstable();
+    assert_eq!(rows, [1, 2, 3, 4]);
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    let gaps = s.store.gaps(&record.id).expect("gaps");
+    assert_eq!(gaps.len(), 1, "one window, one gap: {gaps:?}");
+    assert!(gaps[0].recovered && gaps[0].reason.contains("streaming"), "{gaps:?}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_window_that_cannot_be_read_back_is_one_gap_however_often_it_is_tried() {
+    let s = Scenario::new(30).await;
+    let record = s.connect("Unreachable", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    // No report event yet: the report stream restarts from EARLIEST and re-reads the
+    // window since its restart mark at each reconnect; with the API spent, it cannot.
+    s.control("/api-limit", json!({ "remaining": 0 })).await;
+    for _ in 0..5 {
+        s.control("/streams/drop", no_body()).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let unrecovered =
+        |s: &Scenario| s.store.gaps(&record.id).expect("gaps").into_iter().filter(|g| !g.recovered).count();
+    assert_eq!(unrecovered(&s), 1, "{:?}", s.store.gaps(&record.id));
+    // Once the window can be read, the gap clears.
+    s.control("/api-limit", json!({ "remaining": 100_000 })).await;
+    s.control("/streams/drop", no_body()).await;
+    for _ in 0..100 {
+        if unrecovered(&s) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(unrecovered(&s), 0, "{:?}", s.store.gaps(&record.id));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn reconciliation_finds_an_export_the_stream_never_carried() {
+    use tripline::connector::RunSettings;
+
+    let s = Scenario::new(30).await;
+    let record = s.connect("Reconciled", ScopeMode::All).await;
+    // Health checks too slow to notice a short outage; reconciliation often.
+    let settings = RunSettings {
+        check_every: Duration::from_secs(600),
+        reconcile_every: Duration::from_millis(300),
+        reconcile_lag: Duration::ZERO,
+        ..RunSettings::default()
+    };
+    let running = s.run_with(&record, settings).await;
+    let user = id(&s.exporters().await[0]);
+    s.control("/event-settings", json!({ "event": "ReportEventStream", "streaming": false })).await;
+    s.export(&user, json!({ "rows": 9 })).await;
+    s.control("/event-settings", json!({ "event": "ReportEventStream", "streaming": true })).await;
+    let events = s.wait_for("the export only ReportEvent holds", |e| e.len() == 1).await;
+    assert_eq!(events[0].rows, 9);
+    let gaps = s.store.gaps(&record.id).expect("gaps");
+    assert!(gaps.iter().any(|g| g.recovered && g.reason.contains("reconciliation")), "{gaps:?}");
+    running.stop().await;
+}

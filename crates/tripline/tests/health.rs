@@ -78,3 +78,41 @@ async fn faults_are_named_and_clear_by_themselves() {
     assert!(history.iter().all(|h| !h.actor.is_empty()));
     running.stop().await;
 }
+
+/// Sources of the connection's problems now.
+fn sources(s: &Scenario, id: &str) -> Vec<String> {
+    let record = s.store.connection(id).expect("record");
+    record.status_detail.iter().flat_map(|d| &d.problems).map(|p| p.source.as_str().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn with_default_checks_a_fault_shows_and_clears_within_ten_seconds_with_one_problem_per_cause() {
+    use std::time::{Duration, Instant};
+    use tripline::connector::RunSettings;
+
+    let s = Scenario::new(30).await;
+    let record = s.connect("Timely", ScopeMode::All).await;
+    let running = s.run_with(&record, RunSettings::default()).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    s.control("/licence", json!({"enabled": false})).await;
+    let off = Instant::now();
+    s.wait_status(&record.id, ConnectionStatus::Error, &["licence"]).await;
+    assert!(off.elapsed() < Duration::from_secs(10), "shown after {:?}", off.elapsed());
+    assert_eq!(sources(&s, &record.id), ["licence"], "the licence is the one cause");
+    s.control("/licence", json!({"enabled": true})).await;
+    let on = Instant::now();
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    assert!(on.elapsed() < Duration::from_secs(10), "cleared after {:?}", on.elapsed());
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_limit_spent_at_start_is_one_problem() {
+    let s = Scenario::new(30).await;
+    let record = s.connect("Spent", ScopeMode::All).await;
+    s.control("/api-limit", json!({"remaining": 0})).await;
+    let running = s.run(&record).await;
+    s.wait_status(&record.id, ConnectionStatus::Error, &["api-limits"]).await;
+    assert_eq!(sources(&s, &record.id), ["api-limits"]);
+    running.stop().await;
+}

@@ -147,14 +147,15 @@ pub(crate) async fn check_org(api: &SalesforceApi, pubsub: &PubSub, full: bool, 
     }
 }
 
-/// One cause, one problem: without the licence, Event Manager's switches say nothing
-/// more; and each source is named once (the first, most direct, report wins).
+/// One cause, one problem: without the licence, Event Manager's switches and the
+/// windows that cannot be re-read meanwhile (the stored object is hidden too) say
+/// nothing more; and each source is named once (the first, most direct, report wins).
 pub(crate) fn one_per_cause(problems: Vec<Problem>) -> Vec<Problem> {
     let licence = problems.iter().any(|p| p.source == Source::Licence);
     let mut seen = std::collections::HashSet::new();
     problems
         .into_iter()
-        .filter(|p| !(licence && p.source == Source::EventManager))
+        .filter(|p| !(licence && matches!(p.source, Source::EventManager | Source::EventStream)))
         .filter(|p| seen.insert((p.source, p.severity)))
         .collect()
 }

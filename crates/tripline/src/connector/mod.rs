@@ -71,7 +71,8 @@ pub fn api_for(record: &ConnectionRecord, app: &SalesforceApp, http: reqwest::Cl
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub rescan_every: Duration,
-    /// How often Event Manager and the licence are checked (one Metadata API call).
+    /// How often Event Manager and the licence are checked: one Metadata API call
+    /// (17,280 a day at 5 s; a fault shows within this, plus the check itself).
     pub check_every: Duration,
     /// How often the service account is checked too (a few REST calls).
     pub preflight_every: Duration,
@@ -80,6 +81,9 @@ pub struct RunSettings {
     /// How often stored exports are compared with Salesforce's stored `ReportEvent`
     /// object, so that a loss nobody foresaw is still found and filled.
     pub reconcile_every: Duration,
+    /// How long the stream is given to deliver an export before reconciliation counts
+    /// it missing.
+    pub reconcile_lag: Duration,
     pub stream: RunOptions,
     /// Record exports from this time on (default: when the connection was created).
     pub monitor_from_ms: Option<i64>,
@@ -89,10 +93,11 @@ impl Default for RunSettings {
     fn default() -> Self {
         RunSettings {
             rescan_every: Duration::from_secs(15 * 60),
-            check_every: Duration::from_secs(10),
+            check_every: Duration::from_secs(5),
             preflight_every: Duration::from_secs(3 * 60),
             check_deadline: Duration::from_secs(5),
             reconcile_every: Duration::from_secs(60 * 60),
+            reconcile_lag: Duration::from_secs(2 * 60),
             stream: RunOptions::default(),
             monitor_from_ms: None,
         }
@@ -193,7 +198,8 @@ pub async fn start(
         .push(tokio::spawn(rescans(context.clone(), settings.rescan_every, shutdown.clone()).instrument(span.clone())));
     let reconciled_from = record.reconciled_to.unwrap_or(record.created_at - 5 * 60_000);
     tasks.push(tokio::spawn(
-        reconciliation(context.clone(), settings.reconcile_every, reconciled_from, shutdown).instrument(span),
+        reconciliation(context.clone(), settings.reconcile_every, settings.reconcile_lag, reconciled_from, shutdown)
+            .instrument(span),
     ));
     Ok(RunningConnection { context, stop, tasks })
 }
@@ -333,17 +339,16 @@ async fn rescans(context: Arc<ConnectionContext>, every: Duration, mut shutdown:
 async fn reconciliation(
     context: Arc<ConnectionContext>,
     every: Duration,
+    lag: Duration,
     mut from: i64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // The stream is given this long to deliver before its absence counts.
-    const SETTLE_MS: i64 = 2 * 60_000;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let to = (chrono::Utc::now().timestamp_millis() - SETTLE_MS).max(from);
+        let to = (chrono::Utc::now().timestamp_millis() - lag.as_millis() as i64).max(from);
         if !context.scope_known() || !ingest::storing(&context).await {
             continue; // nothing to compare with yet; the window waits
         }
