@@ -56,6 +56,9 @@ pub struct ExportRequest {
 #[derive(Debug, serde::Serialize)]
 pub struct ExportOutcome {
     pub event_identifiers: Vec<String>,
+    /// Streamed or stored by the org (false without the Event Monitoring licence, or
+    /// with both switched off in Event Manager: then no one can know of it).
+    pub recorded: bool,
     pub execution_identifier: String,
     pub report_id: String,
     pub rows: u64,
@@ -253,8 +256,8 @@ impl People {
         };
         let rows = events.first().and_then(|e| e.RowsProcessed).unwrap_or_default() as u64;
         let execution_identifier = events.first().and_then(|e| e.ExecutionIdentifier.clone()).unwrap_or_default();
-        let event_identifiers = sim.emit_report(events);
-        Ok(ExportOutcome { event_identifiers, execution_identifier, report_id: report.id.to_string(), rows })
+        let (event_identifiers, recorded) = sim.emit_report(events);
+        Ok(ExportOutcome { event_identifiers, recorded, execution_identifier, report_id: report.id.to_string(), rows })
     }
 
     /// One random action of the simulated workforce.

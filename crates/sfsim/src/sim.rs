@@ -53,8 +53,9 @@ impl Sim {
     }
 
     /// Publishes report events to the stream (if streaming is on) and stores them
-    /// (if storing is on). Returns their EventIdentifiers.
-    pub fn emit_report(&self, events: Vec<ReportEventStream>) -> Vec<String> {
+    /// (if storing is on). Returns their EventIdentifiers, and whether Salesforce
+    /// recorded them at all (streamed or stored: without the licence, neither).
+    pub fn emit_report(&self, events: Vec<ReportEventStream>) -> (Vec<String>, bool) {
         let ids = events.iter().filter_map(|e| e.EventIdentifier.clone()).collect();
         let (stream, store) = {
             let org = self.org();
@@ -73,7 +74,7 @@ impl Sim {
                 events.iter().map(|e| (e.EventUuid.clone(), encode(e.as_ref()), e.CreatedDate)),
             );
         }
-        ids
+        (ids, stream || store)
     }
 
     pub fn emit_login(&self, event: LoginEventStream) -> Option<String> {

@@ -140,6 +140,14 @@ struct ServeArgs {
     /// Minutes between scans of the monitored users.
     #[arg(long, env = "TRIPLINE_RESCAN_MINUTES", default_value_t = 15)]
     rescan_minutes: u64,
+    /// Seconds between checks of Event Manager and the licence (one Metadata API call
+    /// each): a fault shows within about this long.
+    #[arg(long, env = "TRIPLINE_CHECK_SECONDS", default_value_t = 5)]
+    check_seconds: u64,
+    /// Minutes between reconciliations of stored exports with Salesforce's stored
+    /// ReportEvent object.
+    #[arg(long, env = "TRIPLINE_RECONCILE_MINUTES", default_value_t = 60)]
+    reconcile_minutes: u64,
 }
 
 #[derive(Args)]
@@ -485,6 +493,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let settings = tripline::connector::RunSettings {
         rescan_every: Duration::from_secs(args.rescan_minutes.max(1) * 60),
+        check_every: Duration::from_secs(args.check_seconds.max(1)),
+        reconcile_every: Duration::from_secs(args.reconcile_minutes.max(1) * 60),
         ..Default::default()
     };
     let server = tripline::server::Server::start(store, &app, settings).await?;

@@ -18,7 +18,7 @@ use salesforce::api::SalesforceApi;
 use salesforce::error::error_chain;
 use salesforce::login::LoginHost;
 use salesforce::oauth::OAuthClient;
-use salesforce::pubsub::{self, Endpoint, PubSub, RunOptions};
+use salesforce::pubsub::{self, Endpoint, PubSub, RunOptions, StreamHealth};
 use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -27,7 +27,7 @@ pub use authorize::{NewConnection, finish_authorization};
 pub use error::Error;
 pub use ingest::ConnectionContext;
 
-use crate::connection::{ConnectionRecord, ConnectionStatus, Problem, StatusDetail};
+use crate::connection::{ConnectionRecord, Problem, ProblemSeverity, StatusDetail};
 use crate::events::Cidr;
 use crate::store::{Store, StoreError};
 use ingest::TopicSink;
@@ -250,6 +250,14 @@ impl HealthWatch {
                     self.last_full = Instant::now();
                 }
                 self.keep_token();
+                // The org checks out while a subscriber still waits out a backoff (its
+                // token was refused, its stream denied): the cause is gone, retry now.
+                let org_ok = self.org.problems.iter().all(|p| p.severity != ProblemSeverity::Error);
+                let waiting =
+                    self.context.stream_health().iter().any(|(_, h, _)| matches!(h, StreamHealth::Retrying { .. }));
+                if org_ok && waiting {
+                    self.settings.stream.retry_now.notify_waiters();
+                }
                 if let Err(e) = self.follow_streaming().await {
                     tracing::warn!("recovering the window with streaming off: {}", error_chain(&e));
                 }
@@ -261,12 +269,9 @@ impl HealthWatch {
                 Err(e) => tracing::warn!("reading gaps and kept-aside events: {}", error_chain(&e)),
             }
             let problems = health::one_per_cause(problems);
-            let failing = problems.iter().any(|p| p.severity == crate::connection::ProblemSeverity::Error);
-            match report(&self.context, &problems) {
-                // Fixed: the subscribers stop waiting out their backoff.
-                Ok(Some(ConnectionStatus::Monitoring)) => self.settings.stream.retry_now.notify_waiters(),
-                Ok(_) => {}
-                Err(e) => tracing::error!("cannot record the connection's health: {}", error_chain(&e)),
+            let failing = problems.iter().any(|p| p.severity == ProblemSeverity::Error);
+            if let Err(e) = report(&self.context, &problems) {
+                tracing::error!("cannot record the connection's health: {}", error_chain(&e));
             }
             let first = FIRST_RECHECK.min(self.settings.check_every);
             wait = match (failing, check) {
@@ -367,16 +372,16 @@ async fn reconciliation(
 
 /// Records the status the problems mean, when it changed (status history: when, what,
 /// who), with the problems and since when. A status a person set (paused,
-/// deauthorized) is left alone. Returns the new status when it changed.
-fn report(context: &ConnectionContext, problems: &[Problem]) -> Result<Option<ConnectionStatus>, StoreError> {
+/// deauthorized) is left alone.
+fn report(context: &ConnectionContext, problems: &[Problem]) -> Result<(), StoreError> {
     let record = context.store.connection(&context.connection_id)?;
     if record.status.is_held() {
-        return Ok(None);
+        return Ok(());
     }
     let status = StatusDetail::status(problems);
     let previous = record.status_detail.as_ref();
     if record.status == status && previous.map_or(problems.is_empty(), |d| d.problems == problems) {
-        return Ok(None);
+        return Ok(());
     }
     let since = match previous {
         Some(d) if record.status == status => d.since,
@@ -384,7 +389,7 @@ fn report(context: &ConnectionContext, problems: &[Problem]) -> Result<Option<Co
     };
     let detail = StatusDetail { problems: problems.to_vec(), since };
     context.store.set_status(&context.connection_id, status, Some(&detail), "health check")?;
-    Ok((record.status != status).then_some(status))
+    Ok(())
 }
 
 /// Scans the org for monitored users and makes the result current (every
