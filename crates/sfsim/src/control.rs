@@ -96,6 +96,7 @@ pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
         .route("/api-limit", post(api_limit))
         .route("/streams/drop", post(drop_streams))
         .route("/streams/corrupt", post(corrupt_event))
+        .route("/stall", post(stall_requests))
         .route("/activity", get(activity_status).post(activity))
         .route("/preload", post(preload))
         .route("/retention", post(retention))
@@ -431,6 +432,35 @@ async fn api_limit(State(sim): State<Arc<Sim>>, Json(body): Json<Remaining>) -> 
 async fn drop_streams(State(sim): State<Arc<Sim>>) -> Json<J> {
     sim.stream_epoch.send_modify(|e| *e += 1);
     Json(json!({ "dropped": true }))
+}
+
+#[derive(Deserialize)]
+struct Stall {
+    seconds: u64,
+}
+
+/// REST and Metadata requests are accepted and left unanswered for `seconds` (0 ends it).
+async fn stall_requests(State(sim): State<Arc<Sim>>, Json(body): Json<Stall>) -> Json<J> {
+    let until = if body.seconds == 0 { 0 } else { now_ms() + body.seconds.min(3_600) as i64 * 1_000 };
+    sim.stalled_until_ms.store(until, Ordering::SeqCst);
+    Json(json!({ "stalled_until_ms": until }))
+}
+
+/// Holds a request while the org is stalled (a layer on the REST and Metadata routes).
+pub(crate) async fn stall(
+    State(sim): State<Arc<Sim>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    loop {
+        let until = sim.stalled_until_ms.load(Ordering::SeqCst);
+        let now = now_ms();
+        if until <= now {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis((until - now).min(200) as u64)).await;
+    }
+    next.run(request).await
 }
 
 #[derive(Deserialize)]

@@ -141,6 +141,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let sim = Arc::new(Sim {
         base_url,
         api_remaining: AtomicI64::new(config.api_daily_limit),
+        stalled_until_ms: AtomicI64::new(0),
         org: Mutex::new(org),
         sessions: Mutex::new(sessions),
         topics,
@@ -152,8 +153,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let app = axum::Router::new()
         .merge(oauth::routes().with_state(sim.clone()))
-        .merge(rest::routes(sim.clone()))
-        .merge(metadata::routes().with_state(sim.clone()))
+        .merge(
+            rest::routes(sim.clone())
+                .merge(metadata::routes().with_state(sim.clone()))
+                .layer(axum::middleware::from_fn_with_state(sim.clone(), control::stall)),
+        )
         .nest("/control/v1", control::routes(sim.clone(), people.clone()));
     if let Some(listener) = https {
         tls::serve_https(listener, app.clone(), &cert_pem, &key_pem)?;

@@ -24,6 +24,9 @@ pub struct Sim {
     pub topics: Vec<Topic>,
     pub retention_ms: Arc<AtomicI64>,
     pub api_remaining: AtomicI64,
+    /// Until this time (epoch ms) REST and Metadata requests are accepted and not
+    /// answered, as an org that is up but stuck (`/control/v1/stall`).
+    pub stalled_until_ms: AtomicI64,
     /// Bumped to make every open Subscribe stream fail (`drop-streams`).
     pub stream_epoch: watch::Sender<u64>,
     /// PEM of the certificate TLS clients should trust (the generated CA, or the

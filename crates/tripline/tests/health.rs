@@ -116,3 +116,27 @@ async fn an_api_limit_spent_at_start_is_one_problem() {
     assert_eq!(sources(&s, &record.id), ["api-limits"]);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn an_org_that_stops_answering_is_a_network_problem_within_seconds() {
+    use std::time::Duration;
+    use tripline::connector::RunSettings;
+
+    let s = Scenario::new(30).await;
+    let record = s.connect("Stuck", ScopeMode::All).await;
+    let settings = RunSettings {
+        check_every: Duration::from_millis(200),
+        preflight_every: Duration::from_millis(400),
+        check_deadline: Duration::from_secs(1),
+        ..RunSettings::default()
+    };
+    let running = s.run_with(&record, settings).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    // Connections are accepted; no answer comes.
+    s.control("/stall", json!({ "seconds": 120 })).await;
+    let r = s.wait_status(&record.id, ConnectionStatus::Error, &["network"]).await;
+    assert!(format!("{:?}", r.status_detail).contains("did not answer"), "{:?}", r.status_detail);
+    s.control("/stall", json!({ "seconds": 0 })).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    running.stop().await;
+}

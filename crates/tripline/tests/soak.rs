@@ -97,6 +97,13 @@ fn faults(service: &str, profile_set: &str) -> Vec<Fault> {
             Some("api-limits"),
             true,
         ),
+        fault(
+            "org stalled",
+            ("/stall".into(), json!({ "seconds": 600 })),
+            Some(("/stall".into(), json!({ "seconds": 0 }))),
+            Some("network"),
+            true,
+        ),
         fault("streams dropped", ("/streams/drop".into(), json!({})), None, None, false),
         fault("sessions expired", ("/sessions/expire".into(), json!({})), None, None, false),
         fault(
