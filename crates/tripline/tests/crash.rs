@@ -5,37 +5,13 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tripline::connection::ScopeMode;
 
-use common::{Scenario, id};
-
-/// A small deterministic generator, seeded per run (printed, to reproduce a failure).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
-
-fn serve(s: &Scenario) -> Child {
-    let (client_id, secret) = (s.app.client_id.clone(), s.app.client_secret.clone());
-    Command::new(env!("CARGO_BIN_EXE_tripline"))
-        .args(["serve", "--database"])
-        .arg(s.dir.path().join("tripline.db"))
-        .args(["--salesforce-client-id", &client_id, "--salesforce-client-secret", &secret])
-        .args(["--pubsub-url", &s.app.pubsub.url, "--allow-origin", s.org.base_url(), "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tripline serve starts")
-}
+use common::{Lcg, Scenario, id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
@@ -75,7 +51,7 @@ async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
 
     let mut rng = Lcg(seed ^ 0x5eed);
     for _ in 0..8 {
-        let mut child = serve(&s);
+        let mut child = s.serve_process();
         tokio::time::sleep(Duration::from_millis(150 + rng.below(700))).await;
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
@@ -98,7 +74,7 @@ async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
     assert!(before_final > 0, "the interrupted runs stored nothing: the test would prove nothing");
 
     // One last, uninterrupted run catches up.
-    let mut child = serve(&s);
+    let mut child = s.serve_process();
     let mut stored = BTreeMap::new();
     for _ in 0..400 {
         stored = s.events().into_iter().map(|e| (e.execution_id.unwrap_or_default(), e.chunk_count as u64)).collect();

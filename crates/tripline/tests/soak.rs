@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,17 +20,7 @@ use tripline::connection::{ConnectionStatus, ProblemSeverity, ScopeMode};
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
-use common::{Scenario, id};
-
-/// A small deterministic generator (the seed is printed, to replay a failure).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
+use common::{Lcg, Scenario, id};
 
 /// A fault of the org: how to cause it, how to fix it, and what the connection must say.
 struct Fault {
@@ -114,18 +103,6 @@ fn faults(service: &str, profile_set: &str) -> Vec<Fault> {
             false,
         ),
     ]
-}
-
-fn serve(s: &Scenario) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tripline"))
-        .args(["serve", "--database"])
-        .arg(s.dir.path().join("tripline.db"))
-        .args(["--salesforce-client-id", &s.app.client_id, "--salesforce-client-secret", &s.app.client_secret])
-        .args(["--pubsub-url", &s.app.pubsub.url, "--allow-origin", s.org.base_url(), "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tripline serve starts")
 }
 
 /// Does the connection show `source` now (with the status the fault means)?
@@ -217,7 +194,7 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
 
     let reader = SqliteStore::open(&s.dir.path().join("tripline.db")).expect("the database");
     let mut rng = Lcg(seed ^ 0xfa17);
-    let mut child = serve(&s);
+    let mut child = s.serve_process();
     let (mut kills, mut applied) = (0, 0);
     let (mut to_show, mut to_clear, mut failures) = (Vec::new(), Vec::new(), Vec::new());
     within(Duration::from_secs(20), || {
@@ -234,7 +211,7 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
             child.wait().expect("reaped");
             kills += 1;
             println!("{:>6.1} s: SIGKILL", soak.elapsed().as_secs_f64());
-            child = serve(&s);
+            child = s.serve_process();
             continue;
         }
         let fault = &faults[rng.below(faults.len() as u64) as usize];

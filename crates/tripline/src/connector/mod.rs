@@ -236,7 +236,9 @@ const FIRST_RECHECK: Duration = Duration::from_millis(500);
 
 impl HealthWatch {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut wait = self.settings.check_every;
+        let failing_at_start = self.org.problems.iter().any(|p| p.severity == ProblemSeverity::Error);
+        let mut wait =
+            if failing_at_start { FIRST_RECHECK.min(self.settings.check_every) } else { self.settings.check_every };
         loop {
             let check = tokio::select! {
                 _ = tokio::time::sleep(wait) => true,

@@ -49,6 +49,31 @@ impl Scenario {
         Scenario { org, http: reqwest::Client::new(), store, app, dir }
     }
 
+    /// `tripline serve` as its own process on this scenario's database (for SIGKILLs).
+    pub fn serve_process(&self) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
+            .args(["serve", "--database"])
+            .arg(self.dir.path().join("tripline.db"))
+            .args([
+                "--salesforce-client-id",
+                &self.app.client_id,
+                "--salesforce-client-secret",
+                &self.app.client_secret,
+            ])
+            .args([
+                "--pubsub-url",
+                &self.app.pubsub.url,
+                "--allow-origin",
+                self.org.base_url(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("tripline serve starts")
+    }
+
     /// A POST to the org's control API.
     pub async fn control(&self, path: &str, body: Value) -> Value {
         self.org.control().post(path, &body).await.expect("control")
@@ -198,6 +223,17 @@ impl Scenario {
                     && u["id"] != service.as_str()
             })
             .collect()
+    }
+}
+
+/// A small deterministic generator, seeded per run (tests print the seed, to replay a
+/// failure).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
     }
 }
 
