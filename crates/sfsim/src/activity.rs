@@ -412,24 +412,28 @@ pub fn report_events(rng: &mut Rng, spec: &ReportSpec<'_>) -> Vec<ReportEventStr
 }
 
 /// Publishes `count` retained report events spread over the last `span_ms`, as fast as
-/// possible (benchmarks and catch-up tests). Returns how many were published.
+/// possible (benchmarks and catch-up tests). Returns how many were published. As in a
+/// real org, anyone active runs reports, and only holders of Export Reports export.
 pub fn preload(sim: &Sim, count: usize, span_ms: i64, seed: u64) -> usize {
     let mut rng = Rng::derive(seed, "preload");
     let now = now_ms();
-    let (people, reports, store) = {
+    let (people, exporters, reports, store) = {
         let org = sim.org();
-        let people: Vec<(SfId, String)> = org
-            .user_ids()
-            .into_iter()
-            .filter(|u| org.user_active(u))
-            .map(|u| {
-                let name = org.username(&u);
-                (u, name)
-            })
+        let named = |u: SfId| {
+            let name = org.username(&u);
+            (u, name)
+        };
+        let active: Vec<SfId> = org.user_ids().into_iter().filter(|u| org.user_active(u)).collect();
+        let exporters: Vec<(SfId, String)> = active
+            .iter()
+            .filter(|u| org.user_has_permission(u, "PermissionsExportReport", now))
+            .cloned()
+            .map(named)
             .collect();
-        (people, org.reports.clone(), org.settings.storing(EventType::Report))
+        let people: Vec<(SfId, String)> = active.into_iter().map(named).collect();
+        (people, exporters, org.reports.clone(), org.settings.storing(EventType::Report))
     };
-    if people.is_empty() || reports.is_empty() {
+    if people.is_empty() || exporters.is_empty() || reports.is_empty() {
         return 0;
     }
     let sessions: Vec<UserSession> = (0..64).map(|_| new_session(&mut rng, None, now - span_ms)).collect();
@@ -443,8 +447,8 @@ pub fn preload(sim: &Sim, count: usize, span_ms: i64, seed: u64) -> usize {
         for i in 0..n {
             let k = (published + i) as i64;
             let at = now - span_ms + k * span_ms / count.max(1) as i64;
-            let (user, username) = rng.pick(&people);
             let operation = if rng.chance(0.4) { "ReportExported" } else { "ReportRunFromLightning" };
+            let (user, username) = if operation == "ReportExported" { rng.pick(&exporters) } else { rng.pick(&people) };
             let spec = ReportSpec {
                 user,
                 username,
