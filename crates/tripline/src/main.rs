@@ -442,7 +442,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             std::fs::remove_file(&path).with_context(|| format!("replacing {}", path.display()))?;
         }
     }
-    let store: Arc<dyn Store> = Arc::new(tripline::store::sqlite::SqliteStore::open(&args.database)?);
+    let store: Arc<dyn Store> = Arc::new(tripline::store::sqlite::SqliteStore::create(&args.database)?);
     let (service, password) = org.service_account();
     println!("Emulated Salesforce org: {} (sign in as {service} / {password})", org.base_url());
     if !args.auto_connect {
