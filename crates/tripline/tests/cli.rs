@@ -79,3 +79,44 @@ async fn search_filters_formats_and_checkpoints() {
     assert!(!ok && err.contains("unknown column"), "{err}");
     running.stop().await;
 }
+
+/// The README's first command: the demo connects to its emulated org through the real
+/// sign-in pages, and downloads by its simulated people become searchable.
+#[test]
+fn the_demo_connects_and_stores_downloads() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let database = dir.path().join("demo.db");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_tripline"))
+        .args(["demo", "--auto-connect", "--users", "80", "--activity", "200"])
+        .args(["--sfsim-http", "127.0.0.1:0", "--sfsim-grpc", "127.0.0.1:0", "--database"])
+        .arg(&database)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let stdout = demo.stdout.take().expect("stdout");
+    let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).take(3).collect();
+    assert!(lines.iter().any(|l| l.contains("is monitoring")), "{lines:?}");
+    let started = Instant::now();
+    let mut found = String::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tripline"))
+            .args(["search", "--since", "1h", "--format", "jsonl", "--database"])
+            .arg(&database)
+            .output()
+            .expect("search runs");
+        found = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !found.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    demo.kill().expect("stop the demo");
+    demo.wait().expect("reaped");
+    let first: Value = serde_json::from_str(found.lines().next().expect("a download was stored")).expect("json");
+    assert_eq!(first["event"]["action"], "salesforce-report-download");
+}

@@ -269,7 +269,13 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
         .map(|(x, chunks)| (at.lock().expect("lock")[x], stored.get(x).copied(), *chunks))
         .collect();
     if !missing.is_empty() {
-        println!("missing (published at s, chunks stored, chunks published): {missing:?}");
+        let first: Vec<_> = missing.iter().take(20).collect();
+        println!("{} missing (published at s, chunks stored, chunks published), the first: {first:?}", missing.len());
+        for topic in ["/event/LoginEventStream", "/event/LogoutEventStream", "/event/ReportEventStream"] {
+            println!("checkpoint {topic}: {:?}", reader.checkpoint(&record.id, topic));
+        }
+        println!("gaps: {:#?}", reader.gaps(&record.id));
+        println!("status: {:#?}", reader.connection(&record.id).map(|r| r.status_detail));
     }
     let lost = missing.len();
     let duplicated = events.len() - stored.len() + stored.keys().filter(|x| !expected.contains_key(*x)).count();

@@ -51,6 +51,10 @@ pub struct ConnectionContext {
     health: RwLock<HashMap<String, (StreamHealth, Instant)>>,
     /// Told whenever a subscriber's report changes, so health is judged at once.
     pub(crate) changed: tokio::sync::Notify,
+    /// Why the last scope scan failed, while it does.
+    scan_problem: RwLock<Option<crate::connection::Problem>>,
+    /// A recovery of the window since a restart is running.
+    recovering: std::sync::atomic::AtomicBool,
 }
 
 impl ConnectionContext {
@@ -73,12 +77,26 @@ impl ConnectionContext {
             exporters: RwLock::default(),
             health: RwLock::default(),
             changed: tokio::sync::Notify::new(),
+            scan_problem: RwLock::default(),
+            recovering: Default::default(),
         }
     }
 
     pub(crate) fn set_scope(&self, users: Vec<SalesforceUser>) {
         let map = users.into_iter().map(|u| (u.user_id.short().to_owned(), u)).collect();
         *self.scope.write().unwrap_or_else(|e| e.into_inner()) = Some(map);
+    }
+
+    pub(crate) fn set_scan_problem(&self, problem: Option<crate::connection::Problem>) {
+        let mut current = self.scan_problem.write().unwrap_or_else(|e| e.into_inner());
+        if *current != problem {
+            *current = problem;
+            self.changed.notify_one();
+        }
+    }
+
+    pub(crate) fn scan_problem(&self) -> Option<crate::connection::Problem> {
+        self.scan_problem.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The monitored users, if a scan has told them.
@@ -391,6 +409,31 @@ fn login_records(topic: &str, events: Vec<Map<String, Value>>) -> (Vec<LoginReco
     (records, aside)
 }
 
+/// Re-reads [from, to] from ReportEvent in the background, one such recovery at a time
+/// per connection (a scope not yet known is waited for).
+fn recover_beside(ctx: Arc<ConnectionContext>, from: i64, to: i64) {
+    if ctx.recovering.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(500);
+        loop {
+            match recover(&ctx, from, to, "restarted without a replay id").await {
+                Err(IngestError::ScopeUnknown) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::warn!("re-reading the window since the restart: {}", salesforce::error::error_chain(&e));
+                    break;
+                }
+                Ok(_) => break,
+            }
+        }
+        ctx.recovering.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+}
+
 /// The sink for one topic of one connection.
 pub(crate) struct TopicSink {
     pub(crate) context: Arc<ConnectionContext>,
@@ -431,14 +474,14 @@ impl EventSink for TopicSink {
         let now = chrono::Utc::now().timestamp_millis();
         match ctx.store.checkpoint(&ctx.connection_id, topic).map_err(sink_error)? {
             Some(Checkpoint::At(replay)) => Ok(StartFrom::After(replay)),
-            // Restarted before: the stream may no longer hold what happened since. The
-            // mark moves on only once that window is accounted for, so a failed attempt
-            // is tried again (its gap updated, not repeated) at the next start.
+            // Restarted before without a replay id: EARLIEST gives back what the stream
+            // still retains; what it may no longer hold since the mark is re-read from
+            // ReportEvent beside the stream, never in front of it (a long window must
+            // not hold the stream up). The mark stays until the first delivery commits a
+            // replay id; a window that cannot be re-read is recorded as a gap.
             Some(Checkpoint::RestartedAt(since)) => {
-                let covered = topic != REPORT_TOPIC
-                    || recover(ctx, since, now, "restarted without a replay id").await.map_err(sink_error)?;
-                if covered {
-                    ctx.store.mark_restart(&ctx.connection_id, topic, now).map_err(sink_error)?;
+                if topic == REPORT_TOPIC {
+                    recover_beside(ctx.clone(), since, now);
                 }
                 Ok(StartFrom::Earliest)
             }

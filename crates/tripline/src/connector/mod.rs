@@ -151,14 +151,10 @@ pub async fn start(
         context.set_scope(store.scope(&record.id)?);
     }
     let pubsub = Arc::new(PubSub::new(&app.pubsub, api)?);
-    // A failing first scan does not stop monitoring with the last known scope; the
-    // health check reports the cause until it is fixed.
-    let scan = rescan(&context).instrument(span.clone()).await;
-    let org = health::check_org(&context.api, &pubsub, true, settings.check_deadline).instrument(span.clone()).await;
-    let mut problems = org.problems.clone();
-    problems.extend(scan.err().as_ref().map(Error::problem));
-    problems.extend(health::stored(&*store, &record.id)?);
-    report(&context, &health::one_per_cause(problems))?;
+    // Nothing here waits on Salesforce: an org that does not answer must not hold up
+    // the start (the health watch says so within seconds). The first scope scan runs
+    // in the rescans task; until it succeeds, the last known scope serves (or exports
+    // wait, when none ever was).
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
     for topic in [LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC] {
@@ -188,8 +184,8 @@ pub async fn start(
         pubsub,
         settings: settings.clone(),
         saved_token: record.access_token.clone(),
-        org,
-        last_full: Instant::now(),
+        org: health::OrgCheck::default(),
+        last_full: None,
         streaming_off_since: open_streaming_gap(&*store, &record.id)?,
         streaming_known_at: chrono::Utc::now().timestamp_millis(),
     };
@@ -223,7 +219,8 @@ struct HealthWatch {
     saved_token: String,
     /// What the last check of the org found.
     org: health::OrgCheck,
-    last_full: Instant,
+    /// When the service account was last checked (never, at first).
+    last_full: Option<Instant>,
     /// While Event Manager does not stream report events: since when (the last time
     /// streaming was known on).
     streaming_off_since: Option<i64>,
@@ -236,9 +233,8 @@ const FIRST_RECHECK: Duration = Duration::from_millis(500);
 
 impl HealthWatch {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let failing_at_start = self.org.problems.iter().any(|p| p.severity == ProblemSeverity::Error);
-        let mut wait =
-            if failing_at_start { FIRST_RECHECK.min(self.settings.check_every) } else { self.settings.check_every };
+        // The first check runs at once.
+        let mut wait = Duration::ZERO;
         loop {
             let check = tokio::select! {
                 _ = tokio::time::sleep(wait) => true,
@@ -246,10 +242,11 @@ impl HealthWatch {
                 _ = shutdown.changed() => return,
             };
             if check {
-                let full = !self.org.problems.is_empty() || self.last_full.elapsed() >= self.settings.preflight_every;
+                let full = !self.org.problems.is_empty()
+                    || self.last_full.is_none_or(|at| at.elapsed() >= self.settings.preflight_every);
                 self.org = health::check_org(&self.context.api, &self.pubsub, full, self.settings.check_deadline).await;
                 if full {
-                    self.last_full = Instant::now();
+                    self.last_full = Some(Instant::now());
                 }
                 self.keep_token();
                 // The org checks out while a subscriber still waits out a backoff (its
@@ -265,6 +262,7 @@ impl HealthWatch {
                 }
             }
             let mut problems = self.org.problems.clone();
+            problems.extend(self.context.scan_problem());
             problems.extend(health::from_streams(&self.context.stream_health()));
             match health::stored(&*self.context.store, &self.context.connection_id) {
                 Ok(stored) => problems.extend(stored),
@@ -322,19 +320,26 @@ impl HealthWatch {
     }
 }
 
-/// Rescans every `every`; while no scan has succeeded yet, retries soon and often.
+/// Scans at once, then every `every`; while scans fail, retries soon and often (and
+/// the failure shows on the connection).
 async fn rescans(context: Arc<ConnectionContext>, every: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut retry = FIRST_RECHECK;
+    let mut wait = Duration::ZERO;
     loop {
-        let wait = if context.scope_known() { every } else { retry };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
         match rescan(&context).await {
-            Ok(_) => retry = FIRST_RECHECK,
+            Ok(_) => {
+                context.set_scan_problem(None);
+                retry = FIRST_RECHECK;
+                wait = every;
+            }
             Err(e) => {
                 tracing::warn!("scope rescan failed: {}", error_chain(&e));
+                context.set_scan_problem(Some(e.problem()));
+                wait = retry;
                 retry = (retry * 2).min(Duration::from_secs(30));
             }
         }

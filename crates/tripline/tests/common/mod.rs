@@ -68,7 +68,7 @@ impl Scenario {
                 "--listen",
                 "127.0.0.1:0",
             ])
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", std::env::var("SERVE_LOG").unwrap_or_else(|_| "error".into()))
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("tripline serve starts")
