@@ -77,7 +77,7 @@ async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
     let mut child = s.serve_process();
     let mut stored = BTreeMap::new();
     for _ in 0..400 {
-        stored = s.events().into_iter().map(|e| (e.execution_id.unwrap_or_default(), e.chunk_count as u64)).collect();
+        stored = s.stored_exports();
         let complete = stored.len() >= expected.len() && stored.values().sum::<u64>() >= expected.values().sum::<u64>();
         if complete {
             break;

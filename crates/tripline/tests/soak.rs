@@ -253,8 +253,7 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
         .map(|(x, (_, chunks))| (x.clone(), *chunks))
         .collect();
     let complete = within(Duration::from_secs(60), || {
-        let stored: BTreeMap<String, u64> =
-            s.events().into_iter().map(|e| (e.execution_id.unwrap_or_default(), e.chunk_count as u64)).collect();
+        let stored: BTreeMap<String, u64> = s.stored_exports();
         stored == expected
     })
     .await;

@@ -172,6 +172,12 @@ impl Scenario {
         self.store.search(&query).expect("search").events
     }
 
+    /// The stored exports as execution id → chunk count (what crash and soak tests
+    /// compare with what was published).
+    pub fn stored_exports(&self) -> std::collections::BTreeMap<String, u64> {
+        self.events().into_iter().map(|e| (e.execution_id.unwrap_or_default(), e.chunk_count as u64)).collect()
+    }
+
     pub fn events_of(&self, user_id: &str) -> Vec<FileEvent> {
         self.events().into_iter().filter(|e| e.user_id.as_str() == user_id).collect()
     }
