@@ -1,5 +1,6 @@
 //! A Pub/Sub API subscriber: authenticated calls, a schema cache by id, Avro decoding
-//! with the schema GetSchema serves, pull flow control, an idle timeout that knows
+//! with the schema GetSchema serves (straight into the event type the schema names,
+//! resolved once per schema id; a general reader for other schemas), pull flow control, an idle timeout that knows
 //! about keepalives, and a reconnecting loop that asks for more events only after the
 //! sink has stored what it was given.
 
@@ -12,8 +13,12 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value as Avro;
 use serde_json::{Map, Value};
+use sfwire::avro::{AvroRecord, RecordPlan};
 use sfwire::eventbus::v1::pub_sub_client::PubSubClient;
-use sfwire::eventbus::v1::{ConsumerEvent, FetchRequest, ReplayPreset, SchemaRequest, TopicInfo, TopicRequest};
+use sfwire::eventbus::v1::{
+    ConsumerEvent, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest, TopicInfo, TopicRequest,
+};
+use sfwire::events::{LoginEventStream, LogoutEventStream, ReportEventStream};
 use sfwire::pubsub as wire;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
@@ -54,9 +59,64 @@ pub struct ReceivedEvent {
     pub schema_id: String,
     /// The Avro payload as received.
     pub payload: Vec<u8>,
-    /// The payload's fields, as JSON (datetimes stay epoch milliseconds), or why it
-    /// could not be decoded.
-    pub fields: Result<Map<String, Value>, String>,
+    /// The payload decoded, or why it could not be.
+    pub body: Result<EventBody, String>,
+}
+
+/// A decoded payload: the event type its schema names, or (for a type this client
+/// does not know, or a schema it cannot resolve into the type) the record's fields as
+/// JSON, datetimes as epoch milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    Report(ReportEventStream),
+    Login(LoginEventStream),
+    Logout(LogoutEventStream),
+    Fields(Map<String, Value>),
+}
+
+impl EventBody {
+    /// The record's fields by name (null fields left out).
+    pub fn into_fields(self) -> Map<String, Value> {
+        let value = match self {
+            EventBody::Report(e) => serde_json::to_value(e),
+            EventBody::Login(e) => serde_json::to_value(e),
+            EventBody::Logout(e) => serde_json::to_value(e),
+            EventBody::Fields(fields) => return fields,
+        };
+        match value {
+            Ok(Value::Object(fields)) => fields,
+            _ => Map::new(), // the event types serialise as objects
+        }
+    }
+}
+
+/// How the payloads of one schema are read.
+enum Reader {
+    Report(RecordPlan<ReportEventStream>),
+    Login(RecordPlan<LoginEventStream>),
+    Logout(RecordPlan<LogoutEventStream>),
+    General(Schema),
+}
+
+impl Reader {
+    /// The typed reader when the schema names a known type and resolves into it, else
+    /// a general one.
+    fn for_schema(id: &str, json: &str) -> Result<Reader, StreamError> {
+        let general = || {
+            Schema::parse_str(json).map(Reader::General).map_err(|e| StreamError::Decode(format!("schema {id}: {e}")))
+        };
+        let Ok(parsed) = serde_json::from_str::<Value>(json) else { return general() };
+        let typed = match parsed.get("name").and_then(Value::as_str) {
+            Some(ReportEventStream::NAME) => RecordPlan::new(&parsed).map(Reader::Report),
+            Some(LoginEventStream::NAME) => RecordPlan::new(&parsed).map(Reader::Login),
+            Some(LogoutEventStream::NAME) => RecordPlan::new(&parsed).map(Reader::Logout),
+            _ => return general(),
+        };
+        typed.or_else(|e| {
+            tracing::info!("schema {id} is read with the general Avro reader: {e}");
+            general()
+        })
+    }
 }
 
 /// What a Subscribe stream delivered.
@@ -109,7 +169,7 @@ fn classify(status: &Status) -> StreamError {
 pub struct PubSub {
     client: PubSubClient<Channel>,
     api: Arc<SalesforceApi>,
-    schemas: Mutex<HashMap<String, Arc<Schema>>>,
+    schemas: Mutex<HashMap<String, Arc<Reader>>>,
 }
 
 impl PubSub {
@@ -158,36 +218,37 @@ impl PubSub {
         self.client.clone().get_topic(request).await.map(tonic::Response::into_inner).map_err(|s| classify(&s))
     }
 
-    /// The writer schema for `schema_id`, fetched once and cached.
-    pub async fn schema(&self, schema_id: &str) -> Result<Arc<Schema>, StreamError> {
-        if let Some(schema) = self.schemas.lock().unwrap_or_else(|e| e.into_inner()).get(schema_id) {
-            return Ok(schema.clone());
+    /// The reader for `schema_id`'s payloads, its schema fetched once and cached.
+    async fn reader(&self, schema_id: &str) -> Result<Arc<Reader>, StreamError> {
+        if let Some(reader) = self.schemas.lock().unwrap_or_else(|e| e.into_inner()).get(schema_id) {
+            return Ok(reader.clone());
         }
         let request = self.request(SchemaRequest { schema_id: schema_id.into() })?;
         let info = self.client.clone().get_schema(request).await.map_err(|s| classify(&s))?.into_inner();
-        let schema = Arc::new(
-            Schema::parse_str(&info.schema_json)
-                .map_err(|e| StreamError::Decode(format!("schema {schema_id}: {e}")))?,
-        );
-        self.schemas.lock().unwrap_or_else(|e| e.into_inner()).insert(schema_id.to_owned(), schema.clone());
-        Ok(schema)
+        let reader = Arc::new(Reader::for_schema(schema_id, &info.schema_json)?);
+        self.schemas.lock().unwrap_or_else(|e| e.into_inner()).insert(schema_id.to_owned(), reader.clone());
+        Ok(reader)
     }
 
-    /// Decodes a response's events; one reader per schema per batch (building a reader
-    /// resolves the schema's names, which costs more than decoding a datum).
+    /// Decodes a response's events.
     async fn decode_all(&self, events: Vec<ConsumerEvent>) -> Result<Vec<ReceivedEvent>, StreamError> {
-        let mut schemas: HashMap<String, Arc<Schema>> = HashMap::new();
+        let mut readers: HashMap<String, Arc<Reader>> = HashMap::new();
         for event in &events {
             let id = event.event.as_ref().map(|e| e.schema_id.as_str()).unwrap_or_default();
-            if !schemas.contains_key(id) {
-                schemas.insert(id.to_owned(), self.schema(id).await?);
+            if !readers.contains_key(id) {
+                readers.insert(id.to_owned(), self.reader(id).await?);
             }
         }
-        let readers: HashMap<&str, Result<_, String>> = schemas
+        // A general reader per schema per batch (building one resolves the schema's
+        // names, which costs more than decoding a datum).
+        let general: HashMap<&str, Result<GenericDatumReader<'_>, String>> = readers
             .iter()
-            .map(|(id, schema)| {
-                let reader = GenericDatumReader::builder(schema).build().map_err(|e| format!("schema {id}: {e}"));
-                (id.as_str(), reader)
+            .filter_map(|(id, reader)| match &**reader {
+                Reader::General(schema) => Some((
+                    id.as_str(),
+                    GenericDatumReader::builder(schema).build().map_err(|e| format!("schema {id}: {e}")),
+                )),
+                _ => None,
             })
             .collect();
         let mut out = Vec::with_capacity(events.len());
@@ -198,13 +259,20 @@ impl PubSub {
                     id: String::new(),
                     schema_id: String::new(),
                     payload: Vec::new(),
-                    fields: Err("a ConsumerEvent without an event".into()),
+                    body: Err("a ConsumerEvent without an event".into()),
                 });
                 continue;
             };
-            let fields = match readers.get(producer.schema_id.as_str()) {
-                Some(Ok(reader)) => decode_payload(&schemas[&producer.schema_id], reader, &producer.payload),
-                Some(Err(e)) => Err(e.clone()),
+            let read = |e: sfwire::avro::ReadError| e.to_string();
+            let payload = producer.payload.as_slice();
+            let body = match readers.get(producer.schema_id.as_str()).map(|r| &**r) {
+                Some(Reader::Report(plan)) => plan.read(payload).map(EventBody::Report).map_err(read),
+                Some(Reader::Login(plan)) => plan.read(payload).map(EventBody::Login).map_err(read),
+                Some(Reader::Logout(plan)) => plan.read(payload).map(EventBody::Logout).map_err(read),
+                Some(Reader::General(schema)) => match &general[producer.schema_id.as_str()] {
+                    Ok(reader) => decode_payload(schema, reader, payload).map(EventBody::Fields),
+                    Err(e) => Err(e.clone()),
+                },
                 None => Err(format!("no schema {}", producer.schema_id)),
             };
             out.push(ReceivedEvent {
@@ -212,7 +280,7 @@ impl PubSub {
                 id: producer.id,
                 schema_id: producer.schema_id,
                 payload: producer.payload,
-                fields,
+                body,
             });
         }
         Ok(out)
@@ -289,19 +357,29 @@ pub(crate) fn avro_to_json(value: Avro) -> Value {
 pub struct Subscription<'a> {
     pubsub: &'a PubSub,
     requests: mpsc::Sender<FetchRequest>,
-    responses: Streaming<sfwire::eventbus::v1::FetchResponse>,
+    responses: Streaming<FetchResponse>,
 }
 
 impl Subscription<'_> {
     /// The next delivery (events, or a keepalive with no events). Silence longer than
     /// `idle` means a dead stream: Salesforce sends keepalives well within 270 s.
     pub async fn next(&mut self, idle: Duration) -> Result<Delivery, StreamError> {
-        let response = match tokio::time::timeout(idle, self.responses.next()).await {
-            Err(_) => return Err(StreamError::Transient(format!("no message for {} s", idle.as_secs()))),
-            Ok(None) => return Err(StreamError::Transient("the server closed the stream".into())),
-            Ok(Some(Err(status))) => return Err(classify(&status)),
-            Ok(Some(Ok(response))) => response,
-        };
+        let response = self.receive(idle).await?;
+        self.decode(response).await
+    }
+
+    /// The next response, undecoded. Cancel-safe: dropped before it completes, it has
+    /// taken nothing from the stream.
+    async fn receive(&mut self, idle: Duration) -> Result<FetchResponse, StreamError> {
+        match tokio::time::timeout(idle, self.responses.next()).await {
+            Err(_) => Err(StreamError::Transient(format!("no message for {} s", idle.as_secs()))),
+            Ok(None) => Err(StreamError::Transient("the server closed the stream".into())),
+            Ok(Some(Err(status))) => Err(classify(&status)),
+            Ok(Some(Ok(response))) => Ok(response),
+        }
+    }
+
+    async fn decode(&self, response: FetchResponse) -> Result<Delivery, StreamError> {
         let events = self.pubsub.decode_all(response.events).await?;
         Ok(Delivery { events, latest_replay_id: response.latest_replay_id })
     }
@@ -325,10 +403,16 @@ pub enum StreamHealth {
 #[error("{0}")]
 pub struct SinkError(pub String);
 
-/// Where delivered events go. Implementations store a delivery (its events and its
-/// `latest_replay_id` as the new checkpoint) durably before returning.
+/// A sink storing a delivery: owns what it needs, so that the stream can receive and
+/// decode the next events meanwhile.
+pub type Storing = std::pin::Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'static>>;
+
+/// Where delivered events go.
 pub trait EventSink: Send {
-    fn deliver(&mut self, topic: &str, delivery: Delivery) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Stores a delivery (its events and its `latest_replay_id` as the new checkpoint)
+    /// durably, in one step, when the returned future completes. The subscriber awaits
+    /// each before asking for the next, so deliveries are stored in order.
+    fn deliver(&mut self, topic: &str, delivery: Delivery) -> Storing;
     /// Where to start or resume: normally after the stored checkpoint.
     fn start_point(&mut self, topic: &str) -> impl Future<Output = Result<StartFrom, SinkError>> + Send;
     /// The checkpoint cannot be used any more. The sink records the gap (and arranges
@@ -346,6 +430,8 @@ pub struct RunOptions {
     pub idle_timeout: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Most received events waiting while the sink stores those before them.
+    pub max_queued: usize,
     /// Notified when the cause of a failure is known to be fixed: a wait before the
     /// next attempt ends at once, and the backoff starts over.
     pub retry_now: Arc<tokio::sync::Notify>,
@@ -358,6 +444,7 @@ impl Default for RunOptions {
             idle_timeout: Duration::from_secs(300),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(60),
+            max_queued: 2_000,
             retry_now: Arc::default(),
         }
     }
@@ -450,6 +537,14 @@ enum Failure {
     Run(RunError),
 }
 
+/// One Subscribe stream, until it fails or `shutdown`. Events are requested again as
+/// soon as they are received and decoded, while the sink stores those before them:
+/// deliveries that arrive during a commit are queued and stored together in the next
+/// one (their checkpoint, the last one's position, in the same transaction), so the
+/// stream, decoding and storing overlap. At most `options.max_queued` events wait
+/// (beyond that, requests are held back until the queue drains). If the process dies
+/// with deliveries queued, nothing of them is stored and the checkpoint replays them;
+/// if storing fails, the stream ends with them and starts again from the checkpoint.
 async fn stream_once(
     pubsub: &PubSub,
     topic: &str,
@@ -461,23 +556,73 @@ async fn stream_once(
 ) -> Result<(), Failure> {
     let mut subscription = pubsub.subscribe(topic, start, options.batch).await.map_err(Failure::Stream)?;
     sink.health(topic, StreamHealth::Streaming);
+    let mut storing: Option<Storing> = None;
+    let outcome = pipeline(&mut subscription, topic, sink, options, shutdown, backoff, &mut storing).await;
+    // Whatever ended the stream, a store in progress finishes first: the next start
+    // reads the checkpoint it writes.
+    if let Some(in_progress) = storing {
+        in_progress.await.map_err(|e| Failure::Run(e.into()))?;
+    }
+    outcome
+}
+
+async fn pipeline(
+    subscription: &mut Subscription<'_>,
+    topic: &str,
+    sink: &mut impl EventSink,
+    options: &RunOptions,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+    storing: &mut Option<Storing>,
+) -> Result<(), Failure> {
     let mut proven = false;
+    let mut queued: Option<Delivery> = None;
+    // Events received but not requested again (the queue was full).
+    let mut owed = 0;
     loop {
-        let delivery = tokio::select! {
-            d = subscription.next(options.idle_timeout) => d.map_err(Failure::Stream)?,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        if !proven {
-            // Only a response proves the stream works: an error can follow the call's
-            // acceptance, and must not reset the backoff into a tight loop.
-            proven = true;
-            *backoff = options.min_backoff;
+        if storing.is_none() {
+            if let Some(group) = queued.take() {
+                *storing = Some(sink.deliver(topic, group));
+            }
+            if owed > 0 {
+                subscription.request(owed).await.map_err(Failure::Stream)?;
+                owed = 0;
+            }
         }
-        let received = delivery.events.len() as i32;
-        sink.deliver(topic, delivery).await.map_err(|e| Failure::Run(e.into()))?;
-        // Only now, with the events stored, ask for as many more.
-        if received > 0 {
-            subscription.request(received).await.map_err(Failure::Stream)?;
+        let queued_events = queued.as_ref().map_or(0, |q| q.events.len());
+        tokio::select! {
+            stored = async { storing.as_mut().expect("guarded").await }, if storing.is_some() => {
+                *storing = None;
+                stored.map_err(|e| Failure::Run(e.into()))?;
+            }
+            // Only the receiving is raced against the store (it is cancel-safe); the
+            // decoding (which may fetch a schema) runs to its end below.
+            response = subscription.receive(options.idle_timeout), if queued_events < options.max_queued => {
+                let response = response.map_err(Failure::Stream)?;
+                let delivery = subscription.decode(response).await.map_err(Failure::Stream)?;
+                if !proven {
+                    // Only a response proves the stream works: an error can follow the
+                    // call's acceptance, and must not reset the backoff into a tight loop.
+                    proven = true;
+                    *backoff = options.min_backoff;
+                }
+                let received = delivery.events.len() as i32;
+                match &mut queued {
+                    Some(group) => {
+                        group.events.extend(delivery.events);
+                        group.latest_replay_id = delivery.latest_replay_id;
+                    }
+                    None => queued = Some(delivery),
+                }
+                if queued_events + received as usize <= options.max_queued {
+                    if received > 0 {
+                        subscription.request(received).await.map_err(Failure::Stream)?;
+                    }
+                } else {
+                    owed += received;
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use salesforce::api::SalesforceApi;
 use salesforce::login::LoginHost;
 use salesforce::oauth::{MONITORING_SCOPE, OAuthClient};
-use salesforce::pubsub::{Delivery, Endpoint, EventSink, PubSub, RunOptions, SinkError, StartFrom, StreamHealth, run};
+use salesforce::pubsub::{
+    Delivery, Endpoint, EventSink, PubSub, RunOptions, SinkError, StartFrom, Storing, StreamHealth, run,
+};
 use serde_json::{Value, json};
 
 const CALLBACK: &str = "http://127.0.0.1:9/callback";
@@ -138,12 +140,12 @@ impl Shared {
 }
 
 impl EventSink for Shared {
-    async fn deliver(&mut self, _topic: &str, delivery: Delivery) -> Result<(), SinkError> {
+    fn deliver(&mut self, _topic: &str, delivery: Delivery) -> Storing {
         self.with(|m| {
-            m.events.extend(delivery.events.into_iter().map(|e| e.fields.expect("decodes")));
+            m.events.extend(delivery.events.into_iter().map(|e| e.body.expect("decodes").into_fields()));
             m.checkpoint = Some(delivery.latest_replay_id);
         });
-        Ok(())
+        Box::pin(async { Ok(()) })
     }
     async fn start_point(&mut self, _topic: &str) -> Result<StartFrom, SinkError> {
         Ok(self.with(|m| m.checkpoint.clone().map_or(StartFrom::Earliest, StartFrom::After)))

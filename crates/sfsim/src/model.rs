@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use sfwire::avro::AvroRecord;
 use sfwire::events::{EventRecord, FieldValue, LoginEventStream, ReportEventStream};
 use sfwire::id::{SfId, prefix, record_key};
 

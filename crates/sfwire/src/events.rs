@@ -2,7 +2,7 @@
 //! names are Salesforce's own. Each type knows its Avro schema (record in namespace
 //! `com.sforce.eventbus`) and writes itself as an Avro binary datum in that schema.
 
-use crate::avro::AvroField;
+use crate::avro::{AvroField, AvroRecord, Datum, Primitive, ReadError};
 
 /// A field value seen by name, for code that treats events as generic records
 /// (SOQL on the stored big objects, JSON dumps).
@@ -52,11 +52,7 @@ impl<T: AsFieldValue> AsFieldValue for Option<T> {
 }
 
 /// What every event type offers.
-pub trait EventRecord {
-    /// The record's name in Avro and the channel's name without `/event/`.
-    const NAME: &'static str;
-    /// Field names in schema order.
-    const FIELDS: &'static [&'static str];
+pub trait EventRecord: AvroRecord {
     /// The Avro schema as JSON text.
     fn schema_json() -> String;
     /// Writes the event as an Avro binary datum in [`Self::schema_json`].
@@ -74,13 +70,13 @@ macro_rules! event_type {
         #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(default)]
         pub struct $name {
-            $(pub $field: $ty,)*
+            $(
+                #[serde(skip_serializing_if = "crate::avro::AvroField::is_absent")]
+                pub $field: $ty,
+            )*
         }
 
         impl EventRecord for $name {
-            const NAME: &'static str = stringify!($name);
-            const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
-
             fn schema_json() -> String {
                 let fields = vec![$({
                     let mut f = serde_json::json!({
@@ -110,6 +106,33 @@ macro_rules! event_type {
                     $(stringify!($field) => Some(self.$field.field_value()),)*
                     _ => None,
                 }
+            }
+        }
+
+        impl AvroRecord for $name {
+            const NAME: &'static str = stringify!($name);
+            const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            fn slot_reads(slot: usize, written: Primitive) -> bool {
+                const READS: &[fn(Primitive) -> bool] = &[$(<$ty as AvroField>::reads),*];
+                READS.get(slot).is_some_and(|reads| reads(written))
+            }
+
+            fn slot_optional(slot: usize) -> bool {
+                const OPTIONAL: &[bool] = &[$(<$ty as AvroField>::NULLABLE),*];
+                OPTIONAL.get(slot).copied().unwrap_or(false)
+            }
+
+            fn set_slot(&mut self, slot: usize, datum: Datum<'_>) -> Result<(), ReadError> {
+                let mut at = 0;
+                $(
+                    if slot == at {
+                        self.$field = AvroField::from_datum(datum)?;
+                        return Ok(());
+                    }
+                    at += 1;
+                )*
+                Err(ReadError::Invalid(format!("no field {slot} of {at}")))
             }
         }
     };

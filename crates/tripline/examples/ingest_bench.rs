@@ -1,6 +1,12 @@
 //! Catch-up benchmark (run by `scripts/bench.sh`): N retained ReportEventStream events
-//! in sfsim, a connection authorized through the real OAuth pages, and the connector
-//! draining them from EARLIEST into SQLite. Prints events/s end to end.
+//! in sfsim (40% exports, every one by a holder of Export Reports, so all in scope),
+//! drained from EARLIEST into SQLite by Tripline's connector (a connection authorized
+//! through the real OAuth pages, a fresh database each run) and, alternating in the
+//! same run, by the hand-written Python pipeline of `bench/peer.py` when
+//! `--python PATH` names its interpreter. Prints each run, then min / median / max
+//! and the ratio.
+//!
+//! `ingest_bench [--events N] [--runs R] [--python PATH]`
 
 mod support;
 
@@ -12,62 +18,161 @@ use tripline::connector::{NewConnection, RunSettings};
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
+const CALLBACK: &str = "http://127.0.0.1:9/callback";
+
+struct Run {
+    events_per_s: f64,
+    cpu_s_per_million: f64,
+    memory_mb: f64,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let count: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
-    const CALLBACK: &str = "http://127.0.0.1:9/callback";
+    let (mut events, mut runs, mut python) = (1_000_000_usize, 1_usize, None::<String>);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a value"));
+        match arg.as_str() {
+            "--events" => events = value()?.parse()?,
+            "--runs" => runs = value()?.parse()?,
+            "--python" => python = Some(value()?),
+            other => anyhow::bail!("unknown argument {other:?} (ingest_bench [--events N] [--runs R] [--python PATH])"),
+        }
+    }
     let org =
         sfsim::start(sfsim::Config { users: 500, callback_urls: vec![CALLBACK.into()], ..Default::default() }).await?;
     org.sim.org().settings.set(sfsim::org::EventType::Report, None, Some(false));
     let sim = org.sim.clone();
-    let published = tokio::task::spawn_blocking(move || sfsim::activity::preload(&sim, count, 3_600_000, 9)).await?;
-
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?);
+    let published = tokio::task::spawn_blocking(move || sfsim::activity::preload(&sim, events, 3_600_000, 9)).await?;
     let app = tripline::emulated::app(&org, CALLBACK);
-    let new = NewConnection {
-        display_name: "bench".into(),
-        scope: ScopeMode::All,
-        scope_lines: None,
-        corporate_cidrs: vec!["10.20.0.0/16".into()],
-    };
-    let record = tripline::emulated::authorize(&*store, &app, &org, &new).await?;
-
     let last = org.sim.topic(sfsim::org::EventType::Report).latest_replay().to_be_bytes().to_vec();
+    println!("{published} retained events, {runs} run(s) each, alternating");
+
+    let (mut ours, mut peers) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?);
+        let new = NewConnection {
+            display_name: "bench".into(),
+            scope: ScopeMode::All,
+            scope_lines: None,
+            corporate_cidrs: vec!["10.20.0.0/16".into()],
+        };
+        let record = tripline::emulated::authorize(&*store, &app, &org, &new).await?;
+        let r = tripline_run(&store, &record, &app, &last, published).await?;
+        let stored = store.counter(&record.id, "out_of_scope_exports")?;
+        println!(
+            "run {run} tripline: {:.0} events/s, {:.1} CPU s per 1M (sfsim included), connector memory {:.0} MB \
+             (out of scope: {stored})",
+            r.events_per_s, r.cpu_s_per_million, r.memory_mb
+        );
+        ours.push(r);
+        drop(store);
+        if let Some(python) = &python {
+            let token = record.access_token.clone();
+            let r = peer_run(python, &org, &token, record.org_id.as_str(), &last, published, dir.path()).await?;
+            println!(
+                "run {run} python:   {:.0} events/s, {:.1} CPU s per 1M (sfsim included), peer memory {:.0} MB",
+                r.events_per_s, r.cpu_s_per_million, r.memory_mb
+            );
+            peers.push(r);
+        }
+    }
+    summary("tripline", &ours);
+    if !peers.is_empty() {
+        summary("python", &peers);
+        let median = |runs: &[Run]| median(runs.iter().map(|r| r.events_per_s).collect());
+        println!("ratio (median tripline / median python): {:.2}x", median(&ours) / median(&peers));
+    }
+    println!(
+        "  peak RSS of this process (sfsim with its retained log, connector, SQLite): {:.0} MB",
+        support::peak_rss_mb()
+    );
+    Ok(())
+}
+
+/// The connector from EARLIEST until the report checkpoint reaches `last`.
+async fn tripline_run(
+    store: &Arc<dyn Store>,
+    record: &tripline::connection::ConnectionRecord,
+    app: &tripline::connector::SalesforceApp,
+    last: &[u8],
+    published: usize,
+) -> anyhow::Result<Run> {
     let settings = RunSettings { monitor_from_ms: Some(0), ..Default::default() };
+    let anon_before = support::anon_rss_mb();
+    let cpu_before = support::cpu_seconds();
     let started = Instant::now();
-    let running = tripline::connector::start(store.clone(), &record, &app, settings).await?;
+    let running = tripline::connector::start(store.clone(), record, app, settings).await?;
+    let mut anon_peak = anon_before;
     loop {
-        let at = store.checkpoint(&record.id, sfwire::pubsub::REPORT_TOPIC)?;
-        if at == Some(tripline::store::Checkpoint::At(last.clone())) {
+        anon_peak = anon_peak.max(support::anon_rss_mb());
+        if store.checkpoint(&record.id, sfwire::pubsub::REPORT_TOPIC)?
+            == Some(tripline::store::Checkpoint::At(last.to_vec()))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let elapsed = started.elapsed();
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = support::cpu_seconds() - cpu_before;
     running.stop().await;
-    let stored = store
-        .search(&tripline::search::SearchQuery {
-            from_ms: 0,
-            to_ms: i64::MAX,
-            filter: tripline::search::Filter::All(vec![]),
-            sort: Default::default(),
-            page_size: 1,
-            after: None,
-            after_seq: None,
-        })?
-        .events
-        .len();
+    Ok(Run {
+        events_per_s: published as f64 / elapsed,
+        cpu_s_per_million: cpu / published as f64 * 1e6,
+        memory_mb: anon_peak - anon_before,
+    })
+}
+
+/// `bench/peer.py` on the same org, timed by itself from its first request.
+async fn peer_run(
+    python: &str,
+    org: &sfsim::Running,
+    token: &str,
+    org_id: &str,
+    last: &[u8],
+    published: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<Run> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let hex: String = last.iter().map(|b| format!("{b:02x}")).collect();
+    let cpu_before = support::cpu_seconds();
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(root.join("bench/peer.py"))
+        .args(["--pubsub", &org.grpc_addr.to_string(), "--token", token, "--instance-url", org.base_url()])
+        .args(["--tenant", org_id, "--until", &hex])
+        .arg("--db")
+        .arg(dir.join("peer.db"))
+        .arg("--proto")
+        .arg(root.join("proto"));
+    let child = tokio::task::spawn_blocking(move || command.output()).await??;
+    let sfsim_cpu = support::cpu_seconds() - cpu_before;
+    anyhow::ensure!(child.status.success(), "the peer failed: {}", String::from_utf8_lossy(&child.stderr));
+    let figures: serde_json::Value = serde_json::from_slice(&child.stdout)?;
+    let number = |key: &str| figures[key].as_f64().ok_or_else(|| anyhow::anyhow!("the peer printed no {key}"));
+    anyhow::ensure!(number("received")? as usize == published, "the peer read {} of {published}", figures["received"]);
+    Ok(Run {
+        events_per_s: published as f64 / number("seconds")?,
+        cpu_s_per_million: (number("cpu_seconds")? + sfsim_cpu) / published as f64 * 1e6,
+        memory_mb: number("peak_rss_mb")?,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn summary(name: &str, runs: &[Run]) {
+    let mut rates: Vec<f64> = runs.iter().map(|r| r.events_per_s).collect();
+    rates.sort_by(f64::total_cmp);
+    let cpu = median(runs.iter().map(|r| r.cpu_s_per_million).collect());
+    let memory = runs.iter().map(|r| r.memory_mb).fold(0.0, f64::max);
     println!(
-        "catch-up: {published} retained events from EARLIEST into SQLite in {:.2} s ({:.0} events/s end to end)",
-        elapsed.as_secs_f64(),
-        published as f64 / elapsed.as_secs_f64()
+        "{name}: events/s min {:.0} / median {:.0} / max {:.0}; CPU s per 1M (median) {cpu:.1}; memory (max) {memory:.0} MB",
+        rates[0],
+        median(rates.clone()),
+        rates[rates.len() - 1],
     );
-    println!(
-        "  out-of-scope exports skipped: {}, stored file events: {}",
-        store.counter(&record.id, "out_of_scope_exports")?,
-        if stored > 0 { "yes" } else { "none" }
-    );
-    println!("  peak RSS (sfsim, connector and SQLite in one process): {:.0} MB", support::peak_rss_mb());
-    Ok(())
 }

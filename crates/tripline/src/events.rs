@@ -5,7 +5,6 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sfwire::id::SfId;
 
 use crate::named::named_enum;
@@ -104,7 +103,45 @@ pub struct FileEvent {
     pub severity: Severity,
     pub indicators: Vec<RiskIndicator>,
     /// The Salesforce events (one per chunk), kept for evidence.
-    pub raw: Vec<Value>,
+    pub raw: Vec<Evidence>,
+}
+
+/// A Salesforce event as Tripline read it, kept as JSON text for evidence: written
+/// once when the event arrives, never parsed again on its way to the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Evidence(Box<serde_json::value::RawValue>);
+
+impl Evidence {
+    /// The fields of `event` (a JSON object).
+    pub fn of<T: Serialize>(event: &T) -> Evidence {
+        // Serialising a plain record to JSON cannot fail; null stands in should a type
+        // ever make it.
+        Evidence(
+            serde_json::value::to_raw_value(event).unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
+        )
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The event's `EventIdentifier`, if it has one.
+    pub fn event_identifier(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        #[allow(non_snake_case)]
+        struct Identified {
+            EventIdentifier: Option<String>,
+        }
+        serde_json::from_str::<Identified>(self.get()).ok()?.EventIdentifier
+    }
+}
+
+impl PartialEq for Evidence {
+    fn eq(&self, other: &Evidence) -> bool {
+        self.get() == other.get()
+    }
 }
 
 impl ReportType {

@@ -44,7 +44,7 @@ fn event(i: i64, at: i64, user: &str, rows: i64) -> ExportChunk {
             risk_score: 1,
             severity: Severity::Low,
             indicators: Vec::new(),
-            raw: vec![serde_json::json!({"EventIdentifier": format!("ev-{i}")})],
+            raw: vec![tripline::events::Evidence::of(&serde_json::json!({"EventIdentifier": format!("ev-{i}")}))],
         },
     }
 }

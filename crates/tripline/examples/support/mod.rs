@@ -1,10 +1,33 @@
-//! What the tripline benchmark programs share.
+//! What the tripline benchmark programs share (each uses part of it).
+#![allow(dead_code)]
 
 /// The process's peak resident memory (VmHWM), in MB.
 pub fn peak_rss_mb() -> f64 {
+    status_kb("VmHWM:") / 1024.0
+}
+
+/// The process's anonymous resident memory now (RssAnon: the heap, not mapped files),
+/// in MB.
+pub fn anon_rss_mb() -> f64 {
+    status_kb("RssAnon:") / 1024.0
+}
+
+fn status_kb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// CPU time this process has used (user and system), in seconds.
+pub fn cpu_seconds() -> f64 {
+    // utime and stime are fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz
+    // on Linux); the command name before them is in parentheses and may hold spaces,
+    // and the state after it is a letter: of the numbers after the name, they are the
+    // 11th and 12th.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after_name.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    fields.get(10).zip(fields.get(11)).map_or(0.0, |(u, s)| (u + s) / 100.0)
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use salesforce::api::SalesforceApi;
-use salesforce::pubsub::{Delivery, EventSink, ReceivedEvent, SinkError, StartFrom, StreamHealth};
+use salesforce::pubsub::{Delivery, EventBody, EventSink, ReceivedEvent, SinkError, StartFrom, Storing, StreamHealth};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sfwire::events::{LoginEventStream, LogoutEventStream, ReportEventStream};
@@ -27,7 +27,9 @@ use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC, is_export_operatio
 use sha2::{Digest, Sha256};
 
 use crate::connection::{QuarantinedEvent, ScopeMode};
-use crate::events::{Attribution, Cidr, FileEvent, ReportType, RiskInputs, assess, destination, predicted_file_name};
+use crate::events::{
+    Attribution, Cidr, Evidence, FileEvent, ReportType, RiskInputs, assess, destination, predicted_file_name,
+};
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::store::{Checkpoint, ExportChunk, ReportBatch, Store, StoreError};
 
@@ -44,6 +46,8 @@ pub struct ConnectionContext {
     /// Monitored users by 15-character id; `None` until a scan has succeeded (exports
     /// wait rather than being judged against a scope nobody has seen).
     scope: RwLock<Option<HashMap<String, SalesforceUser>>>,
+    /// True once a scope is known.
+    scope_ready: tokio::sync::watch::Sender<bool>,
     /// Users known to have stored exports (a cache for the "first export" indicator),
     /// by 15-character id.
     exporters: RwLock<HashSet<String>>,
@@ -74,6 +78,7 @@ impl ConnectionContext {
             mode,
             monitor_from_ms,
             scope: RwLock::default(),
+            scope_ready: tokio::sync::watch::Sender::new(false),
             exporters: RwLock::default(),
             health: RwLock::default(),
             changed: tokio::sync::Notify::new(),
@@ -85,6 +90,12 @@ impl ConnectionContext {
     pub(crate) fn set_scope(&self, users: Vec<SalesforceUser>) {
         let map = users.into_iter().map(|u| (u.user_id.short().to_owned(), u)).collect();
         *self.scope.write().unwrap_or_else(|e| e.into_inner()) = Some(map);
+        self.scope_ready.send_replace(true);
+    }
+
+    /// Returns once the monitored users are known.
+    pub(crate) async fn wait_for_scope(&self) {
+        let _ = self.scope_ready.subscribe().wait_for(|known| *known).await;
     }
 
     pub(crate) fn set_scan_problem(&self, problem: Option<crate::connection::Problem>) {
@@ -162,6 +173,20 @@ pub(crate) fn decode<E: DeserializeOwned>(fields: &mut Map<String, Value>) -> Re
         *fields = map;
     }
     Ok(typed?)
+}
+
+/// A record's fields (a REST record, or a payload of a schema only a general reader
+/// could read) as the typed event, or kept aside.
+pub(crate) fn from_fields<E: DeserializeOwned>(
+    topic: &str,
+    mut fields: Map<String, Value>,
+) -> Result<E, QuarantinedEvent> {
+    decode(&mut fields).map_err(|e| set_aside(topic, e.to_string(), serde_json::json!({ "fields": fields })))
+}
+
+/// The evidence of an event as read: its fields, nulls left out.
+fn evidence<E: serde::Serialize>(event: &E) -> Value {
+    serde_json::to_value(event).unwrap_or_default()
 }
 
 /// Something received that cannot be used, kept aside with the reason. Its key is a
@@ -257,17 +282,19 @@ impl ConnectionContext {
     /// Builds the report batch for some ReportEventStream events (from the stream or
     /// the stored ReportEvent object), attributing each export. An event that cannot
     /// be read (or lacks what identifies it) is kept aside in the batch, not skipped.
-    pub(crate) fn report_batch(&self, events: Vec<Map<String, Value>>) -> Result<ReportBatch, IngestError> {
+    pub(crate) fn report_batch(
+        &self,
+        events: Vec<Result<ReportEventStream, QuarantinedEvent>>,
+    ) -> Result<ReportBatch, IngestError> {
         if !self.scope_known() {
             return Err(IngestError::ScopeUnknown);
         }
         let mut batch = ReportBatch::default();
-        for mut fields in events {
-            let event: ReportEventStream = match decode(&mut fields) {
+        for event in events {
+            let event = match event {
                 Ok(event) => event,
-                Err(e) => {
-                    let evidence = serde_json::json!({ "fields": fields });
-                    batch.quarantined.push(set_aside(REPORT_TOPIC, e.to_string(), evidence));
+                Err(aside) => {
+                    batch.quarantined.push(aside);
                     continue;
                 }
             };
@@ -279,9 +306,14 @@ impl ConnectionContext {
                 (operation, given(event.EventIdentifier.clone()), user_id(event.UserId.as_deref()))
             else {
                 let reason = "a report event without an Operation, an EventIdentifier or a valid UserId".to_owned();
-                batch.quarantined.push(set_aside(REPORT_TOPIC, reason, serde_json::json!({ "fields": fields })));
+                batch.quarantined.push(set_aside(
+                    REPORT_TOPIC,
+                    reason,
+                    serde_json::json!({ "fields": evidence(&event) }),
+                ));
                 continue;
             };
+            let raw = Evidence::of(&event);
             let at = event.EventDate.unwrap_or(event.CreatedDate);
             if at < self.monitor_from_ms {
                 continue;
@@ -348,8 +380,7 @@ impl ConnectionContext {
                 risk_score: risk.score,
                 severity: risk.severity,
                 indicators: risk.indicators,
-                // The event as received; null fields say nothing and are left out.
-                raw: vec![Value::Object(fields.into_iter().filter(|(_, v)| !v.is_null()).collect())],
+                raw: vec![raw],
             };
             batch.exports.push(ExportChunk { event_identifier, file_event });
         }
@@ -385,28 +416,49 @@ impl ConnectionContext {
     }
 }
 
-/// Login or logout events of a delivery, decoded; those that cannot be read (or lack
-/// their identifier or user) are kept aside.
-fn login_records(topic: &str, events: Vec<Map<String, Value>>) -> (Vec<LoginRecord>, Vec<QuarantinedEvent>) {
-    let logout = topic == LOGOUT_TOPIC;
+/// Login or logout events of a delivery as records; those that cannot be read (or
+/// lack their identifier or user) are kept aside.
+fn login_records(topic: &str, events: Vec<EventBody>) -> (Vec<LoginRecord>, Vec<QuarantinedEvent>) {
     let mut records = Vec::new();
     let mut aside = Vec::new();
-    for mut fields in events {
-        let record = if logout {
-            decode::<LogoutEventStream>(&mut fields).map(logout_record)
-        } else {
-            decode::<LoginEventStream>(&mut fields).map(login_record)
+    for body in events {
+        let record = match (topic, body) {
+            (LOGIN_TOPIC, EventBody::Login(e)) => Ok((login_record(e.clone()), evidence(&e))),
+            (LOGOUT_TOPIC, EventBody::Logout(e)) => Ok((logout_record(e.clone()), evidence(&e))),
+            (LOGIN_TOPIC, EventBody::Fields(fields)) => {
+                from_fields::<LoginEventStream>(topic, fields).map(|e| (login_record(e.clone()), evidence(&e)))
+            }
+            (LOGOUT_TOPIC, EventBody::Fields(fields)) => {
+                from_fields::<LogoutEventStream>(topic, fields).map(|e| (logout_record(e.clone()), evidence(&e)))
+            }
+            (_, other) => Err(misplaced(topic, other)),
         };
         match record {
-            Ok(Some(record)) => records.push(record),
-            Ok(None) => {
+            Ok((Some(record), _)) => records.push(record),
+            Ok((None, fields)) => {
                 let reason = "an event without an EventIdentifier or a valid UserId".to_owned();
                 aside.push(set_aside(topic, reason, serde_json::json!({ "fields": fields })));
             }
-            Err(e) => aside.push(set_aside(topic, e.to_string(), serde_json::json!({ "fields": fields }))),
+            Err(e) => aside.push(e),
         }
     }
     (records, aside)
+}
+
+/// The report events of a delivery, typed (or kept aside).
+fn report_events(events: Vec<EventBody>) -> Vec<Result<ReportEventStream, QuarantinedEvent>> {
+    let typed = |body| match body {
+        EventBody::Report(e) => Ok(e),
+        EventBody::Fields(fields) => from_fields(REPORT_TOPIC, fields),
+        other => Err(misplaced(REPORT_TOPIC, other)),
+    };
+    events.into_iter().map(typed).collect()
+}
+
+/// An event of another type than its topic carries.
+fn misplaced(topic: &str, body: EventBody) -> QuarantinedEvent {
+    let reason = format!("an event of another type than {topic} carries");
+    set_aside(topic, reason, serde_json::json!({ "fields": body.into_fields() }))
 }
 
 /// Re-reads [from, to] from ReportEvent in the background, one such recovery at a time
@@ -434,39 +486,68 @@ fn recover_beside(ctx: Arc<ConnectionContext>, from: i64, to: i64) {
     });
 }
 
+/// A delivery made ready to store: its records, attributed.
+enum Prepared {
+    Logins(Vec<LoginRecord>, Vec<QuarantinedEvent>),
+    Reports(ReportBatch),
+}
+
+/// Turns a delivery into what its transaction writes (CPU work and reads of what is
+/// committed; no writes).
+fn prepare(ctx: &ConnectionContext, topic: &str, events: Vec<ReceivedEvent>) -> Result<Prepared, SinkError> {
+    let mut readable = Vec::with_capacity(events.len());
+    let mut aside = Vec::new();
+    for event in events {
+        match event.body {
+            Ok(body) => readable.push(body),
+            Err(ref reason) => aside.push(undecodable(topic, &event, reason)),
+        }
+    }
+    match topic {
+        LOGIN_TOPIC | LOGOUT_TOPIC => {
+            let (records, mut quarantined) = login_records(topic, readable);
+            quarantined.extend(aside);
+            Ok(Prepared::Logins(records, quarantined))
+        }
+        REPORT_TOPIC => {
+            let mut batch = ctx.report_batch(report_events(readable)).map_err(sink_error)?;
+            batch.quarantined.extend(aside);
+            Ok(Prepared::Reports(batch))
+        }
+        other => Err(SinkError(format!("no sink for topic {other}"))),
+    }
+}
+
+/// Stores a prepared delivery: its records and its checkpoint in one transaction.
+fn store(ctx: &ConnectionContext, topic: &str, prepared: &Prepared, checkpoint: &[u8]) -> Result<(), SinkError> {
+    let id = &ctx.connection_id;
+    match prepared {
+        Prepared::Logins(records, aside) => ctx.store.apply_logins(id, topic, records, aside, checkpoint).map(|_| ()),
+        Prepared::Reports(batch) => ctx.store.apply_reports(id, topic, batch, Some(checkpoint)).map(|_| ()),
+    }
+    .map_err(sink_error)
+}
+
 /// The sink for one topic of one connection.
 pub(crate) struct TopicSink {
     pub(crate) context: Arc<ConnectionContext>,
 }
 
 impl EventSink for TopicSink {
-    async fn deliver(&mut self, topic: &str, delivery: Delivery) -> Result<(), SinkError> {
-        let ctx = &self.context;
-        let checkpoint = delivery.latest_replay_id;
-        let mut readable = Vec::with_capacity(delivery.events.len());
-        let mut aside = Vec::new();
-        for event in delivery.events {
-            match event.fields {
-                Ok(fields) => readable.push(fields),
-                Err(ref reason) => aside.push(undecodable(topic, &event, reason)),
-            }
-        }
-        match topic {
-            LOGIN_TOPIC | LOGOUT_TOPIC => {
-                let (records, mut quarantined) = login_records(topic, readable);
-                quarantined.extend(aside);
-                ctx.store
-                    .apply_logins(&ctx.connection_id, topic, &records, &quarantined, &checkpoint)
-                    .map_err(sink_error)?;
-            }
-            REPORT_TOPIC => {
-                let mut batch = ctx.report_batch(readable).map_err(sink_error)?;
-                batch.quarantined.extend(aside);
-                ctx.store.apply_reports(&ctx.connection_id, topic, &batch, Some(&checkpoint)).map_err(sink_error)?;
-            }
-            other => return Err(SinkError(format!("no sink for topic {other}"))),
-        }
-        Ok(())
+    fn deliver(&mut self, topic: &str, delivery: Delivery) -> Storing {
+        let ctx = self.context.clone();
+        let topic = topic.to_owned();
+        // Preparing runs here, beside the store in progress (it only reads what is
+        // committed); the commit is blocking database work, off the runtime's threads.
+        let prepared = prepare(&ctx, &topic, delivery.events);
+        Box::pin(async move {
+            let prepared = prepared?;
+            let checkpoint = delivery.latest_replay_id;
+            let stored = tokio::task::spawn_blocking(move || (store(&ctx, &topic, &prepared, &checkpoint), prepared));
+            // The records are dropped here, not on the thread that commits.
+            let (stored, _records) = stored.await.map_err(|e| SinkError(format!("storing a delivery: {e}")))?;
+            stored
+        })
     }
 
     async fn start_point(&mut self, topic: &str) -> Result<StartFrom, SinkError> {

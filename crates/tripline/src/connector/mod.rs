@@ -163,6 +163,15 @@ pub async fn start(
         let topic_span = tracing::info_span!(parent: &span, "topic", topic);
         tasks.push(tokio::spawn(
             async move {
+                if topic == REPORT_TOPIC {
+                    // Exports cannot be judged before the monitored users are known:
+                    // the stream starts when they are (at once, after a first scan).
+                    let mut shutdown = shutdown.clone();
+                    tokio::select! {
+                        _ = context.wait_for_scope() => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
                 let mut sink = TopicSink { context };
                 // Only the sink failing ends `run` (the store, or exports that must wait
                 // for the scope); nothing of the failed delivery was committed, so

@@ -6,7 +6,6 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::types::{Type, Value as Sql};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use sfwire::id::SfId;
 
 use super::{Checkpoint, ReportBatch, ReportOutcome, Result, Store, StoreError};
@@ -14,7 +13,7 @@ use crate::access::{ApiToken, AuditEntry};
 use crate::connection::{
     ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
 };
-use crate::events::FileEvent;
+use crate::events::{Evidence, FileEvent};
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::search::{Field, Filter, Op, QueryError, SearchPage, SearchQuery, like_pattern};
 
@@ -26,9 +25,28 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_scope_scans_and_gap_windows.sql"),
 ];
 
+/// One writer connection, and a few read-only ones: in WAL mode readers see the last
+/// commit and neither waits on the other, so searches never stall ingest, and
+/// attribution reads while a commit runs.
 pub struct SqliteStore {
     db: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     secrets: super::secrets::SecretBox,
+}
+
+/// Read-only connections per store.
+const READERS: usize = 4;
+
+/// The settings every connection shares.
+fn tune(db: &Connection) -> Result<()> {
+    // 16 MB of page cache: the default 2 MB sends most B-tree reads to the kernel,
+    // and 64 MB was slower (every commit walks the whole cache; measured).
+    db.pragma_update(None, "cache_size", -16_000)?;
+    // Reads through a memory map need no system call per page (searches, exports).
+    db.pragma_update(None, "mmap_size", 4_294_967_296_i64)?;
+    db.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -127,12 +145,7 @@ impl SqliteStore {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
-        // 16 MB of page cache: the default 2 MB sends most B-tree reads to the kernel,
-        // and 64 MB was slower (every commit walks the whole cache; measured).
-        db.pragma_update(None, "cache_size", -16_000)?;
-        // Reads through a memory map need no system call per page (searches, exports).
-        db.pragma_update(None, "mmap_size", 4_294_967_296_i64)?;
-        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        tune(&db)?;
         let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
         if version > MIGRATIONS.len() {
@@ -151,11 +164,33 @@ impl SqliteStore {
         // caught up with catch-up ingest and let the WAL grow past 2.7 GB (measured).
         db.pragma_update(None, "wal_autocheckpoint", 25_000)?;
         let secrets = super::secrets::SecretBox::load(&super::secrets::key_file(path))?;
-        Ok(SqliteStore { db: Mutex::new(db), secrets })
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                tune(&reader)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<_>>()?;
+        Ok(SqliteStore { db: Mutex::new(db), readers, next_reader: Default::default(), secrets })
     }
 
+    /// The writer (and reads that must see the writer's own transaction).
     fn db(&self) -> MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A free read-only connection (or, when all are busy, the next in turn).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in &self.readers {
+            if let Ok(free) = reader.try_lock() {
+                return free;
+            }
+        }
+        let turn = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.readers.len();
+        self.readers[turn].lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -411,14 +446,14 @@ impl Store for SqliteStore {
     }
 
     fn connections(&self) -> Result<Vec<ConnectionRecord>> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt = db.prepare(&format!("SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY created_at"))?;
         let rows = stmt.query_map([], connection_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(|r| self.unseal(r)).collect()
     }
 
     fn connection(&self, id: &str) -> Result<ConnectionRecord> {
-        let db = self.db();
+        let db = self.reader();
         let record = db
             .query_row(
                 &format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = ?1"),
@@ -457,7 +492,7 @@ impl Store for SqliteStore {
     }
 
     fn status_history(&self, id: &str) -> Result<Vec<StatusChange>> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt =
             db.prepare("SELECT at, status, detail, actor FROM status_history WHERE connection_id = ?1 ORDER BY rowid")?;
         let rows = stmt
@@ -470,7 +505,7 @@ impl Store for SqliteStore {
 
     fn checkpoint(&self, connection: &str, topic: &str) -> Result<Option<Checkpoint>> {
         let row: Option<(Vec<u8>, i64)> = self
-            .db()
+            .reader()
             .query_row(
                 "SELECT replay_id, updated_at FROM checkpoints WHERE connection_id = ?1 AND topic = ?2",
                 params![connection, topic],
@@ -570,38 +605,15 @@ impl Store for SqliteStore {
             }
         }
         bump(&tx, connection, "out_of_scope_exports", outcome.out_of_scope as i64)?;
+        let mut users = std::collections::HashSet::new();
+        let insert = format!(
+            "INSERT INTO file_events ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+            &EVENT_COLUMNS[5..],
+            (1..=34).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        );
         for chunk in &batch.exports {
             let e = &chunk.file_event;
-            // The file event's id derives from the export's ExecutionIdentifier, so the
-            // other chunks of an export (and replays of any chunk) find it by id.
-            let existing: Option<(i64, String)> = tx
-                .prepare_cached("SELECT seq, raw FROM file_events WHERE id = ?1")?
-                .query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((seq, raw)) = existing {
-                let mut all: Vec<Value> = serde_json::from_str(&raw)?;
-                let seen = all
-                    .iter()
-                    .any(|r| r.get("EventIdentifier").and_then(Value::as_str) == Some(&chunk.event_identifier));
-                if seen {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                // Another chunk of an export we have: count it, keep its evidence.
-                all.extend(e.raw.iter().cloned());
-                tx.prepare_cached(
-                    "UPDATE file_events SET chunk_count = chunk_count + 1, rows = MAX(rows, ?2), raw = ?3 WHERE seq = ?1",
-                )?
-                .execute(params![seq, e.rows, serde_json::to_string(&all)?])?;
-                outcome.merged_chunks += 1;
-                continue;
-            }
-            tx.prepare_cached(&format!(
-                "INSERT INTO file_events ({}) VALUES ({})",
-                &EVENT_COLUMNS[5..],
-                (1..=34).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
-            ))?
-            .execute(params![
+            let inserted = tx.prepare_cached(&insert)?.execute(params![
                 e.id,
                 e.connection_id,
                 e.observed_at,
@@ -637,13 +649,37 @@ impl Store for SqliteStore {
                 serde_json::to_string(&e.indicators)?,
                 serde_json::to_string(&e.raw)?,
             ])?;
+            if inserted == 0 {
+                // The file event's id derives from the export's ExecutionIdentifier, so
+                // the other chunks of an export (and replays of any chunk) find it by id.
+                let (seq, raw): (i64, String) = tx
+                    .prepare_cached("SELECT seq, raw FROM file_events WHERE id = ?1")?
+                    .query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let mut all: Vec<Evidence> = serde_json::from_str(&raw)?;
+                let seen = all.iter().any(|r| r.event_identifier().as_deref() == Some(&chunk.event_identifier));
+                if seen {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                // Another chunk of an export we have: count it, keep its evidence.
+                all.extend(e.raw.iter().cloned());
+                tx.prepare_cached(
+                    "UPDATE file_events SET chunk_count = chunk_count + 1, rows = MAX(rows, ?2), raw = ?3 WHERE seq = ?1",
+                )?
+                .execute(params![seq, e.rows, serde_json::to_string(&all)?])?;
+                outcome.merged_chunks += 1;
+                continue;
+            }
+            outcome.new_file_events += 1;
+            if !users.insert(e.user_id.as_str()) {
+                continue; // known from this batch already
+            }
             tx.prepare_cached(
                 "INSERT INTO known_users (user_id, username, email, name) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, email = excluded.email, name = excluded.name
                  WHERE username IS NOT excluded.username OR email IS NOT excluded.email OR name IS NOT excluded.name",
             )?
             .execute(params![e.user_id.as_str(), e.username, e.email, e.user_name])?;
-            outcome.new_file_events += 1;
         }
         if let Some(checkpoint) = checkpoint {
             save_checkpoint(&tx, connection, topic, checkpoint)?;
@@ -653,7 +689,7 @@ impl Store for SqliteStore {
     }
 
     fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt = db.prepare_cached(
             "SELECT session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at
              FROM sessions WHERE connection_id = ?1 AND session_key = ?2",
@@ -677,7 +713,7 @@ impl Store for SqliteStore {
     }
 
     fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt =
             db.prepare_cached("SELECT 1 FROM file_events WHERE connection_id = ?1 AND user_id = ?2 LIMIT 1")?;
         Ok(stmt.exists(params![connection, user_id.as_str()])?)
@@ -699,7 +735,7 @@ impl Store for SqliteStore {
     }
 
     fn scope(&self, connection: &str) -> Result<Vec<SalesforceUser>> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt = db.prepare(
             "SELECT user_id, username, email, name FROM scope_users WHERE connection_id = ?1 ORDER BY username",
         )?;
@@ -713,7 +749,7 @@ impl Store for SqliteStore {
 
     fn counter(&self, connection: &str, name: &str) -> Result<i64> {
         Ok(self
-            .db()
+            .reader()
             .query_row(
                 "SELECT value FROM counters WHERE connection_id = ?1 AND name = ?2",
                 params![connection, name],
@@ -756,7 +792,7 @@ impl Store for SqliteStore {
     }
 
     fn gaps(&self, connection: &str) -> Result<Vec<Gap>> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt = db.prepare(
             "SELECT topic, detected_at, from_ms, to_ms, reason, recovered FROM gaps WHERE connection_id = ?1 ORDER BY rowid",
         )?;
@@ -776,7 +812,7 @@ impl Store for SqliteStore {
     }
 
     fn quarantine(&self, connection: &str, limit: usize) -> Result<(usize, Vec<QuarantinedEvent>)> {
-        let db = self.db();
+        let db = self.reader();
         let count: i64 =
             db.query_row("SELECT COUNT(*) FROM quarantine WHERE connection_id = ?1", [connection], |r| r.get(0))?;
         let mut stmt = db.prepare(
@@ -854,7 +890,7 @@ impl Store for SqliteStore {
             clauses.join(" AND "),
             params.len()
         );
-        let db = self.db();
+        let db = self.reader();
         let mut stmt = db.prepare_cached(&sql)?;
         let mut events = stmt
             .query_map(rusqlite::params_from_iter(params.iter()), event_from_row)?
@@ -885,7 +921,7 @@ impl Store for SqliteStore {
 
     fn api_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         Ok(self
-            .db()
+            .reader()
             .query_row(
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1"),
                 [token_hash],
@@ -900,7 +936,7 @@ impl Store for SqliteStore {
     }
 
     fn api_tokens(&self) -> Result<Vec<ApiToken>> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt = db.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, rowid"))?;
         let rows = stmt.query_map([], token_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -930,7 +966,7 @@ impl Store for SqliteStore {
     }
 
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
-        let db = self.db();
+        let db = self.reader();
         let mut stmt =
             db.prepare("SELECT at, actor, action, target FROM audit_log ORDER BY at DESC, rowid DESC LIMIT ?1")?;
         let rows = stmt
@@ -943,7 +979,7 @@ impl Store for SqliteStore {
 
     fn search_checkpoint(&self, name: &str) -> Result<i64> {
         Ok(self
-            .db()
+            .reader()
             .query_row("SELECT last_seq FROM search_checkpoints WHERE name = ?1", [name], |r| r.get(0))
             .optional()?
             .unwrap_or(0))
@@ -1006,7 +1042,7 @@ mod tests {
                     e.observed_at = *at;
                     e.rows = *rows;
                     e.risk_score = *rows % 2;
-                    e.raw = vec![serde_json::json!({ "EventIdentifier": format!("ev-{i}") })];
+                    e.raw = vec![Evidence::of(&serde_json::json!({ "EventIdentifier": format!("ev-{i}") }))];
                     ExportChunk { event_identifier: format!("ev-{i}"), file_event: e }
                 })
                 .collect();

@@ -50,7 +50,15 @@ impl Scenario {
     }
 
     /// `tripline serve` as its own process on this scenario's database (for SIGKILLs).
+    /// `SERVE_LOG` sets its log filter (default `error`), `SERVE_LOG_FILE` a file its
+    /// logs are appended to (else they are dropped).
     pub fn serve_process(&self) -> std::process::Child {
+        let output = match std::env::var_os("SERVE_LOG_FILE") {
+            Some(path) => std::process::Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("the serve log file"),
+            ),
+            None => std::process::Stdio::null(),
+        };
         std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
             .args(["serve", "--database"])
             .arg(self.dir.path().join("tripline.db"))
@@ -69,7 +77,7 @@ impl Scenario {
                 "127.0.0.1:0",
             ])
             .env("RUST_LOG", std::env::var("SERVE_LOG").unwrap_or_else(|_| "error".into()))
-            .stdout(std::process::Stdio::null())
+            .stdout(output)
             .spawn()
             .expect("tripline serve starts")
     }

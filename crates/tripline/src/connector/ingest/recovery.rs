@@ -6,8 +6,9 @@
 //! re-read later, the gap is cleared.
 
 use salesforce::error::error_chain;
-use serde_json::{Map, Value};
-use sfwire::events::{EventRecord, ReportEventStream};
+use serde_json::Value;
+use sfwire::avro::AvroRecord;
+use sfwire::events::ReportEventStream;
 use sfwire::pubsub::REPORT_TOPIC;
 
 use super::{ConnectionContext, IngestError};
@@ -38,10 +39,10 @@ async fn backfill(ctx: &ConnectionContext, from: i64, to: i64) -> Result<usize, 
         soql_datetime(to)
     );
     let records = ctx.api.query(&soql).await.map_err(IngestError::Salesforce)?;
-    let events: Vec<Map<String, Value>> = records
+    let events = records
         .into_iter()
         .filter_map(|r| match r {
-            Value::Object(m) => Some(m),
+            Value::Object(m) => Some(super::from_fields(REPORT_TOPIC, m)),
             _ => None,
         })
         .collect();
