@@ -361,15 +361,10 @@ pub struct Subscription<'a> {
 }
 
 impl Subscription<'_> {
-    /// The next delivery (events, or a keepalive with no events). Silence longer than
-    /// `idle` means a dead stream: Salesforce sends keepalives well within 270 s.
-    pub async fn next(&mut self, idle: Duration) -> Result<Delivery, StreamError> {
-        let response = self.receive(idle).await?;
-        self.decode(response).await
-    }
-
-    /// The next response, undecoded. Cancel-safe: dropped before it completes, it has
-    /// taken nothing from the stream.
+    /// The next response (events, or a keepalive with no events), undecoded. Silence
+    /// longer than `idle` means a dead stream: Salesforce sends keepalives well within
+    /// 270 s. Cancel-safe: dropped before it completes, it has taken nothing from the
+    /// stream.
     async fn receive(&mut self, idle: Duration) -> Result<FetchResponse, StreamError> {
         match tokio::time::timeout(idle, self.responses.next()).await {
             Err(_) => Err(StreamError::Transient(format!("no message for {} s", idle.as_secs()))),

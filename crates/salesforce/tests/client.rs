@@ -260,3 +260,76 @@ async fn licence_off_is_reported_and_recovers() {
     stop.send(true).expect("stop");
     task.await.expect("join").expect("clean stop");
 }
+
+/// A sink that stores each delivery after a pause (as a database commit takes time),
+/// and fails once, on its third store.
+#[derive(Clone, Default)]
+struct Slow(Arc<Mutex<SlowState>>);
+
+#[derive(Default)]
+struct SlowState {
+    ids: Vec<String>,
+    checkpoint: Option<Vec<u8>>,
+    stores: usize,
+    largest: usize,
+}
+
+impl EventSink for Slow {
+    fn deliver(&mut self, _topic: &str, delivery: Delivery) -> Storing {
+        let state = self.0.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let mut s = state.lock().expect("lock");
+            s.stores += 1;
+            if s.stores == 3 {
+                return Err(SinkError("the disk is full".into()));
+            }
+            s.largest = s.largest.max(delivery.events.len());
+            s.ids.extend(delivery.events.iter().map(|e| e.id.clone()));
+            s.checkpoint = Some(delivery.latest_replay_id);
+            Ok(())
+        })
+    }
+    async fn start_point(&mut self, _topic: &str) -> Result<StartFrom, SinkError> {
+        Ok(self.0.lock().expect("lock").checkpoint.clone().map_or(StartFrom::Earliest, StartFrom::After))
+    }
+    async fn replay_lost(&mut self, _topic: &str, reason: &str) -> Result<StartFrom, SinkError> {
+        Err(SinkError(format!("no replay id may be lost here: {reason}")))
+    }
+    fn health(&mut self, _topic: &str, _health: StreamHealth) {}
+}
+
+/// While a store runs, the next deliveries are received and queued, then stored
+/// together; a failed store drops what was queued, and the stream starts again from
+/// the stored checkpoint: every event is stored once.
+#[tokio::test]
+async fn deliveries_queue_during_a_store_and_a_failed_store_loses_nothing() {
+    let org = Org::start(60).await;
+    let published = sfsim::activity::preload(&org.running.sim, 3_000, 600_000, 3);
+    let api = org.connect().await;
+    let endpoint = Endpoint { url: format!("http://{}", org.running.grpc_addr), ca_pem: None };
+    let pubsub = Arc::new(PubSub::new(&endpoint, api).expect("client"));
+    let mut sink = Slow::default();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let options = RunOptions { max_queued: 500, ..RunOptions::default() };
+    let topic = sfwire::pubsub::REPORT_TOPIC;
+    let mut failures = 0;
+    while sink.0.lock().expect("lock").ids.len() < published && failures < 5 {
+        let run = run(&pubsub, topic, &mut sink, &options, shutdown.clone());
+        match tokio::time::timeout(Duration::from_millis(1_500), run).await {
+            Ok(Err(e)) => {
+                assert!(e.to_string().contains("the disk is full"), "{e}");
+                failures += 1;
+            }
+            Ok(Ok(())) => unreachable!("not shut down"),
+            Err(_) => {} // still streaming: look again
+        }
+    }
+    let s = sink.0.lock().expect("lock");
+    assert_eq!(failures, 1, "the one failed store ends the run once");
+    assert_eq!(s.ids.len(), published, "every event stored");
+    let unique: std::collections::HashSet<&String> = s.ids.iter().collect();
+    assert_eq!(unique.len(), published, "none twice");
+    assert!(s.largest > 100, "deliveries received during a store are stored together: {}", s.largest);
+    assert!(s.largest <= 600, "at most max_queued wait (plus one delivery): {}", s.largest);
+}

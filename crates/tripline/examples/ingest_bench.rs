@@ -135,7 +135,7 @@ async fn peer_run(
     dir: &std::path::Path,
 ) -> anyhow::Result<Run> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let hex: String = last.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(last);
     let cpu_before = support::cpu_seconds();
     let mut command = std::process::Command::new(python);
     command

@@ -196,7 +196,7 @@ fn set_aside(topic: &str, reason: String, evidence: Value) -> QuarantinedEvent {
     let digest = Sha256::digest(format!("{topic}\n{evidence}").as_bytes());
     QuarantinedEvent {
         topic: topic.to_owned(),
-        key: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
+        key: hex::encode(&digest[..16]),
         received_at: chrono::Utc::now().timestamp_millis(),
         reason,
         evidence,
@@ -205,10 +205,9 @@ fn set_aside(topic: &str, reason: String, evidence: Value) -> QuarantinedEvent {
 
 /// A delivered event whose payload did not decode: its bytes are the evidence.
 fn undecodable(topic: &str, event: &ReceivedEvent, reason: &str) -> QuarantinedEvent {
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let evidence = serde_json::json!({
         "schema_id": event.schema_id,
-        "replay_id": hex(&event.replay_id),
+        "replay_id": hex::encode(&event.replay_id),
         "event_uuid": event.id,
         "payload_base64": base64::engine::general_purpose::STANDARD.encode(&event.payload),
     });
@@ -228,7 +227,7 @@ fn user_id(text: Option<&str>) -> Option<SfId> {
 /// (the ExecutionIdentifier its chunks share, else its EventIdentifier).
 fn file_event_id(connection_id: &str, key: &str) -> String {
     let digest = Sha256::digest(format!("{connection_id}\n{key}").as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 fn login_record(e: LoginEventStream) -> Option<LoginRecord> {
