@@ -37,7 +37,7 @@ impl Lcg {
 }
 
 fn user(i: u64) -> (String, String) {
-    (format!("005SIM{i:012}AAA"), format!("user{i}@bench.example"))
+    (sfwire::id::SfId::generate(sfwire::id::prefix::USER, "5i", i).to_string(), format!("user{i}@bench.example"))
 }
 
 fn load(path: &str, n: u64) -> anyhow::Result<()> {

@@ -289,6 +289,7 @@ impl ConnectionContext {
             return Err(IngestError::ScopeUnknown);
         }
         let mut batch = ReportBatch::default();
+        let mut sessions: HashMap<String, Option<Session>> = HashMap::new();
         for event in events {
             let event = match event {
                 Ok(event) => event,
@@ -323,7 +324,15 @@ impl ConnectionContext {
             };
             let session_key = given(event.SessionKey);
             let session = match &session_key {
-                Some(key) => self.store.session(&self.connection_id, key)?,
+                // A person's exports in one batch share a session: looked up once.
+                Some(key) => match sessions.get(key) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = self.store.session(&self.connection_id, key)?;
+                        sessions.insert(key.clone(), found.clone());
+                        found
+                    }
+                },
                 None => None,
             };
             let session = session.filter(|s| s.user_id == user_id);
@@ -386,14 +395,14 @@ impl ConnectionContext {
         Ok(batch)
     }
 
+    /// Whether the user has exported before (stored, or in a batch being built or
+    /// committed: only the first export is the first, even while it is not committed).
     fn has_exported(&self, user_id: &SfId) -> Result<bool, StoreError> {
         if self.exporters.read().unwrap_or_else(|e| e.into_inner()).contains(user_id.short()) {
             return Ok(true);
         }
         let has = self.store.user_has_file_events(&self.connection_id, user_id)?;
-        if has {
-            self.exporters.write().unwrap_or_else(|e| e.into_inner()).insert(user_id.short().to_owned());
-        }
+        self.exporters.write().unwrap_or_else(|e| e.into_inner()).insert(user_id.short().to_owned());
         Ok(has)
     }
 

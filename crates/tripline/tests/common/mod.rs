@@ -167,8 +167,10 @@ impl Scenario {
         Served { base, stop, task }
     }
 
+    /// Every stored file event, oldest first (page after page: a soak stores more than
+    /// one page holds).
     pub fn events(&self) -> Vec<FileEvent> {
-        let query = SearchQuery {
+        let mut query = SearchQuery {
             from_ms: 0,
             to_ms: i64::MAX,
             filter: Filter::All(vec![]),
@@ -177,7 +179,15 @@ impl Scenario {
             after: None,
             after_seq: None,
         };
-        self.store.search(&query).expect("search").events
+        let mut events = Vec::new();
+        loop {
+            let page = self.store.search(&query).expect("search");
+            events.extend(page.events);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return events,
+            }
+        }
     }
 
     /// The stored exports as execution id → chunk count (what crash and soak tests
