@@ -398,16 +398,22 @@ pub enum StreamHealth {
 #[error("{0}")]
 pub struct SinkError(pub String);
 
-/// A sink storing a delivery: owns what it needs, so that the stream can receive and
-/// decode the next events meanwhile.
+/// A sink storing deliveries: owns what it needs, so that the stream can receive,
+/// decode and prepare the next events meanwhile.
 pub type Storing = std::pin::Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'static>>;
 
 /// Where delivered events go.
 pub trait EventSink: Send {
-    /// Stores a delivery (its events and its `latest_replay_id` as the new checkpoint)
-    /// durably, in one step, when the returned future completes. The subscriber awaits
-    /// each before asking for the next, so deliveries are stored in order.
-    fn deliver(&mut self, topic: &str, delivery: Delivery) -> Storing;
+    /// What a delivery's events become before they are stored.
+    type Prepared: Send + 'static;
+    /// Turns a delivery's events into what storing them writes. Runs as each delivery
+    /// arrives, while the deliveries before it are being stored: it may read what is
+    /// stored, never write.
+    fn prepare(&mut self, topic: &str, events: Vec<ReceivedEvent>) -> Result<Self::Prepared, SinkError>;
+    /// Stores prepared deliveries, in order, with `checkpoint` (the last one's
+    /// `latest_replay_id`) as the new checkpoint, durably and in one step, when the
+    /// returned future completes. The subscriber awaits each store before the next.
+    fn store(&mut self, topic: &str, prepared: Vec<Self::Prepared>, checkpoint: Vec<u8>) -> Storing;
     /// Where to start or resume: normally after the stored checkpoint.
     fn start_point(&mut self, topic: &str) -> impl Future<Output = Result<StartFrom, SinkError>> + Send;
     /// The checkpoint cannot be used any more. The sink records the gap (and arranges
@@ -561,30 +567,34 @@ async fn stream_once(
     outcome
 }
 
-async fn pipeline(
+async fn pipeline<S: EventSink>(
     subscription: &mut Subscription<'_>,
     topic: &str,
-    sink: &mut impl EventSink,
+    sink: &mut S,
     options: &RunOptions,
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
     storing: &mut Option<Storing>,
 ) -> Result<(), Failure> {
     let mut proven = false;
-    let mut queued: Option<Delivery> = None;
+    // Prepared deliveries waiting for the store in progress, their events, and the
+    // position after the last of them.
+    let mut queued: Vec<S::Prepared> = Vec::new();
+    let mut queued_events = 0;
+    let mut position: Option<Vec<u8>> = None;
     // Events received but not requested again (the queue was full).
     let mut owed = 0;
     loop {
         if storing.is_none() {
-            if let Some(group) = queued.take() {
-                *storing = Some(sink.deliver(topic, group));
+            if let Some(checkpoint) = position.take() {
+                *storing = Some(sink.store(topic, std::mem::take(&mut queued), checkpoint));
+                queued_events = 0;
             }
             if owed > 0 {
                 subscription.request(owed).await.map_err(Failure::Stream)?;
                 owed = 0;
             }
         }
-        let queued_events = queued.as_ref().map_or(0, |q| q.events.len());
         tokio::select! {
             stored = async { storing.as_mut().expect("guarded").await }, if storing.is_some() => {
                 *storing = None;
@@ -601,20 +611,18 @@ async fn pipeline(
                     proven = true;
                     *backoff = options.min_backoff;
                 }
-                let received = delivery.events.len() as i32;
-                match &mut queued {
-                    Some(group) => {
-                        group.events.extend(delivery.events);
-                        group.latest_replay_id = delivery.latest_replay_id;
-                    }
-                    None => queued = Some(delivery),
+                let received = delivery.events.len();
+                if received > 0 {
+                    queued.push(sink.prepare(topic, delivery.events).map_err(|e| Failure::Run(e.into()))?);
                 }
-                if queued_events + received as usize <= options.max_queued {
+                position = Some(delivery.latest_replay_id);
+                queued_events += received;
+                if queued_events <= options.max_queued {
                     if received > 0 {
-                        subscription.request(received).await.map_err(Failure::Stream)?;
+                        subscription.request(received as i32).await.map_err(Failure::Stream)?;
                     }
                 } else {
-                    owed += received;
+                    owed += received as i32;
                 }
             }
             _ = shutdown.changed() => return Ok(()),

@@ -8,7 +8,7 @@ use salesforce::api::SalesforceApi;
 use salesforce::login::LoginHost;
 use salesforce::oauth::{MONITORING_SCOPE, OAuthClient};
 use salesforce::pubsub::{
-    Delivery, Endpoint, EventSink, PubSub, RunOptions, SinkError, StartFrom, Storing, StreamHealth, run,
+    Endpoint, EventSink, PubSub, ReceivedEvent, RunOptions, SinkError, StartFrom, Storing, StreamHealth, run,
 };
 use serde_json::{Value, json};
 
@@ -140,10 +140,14 @@ impl Shared {
 }
 
 impl EventSink for Shared {
-    fn deliver(&mut self, _topic: &str, delivery: Delivery) -> Storing {
+    type Prepared = Vec<ReceivedEvent>;
+    fn prepare(&mut self, _topic: &str, events: Vec<ReceivedEvent>) -> Result<Self::Prepared, SinkError> {
+        Ok(events)
+    }
+    fn store(&mut self, _topic: &str, prepared: Vec<Self::Prepared>, checkpoint: Vec<u8>) -> Storing {
         self.with(|m| {
-            m.events.extend(delivery.events.into_iter().map(|e| e.body.expect("decodes").into_fields()));
-            m.checkpoint = Some(delivery.latest_replay_id);
+            m.events.extend(prepared.into_iter().flatten().map(|e| e.body.expect("decodes").into_fields()));
+            m.checkpoint = Some(checkpoint);
         });
         Box::pin(async { Ok(()) })
     }
@@ -275,7 +279,11 @@ struct SlowState {
 }
 
 impl EventSink for Slow {
-    fn deliver(&mut self, _topic: &str, delivery: Delivery) -> Storing {
+    type Prepared = Vec<String>;
+    fn prepare(&mut self, _topic: &str, events: Vec<ReceivedEvent>) -> Result<Self::Prepared, SinkError> {
+        Ok(events.into_iter().map(|e| e.id).collect())
+    }
+    fn store(&mut self, _topic: &str, prepared: Vec<Self::Prepared>, checkpoint: Vec<u8>) -> Storing {
         let state = self.0.clone();
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -284,9 +292,10 @@ impl EventSink for Slow {
             if s.stores == 3 {
                 return Err(SinkError("the disk is full".into()));
             }
-            s.largest = s.largest.max(delivery.events.len());
-            s.ids.extend(delivery.events.iter().map(|e| e.id.clone()));
-            s.checkpoint = Some(delivery.latest_replay_id);
+            let ids: Vec<String> = prepared.into_iter().flatten().collect();
+            s.largest = s.largest.max(ids.len());
+            s.ids.extend(ids);
+            s.checkpoint = Some(checkpoint);
             Ok(())
         })
     }

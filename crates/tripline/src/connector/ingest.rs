@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use salesforce::api::SalesforceApi;
-use salesforce::pubsub::{Delivery, EventBody, EventSink, ReceivedEvent, SinkError, StartFrom, Storing, StreamHealth};
+use salesforce::pubsub::{EventBody, EventSink, ReceivedEvent, SinkError, StartFrom, Storing, StreamHealth};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sfwire::events::{LoginEventStream, LogoutEventStream, ReportEventStream};
@@ -495,7 +495,7 @@ fn recover_beside(ctx: Arc<ConnectionContext>, from: i64, to: i64) {
 }
 
 /// A delivery made ready to store: its records, attributed.
-enum Prepared {
+pub(crate) enum Prepared {
     Logins(Vec<LoginRecord>, Vec<QuarantinedEvent>),
     Reports(ReportBatch),
 }
@@ -526,7 +526,31 @@ fn prepare(ctx: &ConnectionContext, topic: &str, events: Vec<ReceivedEvent>) -> 
     }
 }
 
-/// Stores a prepared delivery: its records and its checkpoint in one transaction.
+/// Prepared deliveries of one topic as one (none: an empty one, for a checkpoint alone).
+fn merged(topic: &str, prepared: Vec<Prepared>) -> Prepared {
+    let mut all = if topic == REPORT_TOPIC {
+        Prepared::Reports(ReportBatch::default())
+    } else {
+        Prepared::Logins(Vec::new(), Vec::new())
+    };
+    for one in prepared {
+        match (&mut all, one) {
+            (Prepared::Reports(all), Prepared::Reports(batch)) => {
+                all.exports.extend(batch.exports);
+                all.out_of_scope.extend(batch.out_of_scope);
+                all.quarantined.extend(batch.quarantined);
+            }
+            (Prepared::Logins(records, aside), Prepared::Logins(more, more_aside)) => {
+                records.extend(more);
+                aside.extend(more_aside);
+            }
+            _ => {} // one sink serves one topic: `prepare` made them all alike
+        }
+    }
+    all
+}
+
+/// Stores a prepared group of deliveries and the checkpoint after it in one transaction.
 fn store(ctx: &ConnectionContext, topic: &str, prepared: &Prepared, checkpoint: &[u8]) -> Result<(), SinkError> {
     let id = &ctx.connection_id;
     match prepared {
@@ -542,18 +566,23 @@ pub(crate) struct TopicSink {
 }
 
 impl EventSink for TopicSink {
-    fn deliver(&mut self, topic: &str, delivery: Delivery) -> Storing {
+    type Prepared = Prepared;
+
+    /// Attribution runs as each delivery arrives, beside the store in progress (it only
+    /// reads what is committed).
+    fn prepare(&mut self, topic: &str, events: Vec<ReceivedEvent>) -> Result<Prepared, SinkError> {
+        prepare(&self.context, topic, events)
+    }
+
+    /// The commit is blocking database work: off the runtime's threads.
+    fn store(&mut self, topic: &str, prepared: Vec<Prepared>, checkpoint: Vec<u8>) -> Storing {
         let ctx = self.context.clone();
         let topic = topic.to_owned();
-        // Preparing runs here, beside the store in progress (it only reads what is
-        // committed); the commit is blocking database work, off the runtime's threads.
-        let prepared = prepare(&ctx, &topic, delivery.events);
         Box::pin(async move {
-            let prepared = prepared?;
-            let checkpoint = delivery.latest_replay_id;
+            let prepared = merged(&topic, prepared);
             let stored = tokio::task::spawn_blocking(move || (store(&ctx, &topic, &prepared, &checkpoint), prepared));
             // The records are dropped here, not on the thread that commits.
-            let (stored, _records) = stored.await.map_err(|e| SinkError(format!("storing a delivery: {e}")))?;
+            let (stored, _records) = stored.await.map_err(|e| SinkError(format!("storing deliveries: {e}")))?;
             stored
         })
     }
