@@ -136,6 +136,9 @@ def main():
     elapsed = time.monotonic() - started
     requests.put(None)
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    # ru_maxrss carries the parent's peak across fork; the kernel's per-process mark does not.
+    with open("/proc/self/status") as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     print(
         json.dumps(
             {
@@ -143,7 +146,7 @@ def main():
                 "stored": stored,
                 "seconds": elapsed,
                 "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                "peak_rss_mb": usage.ru_maxrss / 1024,
+                "peak_rss_mb": peak_kb / 1024,
             }
         )
     )

@@ -445,7 +445,7 @@ impl Default for RunOptions {
             idle_timeout: Duration::from_secs(300),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(60),
-            max_queued: 2_000,
+            max_queued: 10_000,
             retry_now: Arc::default(),
         }
     }

@@ -99,10 +99,7 @@ async fn tripline_run(
     last: &[u8],
     published: usize,
 ) -> anyhow::Result<Run> {
-    let mut settings = RunSettings { monitor_from_ms: Some(0), ..Default::default() };
-    if let Some(q) = std::env::var("MAXQ").ok().and_then(|q| q.parse().ok()) {
-        settings.stream.max_queued = q;
-    }
+    let settings = RunSettings { monitor_from_ms: Some(0), ..Default::default() };
     let anon_before = support::anon_rss_mb();
     let cpu_before = support::cpu_seconds();
     let started = Instant::now();
