@@ -3,6 +3,7 @@
 # applied and cleared at random and serve is SIGKILLed now and then; at the end nothing
 # may be lost or duplicated and every fault must have shown (and cleared) within 10 s.
 # SOAK_SECONDS sets the length (default 1800, half an hour); SOAK_SEED replays a run.
+# SERVE_LOG (a log filter, such as warn) and SERVE_LOG_FILE (a path) keep serve's logs.
 # The test run (scripts/test.sh) runs the same test for 45 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
