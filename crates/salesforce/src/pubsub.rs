@@ -604,19 +604,10 @@ async fn pipeline<S: EventSink>(
             // decoding (which may fetch a schema) runs to its end below.
             response = subscription.receive(options.idle_timeout), if queued_events < options.max_queued => {
                 let response = response.map_err(Failure::Stream)?;
-                let delivery = subscription.decode(response).await.map_err(Failure::Stream)?;
-                if !proven {
-                    // Only a response proves the stream works: an error can follow the
-                    // call's acceptance, and must not reset the backoff into a tight loop.
-                    proven = true;
-                    *backoff = options.min_backoff;
-                }
-                let received = delivery.events.len();
-                if received > 0 {
-                    queued.push(sink.prepare(topic, delivery.events).map_err(|e| Failure::Run(e.into()))?);
-                }
-                position = Some(delivery.latest_replay_id);
+                let received = response.events.len();
                 queued_events += received;
+                // Asked for again before decoding, so the server sends the next events
+                // while these are decoded and prepared.
                 if queued_events <= options.max_queued {
                     if received > 0 {
                         subscription.request(received as i32).await.map_err(Failure::Stream)?;
@@ -624,6 +615,17 @@ async fn pipeline<S: EventSink>(
                 } else {
                     owed += received as i32;
                 }
+                let delivery = subscription.decode(response).await.map_err(Failure::Stream)?;
+                if !proven {
+                    // Only a response proves the stream works: an error can follow the
+                    // call's acceptance, and must not reset the backoff into a tight loop.
+                    proven = true;
+                    *backoff = options.min_backoff;
+                }
+                if received > 0 {
+                    queued.push(sink.prepare(topic, delivery.events).map_err(|e| Failure::Run(e.into()))?);
+                }
+                position = Some(delivery.latest_replay_id);
             }
             _ = shutdown.changed() => return Ok(()),
         }

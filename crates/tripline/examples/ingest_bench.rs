@@ -118,8 +118,9 @@ async fn tripline_run(
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = support::cpu_seconds() - cpu_before;
     running.stop().await;
-    let (files, chunks): (i64, i64) = rusqlite::Connection::open(db)?
-        .query_row("SELECT count(*), sum(chunk_count) FROM file_events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (files, chunks): (i64, i64) =
+        rusqlite::Connection::open(db)?
+            .query_row("SELECT count(*), sum(chunk_count) FROM file_events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Run {
         stored: format!("{files} file events of {chunks} export events stored"),
         events_per_s: published as f64 / elapsed,
