@@ -76,7 +76,10 @@ pub struct RunSettings {
     pub check_every: Duration,
     /// How often the service account is checked too (a few REST calls).
     pub preflight_every: Duration,
-    /// An org that answers a check slower than this is reported unreachable.
+    /// An org that answers a check slower than this is reported unreachable. With
+    /// `check_every`, it bounds how long a silent org goes unreported: a check that
+    /// passed just before the org stopped answering, the pause, then this deadline
+    /// (4 s + 5 s: within the promised 10 s, with room for the write).
     pub check_deadline: Duration,
     /// How often stored exports are compared with Salesforce's stored `ReportEvent`
     /// object, so that a loss nobody foresaw is still found and filled.
@@ -95,7 +98,7 @@ impl Default for RunSettings {
             rescan_every: Duration::from_secs(15 * 60),
             check_every: Duration::from_secs(5),
             preflight_every: Duration::from_secs(3 * 60),
-            check_deadline: Duration::from_secs(5),
+            check_deadline: Duration::from_secs(4),
             reconcile_every: Duration::from_secs(60 * 60),
             reconcile_lag: Duration::from_secs(2 * 60),
             stream: RunOptions::default(),
