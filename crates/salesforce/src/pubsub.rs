@@ -539,10 +539,10 @@ enum Failure {
 }
 
 /// One Subscribe stream, until it fails or `shutdown`. Events are requested again as
-/// soon as they are received and decoded, while the sink stores those before them:
-/// deliveries that arrive during a commit are queued and stored together in the next
+/// soon as they are received, while the sink stores those before them: deliveries
+/// that arrive during a store are prepared and queued, and stored together in the next
 /// one (their checkpoint, the last one's position, in the same transaction), so the
-/// stream, decoding and storing overlap. At most `options.max_queued` events wait
+/// stream, decoding, preparing and storing overlap. At most `options.max_queued` events wait
 /// (beyond that, requests are held back until the queue drains). If the process dies
 /// with deliveries queued, nothing of them is stored and the checkpoint replays them;
 /// if storing fails, the stream ends with them and starts again from the checkpoint.

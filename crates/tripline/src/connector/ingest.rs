@@ -313,7 +313,6 @@ impl ConnectionContext {
                 ));
                 continue;
             };
-            let raw = Evidence::of(&event);
             let at = event.EventDate.unwrap_or(event.CreatedDate);
             if at < self.monitor_from_ms {
                 continue;
@@ -322,6 +321,7 @@ impl ConnectionContext {
                 batch.out_of_scope.push(event_identifier);
                 continue;
             };
+            let raw = Evidence::of(&event);
             let session_key = given(event.SessionKey);
             let session = match &session_key {
                 // A person's exports in one batch share a session: looked up once.
