@@ -327,6 +327,8 @@ impl<E: AvroRecord> RecordPlan<E> {
                     let length = input.long().ok_or_else(|| ReadError::Truncated(step.name.clone()))?;
                     let length = usize::try_from(length).map_err(|_| located(format!("length {length}")))?;
                     match input.take(length) {
+                        // A field we do not keep is read past, whatever its bytes.
+                        Some(_) if step.slot.is_none() => Some(Datum::Null),
                         Some(bytes) => Some(Datum::Text(
                             std::str::from_utf8(bytes).map_err(|_| located("the text is not UTF-8".into()))?,
                         )),
@@ -441,6 +443,7 @@ mod tests {
             "fields": [
                 {"name": "Name", "type": ["null", "string"], "default": null},
                 {"name": "Unknown", "type": ["null", "double", "string"]},
+                {"name": "Blob", "type": "bytes"},
                 {"name": "CreatedById", "type": "string"},
                 {"name": "CreatedDate", "type": {"type": "long", "logicalType": "timestamp-millis"}},
                 {"name": "NumberOfColumns", "type": ["null", "int"]},
@@ -450,6 +453,7 @@ mod tests {
         let mut bytes = Vec::new();
         Some("Leads".to_owned()).write(&mut bytes);
         bytes.extend([4, 2, b'x']); // Unknown: branch 2, "x"
+        bytes.extend([4, 0xff, 0xfe]); // Blob: two bytes that are not text
         "005x".to_owned().write(&mut bytes);
         write_long(&mut bytes, 1_700_000_000_000);
         Some(7_i32).write(&mut bytes);
