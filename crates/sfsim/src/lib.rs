@@ -158,7 +158,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .merge(metadata::routes().with_state(sim.clone()))
                 .layer(axum::middleware::from_fn_with_state(sim.clone(), control::stall)),
         )
-        .nest("/control/v1", control::routes(sim.clone(), people.clone()));
+        .nest("/control/v1", control::routes(sim.clone(), people.clone()))
+        .fallback(rest::unknown);
     if let Some(listener) = https {
         tls::serve_https(listener, app.clone(), &cert_pem, &key_pem)?;
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,9 +23,13 @@ use crate::sim::Sim;
 const COOKIE: &str = "sfsim_sid";
 
 pub fn routes() -> Router<Arc<Sim>> {
-    Router::new()
+    // The pages a person signs in on may not be framed by another site (clickjacking).
+    let pages = Router::new()
         .route("/", get(home))
         .route("/services/oauth2/authorize", get(authorize_page).post(authorize_submit))
+        .layer(axum::middleware::map_response(no_framing));
+    Router::new()
+        .merge(pages)
         .route("/services/oauth2/token", axum::routing::post(token))
         .route("/services/oauth2/userinfo", get(userinfo).post(userinfo))
         .route("/services/oauth2/revoke", get(revoke_query).post(revoke_form))
@@ -33,6 +37,13 @@ pub fn routes() -> Router<Arc<Sim>> {
 }
 
 type Params = HashMap<String, String>;
+
+async fn no_framing(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+    response
+}
 
 /// Escapes text for HTML (attribute-safe).
 pub fn escape(text: &str) -> String {
@@ -310,7 +321,8 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
         if let Some(challenge) = &code.code_challenge {
             let verifier = get("code_verifier");
             if verifier.is_empty() || URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != *challenge {
-                return token_error("invalid_request", "invalid code verifier");
+                // RFC 7636 and Salesforce: a verifier that does not match is a bad grant.
+                return token_error("invalid_grant", "invalid code verifier");
             }
         }
         let wants_refresh =
@@ -354,6 +366,11 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
 pub fn bearer_user(sim: &Sim, headers: &HeaderMap) -> Option<SfId> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("OAuth "))?.trim();
+    token_user(sim, token)
+}
+
+/// The user a valid access token belongs to.
+fn token_user(sim: &Sim, token: &str) -> Option<SfId> {
     let org = sim.org();
     sim.sessions().validate(token, now_ms(), |u| org.user_can_sign_in(u)).ok().map(|t| t.user)
 }
@@ -410,8 +427,11 @@ async fn identity(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     Path((org_id, user_id)): Path<(String, String)>,
+    Query(params): Query<Params>,
 ) -> Response {
-    let Some(caller) = bearer_user(&sim, &headers) else { return bad_token() };
+    // The token may come as `oauth_token` instead of the header, as Salesforce allows.
+    let caller = bearer_user(&sim, &headers).or_else(|| token_user(&sim, params.get("oauth_token")?));
+    let Some(caller) = caller else { return bad_token() };
     let same_org = SfId::parse(&org_id).ok().is_some_and(|o| o == sim.org().id);
     match SfId::parse(&user_id) {
         Ok(user) if same_org && user == caller => Json(identity_json(&sim, &user)).into_response(),

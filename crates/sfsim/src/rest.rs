@@ -80,6 +80,16 @@ fn not_found(message: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "NOT_FOUND", message.into())
 }
 
+/// A path nothing serves: under `/services/` Salesforce's error body (clients show its
+/// message), elsewhere a bare 404.
+pub async fn unknown(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/services/") {
+        not_found("The requested resource does not exist").into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
 /// Paged query results waiting for `nextRecordsUrl`.
 #[derive(Default)]
 struct Cursors(Mutex<HashMap<String, Cursor>>);
@@ -132,14 +142,17 @@ async fn resources(
     Path(version): Path<String>,
 ) -> Result<Response, ApiError> {
     let v = version_of(&version)?;
-    api_call(&sim, &headers)?;
+    let user = api_call(&sim, &headers)?;
     let base = format!("/services/data/{v}");
+    // Clients holding only a token and an instance URL find out who they are here.
+    let identity = format!("{}/id/{}/{user}", sim.base_url, sim.org().id);
     Ok(with_usage(
         &sim,
         json!({
             "sobjects": format!("{base}/sobjects"),
             "query": format!("{base}/query"),
             "limits": format!("{base}/limits"),
+            "identity": identity,
         }),
     ))
 }

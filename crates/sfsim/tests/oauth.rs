@@ -62,7 +62,8 @@ async fn pkce_codes_and_refresh_are_enforced() {
         }
     };
     let (status, body) = exchange("wrong-verifier-abcdefghijklmnopqrstuvwxyz0123456789").await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(body["error_description"], "invalid code verifier");
     // The failed attempt used the code up: codes are single-use.
     let (status, body) = exchange("right-verifier-abcdefghijklmnopqrstuvwxyz0123456789").await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
@@ -145,6 +146,9 @@ async fn sign_in_failures_deny_and_bad_clients() {
     login
         .extend([("action", "login"), ("username", user.as_str()), ("pw", "wrong")].map(|(k, v)| (k.into(), v.into())));
     let page = org.http.post(org.url("/services/oauth2/authorize")).form(&login).send().await.expect("login");
+    // Sign-in pages may not be framed by another site.
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["content-security-policy"], "frame-ancestors 'none'");
     assert!(page.text().await.expect("html").contains("Please check your username and password"));
 
     // Deny: back to the client with access_denied and the state.

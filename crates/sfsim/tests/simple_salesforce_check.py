@@ -5,7 +5,7 @@ import sys
 
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceMalformedRequest
+from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
 session = requests.Session()
 session.verify = os.environ["SFSIM_CA"]
@@ -27,4 +27,17 @@ try:
     sys.exit("a bad field was accepted")
 except SalesforceMalformedRequest as e:
     assert e.content[0]["errorCode"] == "INVALID_FIELD", e.content
+# An unknown resource answers Salesforce's error body, which the client shows.
+try:
+    sf.restful("no-such-resource")
+    sys.exit("an unknown resource answered")
+except SalesforceResourceNotFound as e:
+    assert e.content[0]["errorCode"] == "NOT_FOUND", e.content
+
+# A client with only a token and an instance URL finds out who it is: the resource
+# list names the identity URL, which also takes the token as `oauth_token`.
+identity_url = sf.restful("")["identity"]
+me = requests.get(identity_url, params={"oauth_token": os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"])
+assert me.status_code == 200, me.text
+assert identity_url.endswith(me.json()["user_id"]), (identity_url, me.json())
 print("ok")
