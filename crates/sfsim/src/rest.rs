@@ -56,6 +56,10 @@ pub fn routes(sim: Arc<Sim>) -> Router {
         .route("/services/data/{version}/query", get(query))
         .route("/services/data/{version}/query/", get(query))
         .route("/services/data/{version}/query/{locator}", get(query_more))
+        // queryAll also returns deleted and archived rows; sfsim deletes and archives
+        // nothing, so its results are those of query.
+        .route("/services/data/{version}/queryAll", get(query))
+        .route("/services/data/{version}/queryAll/", get(query))
         .route("/services/data/{version}/limits", get(limits))
         .route("/services/data/{version}/limits/", get(limits))
         .route("/services/data/{version}/sobjects", get(describe_global))
@@ -326,6 +330,7 @@ async fn record(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     Path((version, object, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let v = version_of(&version)?;
     api_call(&sim, &headers)?;
@@ -337,10 +342,25 @@ async fn record(
     let org = sim.org();
     let table = org.table(schema.name);
     let row = table.get(parsed.as_str()).ok_or_else(|| not_found("The requested resource does not exist"))?;
+    // `?fields=A,B` returns only those (each must exist), else every field.
+    let wanted: Vec<usize> = match params.get("fields") {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                schema.field_index(f).ok_or_else(|| {
+                    let message = format!("No such column '{f}' on sobject of type {}", schema.name);
+                    ApiError(StatusCode::BAD_REQUEST, "INVALID_FIELD", message)
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => (0..schema.fields.len()).collect(),
+    };
     let mut out = serde_json::Map::new();
     out.insert("attributes".into(), soql::attributes(schema.name, Some(parsed.as_str()), &v));
-    for (i, f) in schema.fields.iter().enumerate() {
-        out.insert(f.name.into(), Row::Record(row).value(schema, i).to_json());
+    for i in wanted {
+        out.insert(schema.fields[i].name.into(), Row::Record(row).value(schema, i).to_json());
     }
     drop(org);
     Ok(with_usage(&sim, serde_json::Value::Object(out)))

@@ -19,6 +19,17 @@ users = sf.query("SELECT Id, Username, Profile.Name FROM User WHERE IsActive = t
 first = users["records"][0]
 assert first["Profile"]["Name"], first
 assert sf.User.get(first["Id"])["Username"] == first["Username"]
+# ?fields= returns only those fields, and refuses one the object does not have.
+picked = sf.User.get(first["Id"], params={"fields": "Username,IsActive"})
+assert set(picked) == {"attributes", "Username", "IsActive"}, picked
+try:
+    sf.User.get(first["Id"], params={"fields": "Username,Shoe_Size"})
+    sys.exit("an unknown field was accepted")
+except SalesforceMalformedRequest as e:
+    assert e.content[0]["errorCode"] == "INVALID_FIELD", e.content
+# queryAll (deleted rows included) answers as query does: sfsim deletes nothing.
+everyone = sf.query_all("SELECT Id FROM User", include_deleted=True)
+assert everyone["totalSize"] == sf.query("SELECT COUNT() FROM User")["totalSize"], everyone["totalSize"]
 assert any(f["name"] == "Username" for f in sf.User.describe()["fields"])
 assert "DailyApiRequests" in sf.limits()
 
