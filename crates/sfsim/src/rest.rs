@@ -210,7 +210,7 @@ async fn query(
                 format!("sObject type '{}' is not supported.", parsed.object),
             ));
         }
-        soql::execute(&org, &parsed, now, &v).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.code, e.message))?
+        soql::execute(&org, &parsed, now, &v).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.code, e.located(text)))?
     };
     let batch = batch_size(&headers);
     Ok(with_usage(&sim, page(&cursors, &v, result.total_size, result.records, 0, batch)))

@@ -38,6 +38,9 @@ try:
     sys.exit("a bad field was accepted")
 except SalesforceMalformedRequest as e:
     assert e.content[0]["errorCode"] == "INVALID_FIELD", e.content
+    # As Salesforce does: the query, a caret under the field, where it is, then why.
+    message = e.content[0]["message"]
+    assert message.startswith("\nSELECT Shoe_Size FROM User\n       ^\nERROR at Row:1:Column:8\nNo such column 'Shoe_Size'"), message
 # An unknown resource answers Salesforce's error body, which the client shows.
 try:
     sf.restful("no-such-resource")

@@ -33,18 +33,24 @@ fn resolve(schema: &'static ObjectSchema, path: &[String]) -> Result<Resolved, S
     for (i, part) in path.iter().enumerate() {
         if i + 1 == path.len() {
             let index = current.field_index(part).ok_or_else(|| {
-                invalid_field(format!(
-                    "No such column '{part}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.",
-                    current.name
-                ))
+                invalid_field(
+                    format!(
+                        "No such column '{part}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.",
+                        current.name
+                    ),
+                    path,
+                )
             })?;
             names.push(current.fields[index].name);
             return Ok(Resolved { hops, schema: current, index, names });
         }
         let rel = current.relationship(part).ok_or_else(|| {
-            invalid_field(format!(
-                "Didn't understand relationship '{part}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names."
-            ))
+            invalid_field(
+                format!(
+                    "Didn't understand relationship '{part}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names."
+                ),
+                path,
+            )
         })?;
         let target = object_schema(rel.target).ok_or_else(|| malformed(format!("no object {}", rel.target)))?;
         names.push(rel.name);
@@ -91,6 +97,7 @@ pub fn execute(org: &Org, query: &Query, now_ms: i64, api_version: &str) -> Resu
             "sObject type '{}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names.",
             query.object
         ),
+        near: None,
     })?;
     if schema.is_big_object() {
         check_big_object_query(schema, query)?;
@@ -103,6 +110,7 @@ pub fn execute(org: &Org, query: &Query, now_ms: i64, api_version: &str) -> Resu
         return Err(SoqlError {
             code: "NUMBER_OUTSIDE_VALID_RANGE",
             message: "Maximum SOQL offset allowed is 2000".into(),
+            near: None,
         });
     }
 
@@ -308,10 +316,10 @@ fn compile(org: &Org, schema: &'static ObjectSchema, c: &Condition, now_ms: i64,
         Condition::Like { path, pattern } => {
             let r = resolve(schema, path)?;
             if !matches!(r.ty(), FieldType::String | FieldType::Id | FieldType::Reference) {
-                return Err(invalid_field(format!(
-                    "invalid operator on {} field: LIKE",
-                    r.schema.fields[r.index].name
-                )));
+                return Err(invalid_field(
+                    format!("invalid operator on {} field: LIKE", r.schema.fields[r.index].name),
+                    path,
+                ));
             }
             let mut parts = Vec::new();
             let mut chars = pattern.chars();
@@ -343,6 +351,7 @@ fn compile(org: &Org, schema: &'static ObjectSchema, c: &Condition, now_ms: i64,
                     let sub_schema = object_schema(&sub.object).ok_or_else(|| SoqlError {
                         code: "INVALID_TYPE",
                         message: format!("sObject type '{}' is not supported.", sub.object),
+                        near: None,
                     })?;
                     let selected = resolve(sub_schema, &sub.fields[0])?;
                     if !matches!(selected.ty(), FieldType::Id | FieldType::Reference) {
@@ -392,7 +401,10 @@ fn check_literal(r: &Resolved, lit: &Literal) -> Result<(), SoqlError> {
     } else {
         "should not be enclosed in quotes"
     };
-    Err(invalid_field(format!("value of filter criterion for field '{field}' must be of type {kind} and {quoted}")))
+    Err(invalid_field(
+        format!("value of filter criterion for field '{field}' must be of type {kind} and {quoted}"),
+        &[],
+    ))
 }
 
 fn compare_values(a: &Value, b: &Value) -> Option<Ordering> {

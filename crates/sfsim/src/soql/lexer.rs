@@ -141,14 +141,29 @@ pub(super) fn lex(text: &str) -> Result<Lexed, SoqlError> {
 
 /// Salesforce's shape: the query, a caret under the problem, its row and column.
 pub(super) fn syntax_error(text: &str, at: usize, token: &str) -> SoqlError {
+    malformed(format!("{}\nunexpected token: '{token}'", pointer(text, at)))
+}
+
+/// The line of `text` holding byte `at`, a caret under it, and
+/// `ERROR at Row:r:Column:c` (each line starting with a newline, as Salesforce's do).
+pub(super) fn pointer(text: &str, at: usize) -> String {
     let before = &text[..at.min(text.len())];
     let row = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |p| p + 1);
     let column = before[line_start..].chars().count() + 1;
     let line = text[line_start..].lines().next().unwrap_or_default();
-    malformed(format!(
-        "\n{line}\n{caret:>width$}\nERROR at Row:{row}:Column:{column}\nunexpected token: '{token}'",
-        caret = "^",
-        width = column
-    ))
+    format!("\n{line}\n{caret:>width$}\nERROR at Row:{row}:Column:{column}", caret = "^", width = column)
+}
+
+/// Where the field path `path` is written in `text` (ignoring case; a whole path, not
+/// part of a longer name).
+pub(super) fn find_path(text: &str, path: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let wanted = path.to_ascii_lowercase();
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    lower.match_indices(&wanted).map(|(at, _)| at).find(|&at| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + wanted.len()..].chars().next();
+        !before.is_some_and(name_char) && !after.is_some_and(name_char)
+    })
 }

@@ -10,18 +10,33 @@ pub use eval::{attributes, execute};
 pub use parser::parse;
 
 /// A query failure, as Salesforce names it (`MALFORMED_QUERY`, `INVALID_FIELD`, ...).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SoqlError {
     pub code: &'static str,
     pub message: String,
+    /// The field path the error is about, as written (so the message can point at it).
+    pub near: Option<String>,
+}
+
+impl SoqlError {
+    /// Salesforce's message for a query that names a bad field: the query, a caret
+    /// under the field, its row and column, then the reason.
+    pub fn located(&self, text: &str) -> String {
+        let at = self.near.as_deref().and_then(|near| lexer::find_path(text, near));
+        match at {
+            Some(at) => format!("{}\n{}", lexer::pointer(text, at), self.message),
+            None => self.message.clone(),
+        }
+    }
 }
 
 pub(crate) fn malformed(message: impl Into<String>) -> SoqlError {
-    SoqlError { code: "MALFORMED_QUERY", message: message.into() }
+    SoqlError { code: "MALFORMED_QUERY", message: message.into(), near: None }
 }
 
-pub(crate) fn invalid_field(message: impl Into<String>) -> SoqlError {
-    SoqlError { code: "INVALID_FIELD", message: message.into() }
+/// A bad field; `path` (if any) is where the message points.
+pub(crate) fn invalid_field(message: impl Into<String>, path: &[String]) -> SoqlError {
+    SoqlError { code: "INVALID_FIELD", message: message.into(), near: (!path.is_empty()).then(|| path.join(".")) }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +144,9 @@ mod tests {
         assert_eq!(e.code, "MALFORMED_QUERY");
         assert!(e.message.contains("ERROR at Row:1:Column:11"), "{}", e.message);
         assert!(e.message.contains("unexpected token: 'FORM'"), "{}", e.message);
+        let text = "SELECT Id,\n  Profile.Nope FROM User";
+        let bad = SoqlError { near: Some("Profile.Nope".into()), ..invalid_field("No such column", &[]) };
+        assert_eq!(bad.located(text), "\n  Profile.Nope FROM User\n  ^\nERROR at Row:2:Column:3\nNo such column");
         assert!(parse("SELECT Id FROM User WHERE Name = 'x", 0).is_err());
         assert!(parse("SELECT Id FROM User LIMIT", 0).is_err());
         assert!(parse("SELECT FROM User", 0).is_err());
