@@ -17,7 +17,10 @@ use crate::org::EventType;
 use crate::sim::Sim;
 
 pub fn routes() -> Router<Arc<Sim>> {
-    Router::new().route("/services/Soap/m/{version}", post(soap)).route("/services/Soap/m/{version}/{org}", post(soap))
+    Router::new()
+        .route("/services/Soap/m/{version}", post(soap))
+        .route("/services/Soap/m/{version}/", post(soap))
+        .route("/services/Soap/m/{version}/{org}", post(soap))
 }
 
 const ENVELOPE_OPEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="http://soap.sforce.com/2006/04/metadata" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>"#;
@@ -122,7 +125,10 @@ async fn soap(State(sim): State<Arc<Sim>>, body: String) -> Response {
     let mut records = String::new();
     for name in &request.full_names {
         if name != "RealTimeEvent" {
-            continue; // Unknown names yield no record, as Salesforce does.
+            // A name that does not exist is not an error: Salesforce answers a nil
+            // record in its place.
+            records.push_str("<records xsi:nil=\"true\"/>");
+            continue;
         }
         records.push_str("<records xsi:type=\"RealTimeEventSettings\"><fullName>RealTimeEvent</fullName>");
         for e in EventType::ALL {

@@ -54,4 +54,11 @@ identity_url = sf.restful("")["identity"]
 me = requests.get(identity_url, params={"oauth_token": os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"])
 assert me.status_code == 200, me.text
 assert identity_url.endswith(me.json()["user_id"]), (identity_url, me.json())
+# The Metadata API through the client's own WSDL: Event Manager's settings, and a name
+# that does not exist, which is a record without a fullName (nil), not an error.
+settings = sf.mdapi.RealTimeEventSettings.read(["RealTimeEvent"])
+streaming = {e.entityName: e.isEnabled for e in settings.realTimeEvents}
+assert streaming["ReportEventStream"] is True, streaming
+missing = sf.mdapi.RealTimeEventSettings.read(["NoSuchSettings"])
+assert missing is not None and missing["fullName"] is None, repr(missing)
 print("ok")
