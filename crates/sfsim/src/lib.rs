@@ -160,6 +160,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
         .nest("/control/v1", control::routes(sim.clone(), people.clone()))
         .fallback(rest::unknown);
+    // Paths are routed with repeated slashes collapsed (`//services/data/...` is what
+    // some clients send, and Salesforce serves it).
+    let app = axum::Router::new().fallback_service(app).layer(axum::middleware::map_request(rest::collapse_slashes));
     if let Some(listener) = https {
         tls::serve_https(listener, app.clone(), &cert_pem, &key_pem)?;
     }

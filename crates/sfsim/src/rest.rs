@@ -84,6 +84,27 @@ fn not_found(message: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "NOT_FOUND", message.into())
 }
 
+/// The request with runs of slashes in its path collapsed to one.
+pub async fn collapse_slashes(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri();
+    if uri.path().contains("//") {
+        let mut path = String::with_capacity(uri.path().len());
+        for c in uri.path().chars() {
+            if !(c == '/' && path.ends_with('/')) {
+                path.push(c);
+            }
+        }
+        let rebuilt = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        if let Ok(collapsed) = rebuilt.parse() {
+            *request.uri_mut() = collapsed;
+        }
+    }
+    request
+}
+
 /// A path nothing serves: under `/services/` Salesforce's error body (clients show its
 /// message), elsewhere a bare 404.
 pub async fn unknown(uri: axum::http::Uri) -> Response {

@@ -48,6 +48,11 @@ try:
 except SalesforceResourceNotFound as e:
     assert e.content[0]["errorCode"] == "NOT_FOUND", e.content
 
+# A doubled slash after the host (as some clients build their URLs) is served.
+doubled = requests.get(os.environ["SFSIM_URL"] + "//services/data/v62.0/limits",
+                       headers={"Authorization": "Bearer " + os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"])
+assert doubled.status_code == 200 and "DailyApiRequests" in doubled.json(), doubled.text
+
 # A client with only a token and an instance URL finds out who it is: the resource
 # list names the identity URL, which also takes the token as `oauth_token`.
 identity_url = sf.restful("")["identity"]
