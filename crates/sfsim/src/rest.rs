@@ -221,6 +221,12 @@ async fn query(
     };
     let now = now_ms();
     let parsed = soql::parse(text, now).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.code, e.message))?;
+    if params.get("columns").is_some_and(|c| c == "true") {
+        // The columns the query would return, not its rows (command-line clients ask
+        // for them to lay out a table).
+        let columns = soql::columns(&parsed).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.code, e.located(text)))?;
+        return Ok(with_usage(&sim, columns));
+    }
     let result = {
         let org = sim.org();
         let hidden = !org.settings.licence && object_schema(&parsed.object).is_some_and(|o| o.is_big_object());

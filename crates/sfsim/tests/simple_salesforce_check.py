@@ -48,6 +48,17 @@ try:
 except SalesforceResourceNotFound as e:
     assert e.content[0]["errorCode"] == "NOT_FOUND", e.content
 
+# query?columns=true answers the query's columns, not its rows (command-line clients
+# ask for them to lay out a table).
+columns = requests.get(os.environ["SFSIM_URL"] + "/services/data/v62.0/query",
+                       params={"q": "SELECT Id, Username, Profile.Name, Profile.Id FROM User", "columns": "true"},
+                       headers={"Authorization": "Bearer " + os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"]).json()
+assert (columns["entityName"], columns["idSelected"], columns["keyPrefix"]) == ("User", True, "005"), columns
+by_name = {c["columnName"]: c for c in columns["columnMetadata"]}
+assert list(by_name) == ["Id", "Username", "Profile"], list(by_name)
+assert by_name["Username"]["apexType"] == "String" and by_name["Username"]["textType"] is True, by_name["Username"]
+assert [(j["columnName"], j["displayName"]) for j in by_name["Profile"]["joinColumns"]] == [("Name", "Profile.Name"), ("Id", "Profile.Id")], by_name["Profile"]
+
 # A doubled slash after the host (as some clients build their URLs) is served.
 doubled = requests.get(os.environ["SFSIM_URL"] + "//services/data/v62.0/limits",
                        headers={"Authorization": "Bearer " + os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"])

@@ -60,6 +60,75 @@ fn resolve(schema: &'static ObjectSchema, path: &[String]) -> Result<Resolved, S
     Err(malformed("empty field path"))
 }
 
+/// What `query?q=...&columns=true` answers: the query's columns (Salesforce's
+/// `columnMetadata`), without running it. Relationship paths nest as `joinColumns`.
+pub fn columns(query: &Query) -> Result<serde_json::Value, SoqlError> {
+    let schema = object_schema(&query.object).ok_or_else(|| SoqlError {
+        code: "INVALID_TYPE",
+        message: format!("sObject type '{}' is not supported.", query.object),
+        near: None,
+    })?;
+    let mut top: Vec<serde_json::Value> = Vec::new();
+    for path in &query.fields {
+        let r = resolve(schema, path)?;
+        let leaf = column(r.names.last().copied().unwrap_or_default(), &r.names.join("."), Some(r.ty()));
+        // Each relationship on the way is a column holding the next as a join column.
+        let mut node = leaf;
+        for depth in (0..r.names.len() - 1).rev() {
+            let name = r.names[depth];
+            let display = r.names[..=depth].join(".");
+            let mut parent = column(name, &display, None);
+            parent["joinColumns"] = serde_json::json!([node]);
+            node = parent;
+        }
+        // Fields under one relationship share its column.
+        let is_relationship = r.names.len() > 1;
+        let merged = top.iter_mut().find(|c| is_relationship && c["columnName"] == node["columnName"]);
+        match merged {
+            Some(existing) => {
+                let more = node["joinColumns"].as_array().cloned().unwrap_or_default();
+                if let Some(joins) = existing["joinColumns"].as_array_mut() {
+                    joins.extend(more);
+                }
+            }
+            None => top.push(node),
+        }
+    }
+    Ok(serde_json::json!({
+        "columnMetadata": top,
+        "entityName": schema.name,
+        "groupBy": false,
+        "idSelected": query.fields.iter().any(|p| p.len() == 1 && p[0].eq_ignore_ascii_case("Id")),
+        "keyPrefix": schema.key_prefix,
+    }))
+}
+
+/// One column's metadata (`ty` none: a relationship).
+fn column(name: &str, display: &str, ty: Option<FieldType>) -> serde_json::Value {
+    let apex = ty.map(|t| match t {
+        FieldType::Id | FieldType::Reference => "Id",
+        FieldType::String => "String",
+        FieldType::Boolean => "Boolean",
+        FieldType::Int => "Integer",
+        FieldType::Double => "Double",
+        FieldType::DateTime => "Datetime",
+    });
+    serde_json::json!({
+        "aggregate": false,
+        "apexType": apex,
+        "booleanType": ty == Some(FieldType::Boolean),
+        "columnName": name,
+        "custom": false,
+        "displayName": display,
+        "foreignKeyName": null,
+        "insertable": false,
+        "joinColumns": [],
+        "numberType": matches!(ty, Some(FieldType::Int | FieldType::Double)),
+        "textType": matches!(ty, Some(FieldType::String)),
+        "updatable": false,
+    })
+}
+
 fn rows_of<'a>(org: &'a Org, schema: &'static ObjectSchema) -> Box<dyn Iterator<Item = Row<'a>> + 'a> {
     match schema.storage {
         Storage::Table => Box::new(org.table(schema.name).rows().map(Row::Record)),

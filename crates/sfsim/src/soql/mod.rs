@@ -6,7 +6,7 @@ mod eval;
 mod lexer;
 mod parser;
 
-pub use eval::{attributes, execute};
+pub use eval::{attributes, columns, execute};
 pub use parser::parse;
 
 /// A query failure, as Salesforce names it (`MALFORMED_QUERY`, `INVALID_FIELD`, ...).
