@@ -64,6 +64,8 @@ pub fn routes(sim: Arc<Sim>) -> Router {
         .route("/services/data/{version}/limits/", get(limits))
         .route("/services/data/{version}/sobjects", get(describe_global))
         .route("/services/data/{version}/sobjects/", get(describe_global))
+        .route("/services/data/{version}/sobjects/{object}", get(sobject))
+        .route("/services/data/{version}/sobjects/{object}/", get(sobject))
         .route("/services/data/{version}/sobjects/{object}/describe", get(describe))
         .route("/services/data/{version}/sobjects/{object}/describe/", get(describe))
         .route("/services/data/{version}/sobjects/{object}/{id}", get(record))
@@ -298,18 +300,41 @@ async fn describe_global(
 ) -> Result<Response, ApiError> {
     let v = version_of(&version)?;
     api_call(&sim, &headers)?;
-    let objects: Vec<_> = crate::model::OBJECTS
-        .iter()
-        .map(|o| {
-            json!({
-                "name": o.name, "label": o.name, "keyPrefix": o.key_prefix, "queryable": true,
-                "retrieveable": o.storage == Storage::Table, "custom": false,
-                "urls": { "sobject": format!("/services/data/{v}/sobjects/{}", o.name),
-                          "describe": format!("/services/data/{v}/sobjects/{}/describe", o.name) }
-            })
-        })
-        .collect();
+    let objects: Vec<_> = crate::model::OBJECTS.iter().map(|o| global_entry(o, &v)).collect();
     Ok(with_usage(&sim, json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": objects })))
+}
+
+/// An object as describeGlobal lists it. sfsim's objects are read through the API only:
+/// queryable (stored events too), retrievable by id (tables), nothing else.
+fn global_entry(o: &crate::model::ObjectSchema, v: &str) -> serde_json::Value {
+    let table = o.storage == Storage::Table;
+    let url = format!("/services/data/{v}/sobjects/{}", o.name);
+    json!({
+        "name": o.name, "label": o.name, "labelPlural": o.name, "keyPrefix": o.key_prefix,
+        "custom": false, "customSetting": false, "deprecatedAndHidden": false, "isInterface": false,
+        "queryable": true, "retrieveable": table, "searchable": false, "layoutable": false,
+        "createable": false, "updateable": false, "deletable": false, "undeletable": false,
+        "mergeable": false, "replicateable": false, "triggerable": false, "feedEnabled": false,
+        "activateable": false,
+        "urls": {
+            "sobject": url,
+            "describe": format!("{url}/describe"),
+            "rowTemplate": format!("{url}/{{ID}}"),
+        }
+    })
+}
+
+/// `sobjects/{Type}`: the object's basic information (its describeGlobal entry) and
+/// the records its user viewed recently (none: sfsim keeps no viewing history).
+async fn sobject(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path((version, object)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let schema = object_schema(&object).ok_or_else(|| unknown_object(&object))?;
+    Ok(with_usage(&sim, json!({ "objectDescribe": global_entry(schema, &v), "recentItems": [] })))
 }
 
 fn unknown_object(name: &str) -> ApiError {

@@ -31,6 +31,10 @@ except SalesforceMalformedRequest as e:
 everyone = sf.query_all("SELECT Id FROM User", include_deleted=True)
 assert everyone["totalSize"] == sf.query("SELECT COUNT() FROM User")["totalSize"], everyone["totalSize"]
 assert any(f["name"] == "Username" for f in sf.User.describe()["fields"])
+basic = sf.User.metadata()
+assert (basic["objectDescribe"]["name"], basic["objectDescribe"]["keyPrefix"]) == ("User", "005"), basic
+assert basic["objectDescribe"]["queryable"] is True and basic["recentItems"] == [], basic
+assert any(o["name"] == "User" and o["retrieveable"] for o in sf.describe()["sobjects"])
 assert "DailyApiRequests" in sf.limits()
 
 try:
