@@ -350,7 +350,7 @@ async fn describe(
     headers: HeaderMap,
     Path((version, object)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    version_of(&version)?;
+    let v = version_of(&version)?;
     api_call(&sim, &headers)?;
     let schema = object_schema(&object).ok_or_else(|| unknown_object(&object))?;
     let fields: Vec<_> = schema
@@ -366,16 +366,42 @@ async fn describe(
                 FieldType::Double => "double",
                 FieldType::DateTime => "datetime",
             };
+            let soap_type = match f.ty {
+                FieldType::Id | FieldType::Reference => "tns:ID",
+                FieldType::String => "xsd:string",
+                FieldType::Boolean => "xsd:boolean",
+                FieldType::Int => "xsd:int",
+                FieldType::Double => "xsd:double",
+                FieldType::DateTime => "xsd:dateTime",
+            };
+            let length = match f.ty {
+                FieldType::Id | FieldType::Reference => 18,
+                FieldType::String => 255,
+                _ => 0,
+            };
             let relationship = schema.relationships.iter().find(|r| r.id_field == f.name);
+            let id = f.name == "Id";
+            // sfsim's records are read through the API only: nothing is createable or
+            // updateable; every field filters, sorts and groups.
             json!({
-                "name": f.name, "label": f.name, "type": ty, "nillable": f.name != "Id",
+                "name": f.name, "label": f.name, "type": ty, "soapType": soap_type,
+                "length": length, "byteLength": length * 3,
+                "digits": if f.ty == FieldType::Int { 9 } else { 0 },
+                "precision": if f.ty == FieldType::Double { 18 } else { 0 },
+                "scale": if f.ty == FieldType::Double { 2 } else { 0 },
+                "nillable": !id, "idLookup": id, "nameField": f.name == "Name", "unique": false,
+                "createable": false, "updateable": false, "custom": false, "calculated": false,
+                "autoNumber": false, "externalId": false, "caseSensitive": false,
+                "defaultedOnCreate": id, "filterable": true, "sortable": true, "groupable": f.ty != FieldType::Double,
                 "relationshipName": relationship.map(|r| r.name),
                 "referenceTo": relationship.map(|r| vec![r.target]).unwrap_or_default(),
-                "filterable": true,
+                "picklistValues": [],
             })
         })
         .collect();
-    Ok(with_usage(&sim, json!({ "name": schema.name, "keyPrefix": schema.key_prefix, "fields": fields })))
+    let mut body = global_entry(schema, &v);
+    body["fields"] = fields.into();
+    Ok(with_usage(&sim, body))
 }
 
 async fn record(

@@ -30,7 +30,12 @@ except SalesforceMalformedRequest as e:
 # queryAll (deleted rows included) answers as query does: sfsim deletes nothing.
 everyone = sf.query_all("SELECT Id FROM User", include_deleted=True)
 assert everyone["totalSize"] == sf.query("SELECT COUNT() FROM User")["totalSize"], everyone["totalSize"]
-assert any(f["name"] == "Username" for f in sf.User.describe()["fields"])
+described = sf.User.describe()
+username = next(f for f in described["fields"] if f["name"] == "Username")
+assert (username["type"], username["soapType"], username["length"], username["createable"]) == ("string", "xsd:string", 255, False), username
+profile = next(f for f in described["fields"] if f["name"] == "ProfileId")
+assert (profile["referenceTo"], profile["relationshipName"]) == (["Profile"], "Profile"), profile
+assert described["keyPrefix"] == "005" and described["queryable"] is True, {k: v for k, v in described.items() if k != "fields"}
 basic = sf.User.metadata()
 assert (basic["objectDescribe"]["name"], basic["objectDescribe"]["keyPrefix"]) == ("User", "005"), basic
 assert basic["objectDescribe"]["queryable"] is True and basic["recentItems"] == [], basic
