@@ -14,7 +14,7 @@ use serde_json::json;
 use sfwire::id::SfId;
 
 use crate::clock::now_ms;
-use crate::model::{FieldType, Row, Storage, object_for_prefix, object_schema};
+use crate::model::{FieldType, ObjectSchema, Row, Storage, object_for_prefix, object_schema};
 use crate::oauth::bearer_user;
 use crate::rng::{ALNUM, Rng};
 use crate::sim::Sim;
@@ -64,6 +64,7 @@ pub fn routes(sim: Arc<Sim>) -> Router {
         .route("/services/data/{version}/limits/", get(limits))
         .route("/services/data/{version}/sobjects", get(describe_global))
         .route("/services/data/{version}/sobjects/", get(describe_global))
+        .route("/services/data/{version}/composite/sobjects/{object}", get(records))
         .route("/services/data/{version}/sobjects/{object}", get(sobject))
         .route("/services/data/{version}/sobjects/{object}/", get(sobject))
         .route("/services/data/{version}/sobjects/{object}/describe", get(describe))
@@ -306,7 +307,7 @@ async fn describe_global(
 
 /// An object as describeGlobal lists it. sfsim's objects are read through the API only:
 /// queryable (stored events too), retrievable by id (tables), nothing else.
-fn global_entry(o: &crate::model::ObjectSchema, v: &str) -> serde_json::Value {
+fn global_entry(o: &ObjectSchema, v: &str) -> serde_json::Value {
     let table = o.storage == Storage::Table;
     let url = format!("/services/data/{v}/sobjects/{}", o.name);
     json!({
@@ -413,33 +414,84 @@ async fn record(
     let v = version_of(&version)?;
     api_call(&sim, &headers)?;
     let schema = object_schema(&object).filter(|s| !s.is_big_object()).ok_or_else(|| unknown_object(&object))?;
-    let parsed = SfId::parse(&id)
-        .ok()
-        .filter(|i| object_for_prefix(i.key_prefix()).is_some_and(|o| o.name == schema.name))
+    let parsed = record_id(schema, &id)
         .ok_or_else(|| not_found(&format!("Provided external ID field does not exist or is not accessible: {id}")))?;
-    let org = sim.org();
-    let table = org.table(schema.name);
-    let row = table.get(parsed.as_str()).ok_or_else(|| not_found("The requested resource does not exist"))?;
     // `?fields=A,B` returns only those (each must exist), else every field.
-    let wanted: Vec<usize> = match params.get("fields") {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-            .map(|f| {
-                schema.field_index(f).ok_or_else(|| {
-                    let message = format!("No such column '{f}' on sobject of type {}", schema.name);
-                    ApiError(StatusCode::BAD_REQUEST, "INVALID_FIELD", message)
-                })
-            })
-            .collect::<Result<_, _>>()?,
+    let wanted = match params.get("fields") {
+        Some(list) => field_list(schema, list)?,
         None => (0..schema.fields.len()).collect(),
     };
+    let found = record_json(&sim.org(), schema, &parsed, &wanted, &v);
+    Ok(with_usage(&sim, found.ok_or_else(|| not_found("The requested resource does not exist"))?))
+}
+
+/// `composite/sobjects/{Type}?ids=...&fields=...`: several records of one object in one
+/// call, in the order asked, null for an id that names none.
+async fn records(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path((version, object)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let v = version_of(&version)?;
+    api_call(&sim, &headers)?;
+    let schema = object_schema(&object).filter(|s| !s.is_big_object()).ok_or_else(|| unknown_object(&object))?;
+    let required = |name: &str| {
+        params.get(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, "MISSING_ARGUMENT", format!("{name} parameter not specified"))
+        })
+    };
+    let ids: Vec<&str> = required("ids")?.split(',').map(str::trim).collect();
+    if ids.len() > 2000 {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "LIMIT_EXCEEDED", "at most 2000 ids".into()));
+    }
+    let wanted = field_list(schema, required("fields")?)?;
+    let org = sim.org();
+    let found: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            record_id(schema, id)
+                .and_then(|id| record_json(&org, schema, &id, &wanted, &v))
+                .unwrap_or(serde_json::Value::Null)
+        })
+        .collect();
+    drop(org);
+    Ok(with_usage(&sim, found.into()))
+}
+
+/// `id` as a record id of `schema` (its key prefix), if it is one.
+fn record_id(schema: &ObjectSchema, id: &str) -> Option<SfId> {
+    SfId::parse(id).ok().filter(|i| object_for_prefix(i.key_prefix()).is_some_and(|o| o.name == schema.name))
+}
+
+/// The fields named in `list` (comma-separated), each of which must exist.
+fn field_list(schema: &ObjectSchema, list: &str) -> Result<Vec<usize>, ApiError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            schema.field_index(f).ok_or_else(|| {
+                let message = format!("No such column '{f}' on sobject of type {}", schema.name);
+                ApiError(StatusCode::BAD_REQUEST, "INVALID_FIELD", message)
+            })
+        })
+        .collect()
+}
+
+/// A record with its `attributes` and the `wanted` fields, if it exists.
+fn record_json(
+    org: &crate::org::Org,
+    schema: &'static ObjectSchema,
+    id: &SfId,
+    wanted: &[usize],
+    v: &str,
+) -> Option<serde_json::Value> {
+    let table = org.table(schema.name);
+    let row = table.get(id.as_str())?;
     let mut out = serde_json::Map::new();
-    out.insert("attributes".into(), soql::attributes(schema.name, Some(parsed.as_str()), &v));
-    for i in wanted {
+    out.insert("attributes".into(), soql::attributes(schema.name, Some(id.as_str()), v));
+    for &i in wanted {
         out.insert(schema.fields[i].name.into(), Row::Record(row).value(schema, i).to_json());
     }
-    drop(org);
-    Ok(with_usage(&sim, serde_json::Value::Object(out)))
+    Some(out.into())
 }

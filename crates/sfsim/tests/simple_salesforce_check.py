@@ -27,6 +27,16 @@ try:
     sys.exit("an unknown field was accepted")
 except SalesforceMalformedRequest as e:
     assert e.content[0]["errorCode"] == "INVALID_FIELD", e.content
+# Several records in one call (sObject collections), in the order asked, null for an
+# id that names none.
+other = users["records"][1]["Id"]
+missing_id = first["Id"][:9] + "zzzzzz" + first["Id"][15:]
+collection = requests.get(os.environ["SFSIM_URL"] + "/services/data/v62.0/composite/sobjects/User",
+                          params={"ids": ",".join([other, missing_id, first["Id"]]), "fields": "Id,Username"},
+                          headers={"Authorization": "Bearer " + os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"]).json()
+assert [r and r["Id"] for r in collection] == [other, None, first["Id"]], collection
+assert collection[2]["Username"] == first["Username"] and set(collection[2]) == {"attributes", "Id", "Username"}, collection
+
 # queryAll (deleted rows included) answers as query does: sfsim deletes nothing.
 everyone = sf.query_all("SELECT Id FROM User", include_deleted=True)
 assert everyone["totalSize"] == sf.query("SELECT COUNT() FROM User")["totalSize"], everyone["totalSize"]
