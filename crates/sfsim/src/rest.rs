@@ -65,6 +65,8 @@ pub fn routes(sim: Arc<Sim>) -> Router {
         .route("/services/data/{version}/sobjects", get(describe_global))
         .route("/services/data/{version}/sobjects/", get(describe_global))
         .route("/services/data/{version}/composite/sobjects/{object}", get(records))
+        .route("/services/data/{version}/recent", get(recent))
+        .route("/services/data/{version}/recent/", get(recent))
         .route("/services/data/{version}/sobjects/{object}", get(sobject))
         .route("/services/data/{version}/sobjects/{object}/", get(sobject))
         .route("/services/data/{version}/sobjects/{object}/describe", get(describe))
@@ -181,6 +183,7 @@ async fn resources(
             "query": format!("{base}/query"),
             "limits": format!("{base}/limits"),
             "identity": identity,
+            "recent": format!("{base}/recent"),
         }),
     ))
 }
@@ -457,6 +460,17 @@ async fn records(
         .collect();
     drop(org);
     Ok(with_usage(&sim, found.into()))
+}
+
+/// The records the caller viewed recently: none, as sfsim has no pages to view them on.
+async fn recent(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Result<Response, ApiError> {
+    version_of(&version)?;
+    api_call(&sim, &headers)?;
+    Ok(with_usage(&sim, json!([])))
 }
 
 /// `id` as a record id of `schema` (its key prefix), if it is one.

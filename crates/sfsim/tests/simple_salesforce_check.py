@@ -85,7 +85,11 @@ assert doubled.status_code == 200 and "DailyApiRequests" in doubled.json(), doub
 
 # A client with only a token and an instance URL finds out who it is: the resource
 # list names the identity URL, which also takes the token as `oauth_token`.
-identity_url = sf.restful("")["identity"]
+resources = sf.restful("")
+recent = requests.get(os.environ["SFSIM_URL"] + resources["recent"],
+                      headers={"Authorization": "Bearer " + os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"])
+assert (recent.status_code, recent.json()) == (200, []), recent.text  # sfsim has no pages to view records on
+identity_url = resources["identity"]
 me = requests.get(identity_url, params={"oauth_token": os.environ["SFSIM_TOKEN"]}, verify=os.environ["SFSIM_CA"])
 assert me.status_code == 200, me.text
 assert identity_url.endswith(me.json()["user_id"]), (identity_url, me.json())
