@@ -335,10 +335,27 @@ async fn sobject(
     headers: HeaderMap,
     Path((version, object)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = version_of(&version)?;
-    api_call(&sim, &headers)?;
-    let schema = object_schema(&object).ok_or_else(|| unknown_object(&object))?;
+    let (v, schema) = object_call(&sim, &headers, &version, &object)?;
     Ok(with_usage(&sim, json!({ "objectDescribe": global_entry(schema, &v), "recentItems": [] })))
+}
+
+/// A call on one object: its API version and the object (after the caller's token and
+/// the API allowance are checked).
+fn object_call(
+    sim: &Sim,
+    headers: &HeaderMap,
+    version: &str,
+    object: &str,
+) -> Result<(String, &'static ObjectSchema), ApiError> {
+    let v = version_of(version)?;
+    api_call(sim, headers)?;
+    Ok((v, object_schema(object).ok_or_else(|| unknown_object(object))?))
+}
+
+/// The object, if its records can be read by id (a big object's cannot: to such a
+/// read, `object`, as the caller named it, does not exist).
+fn by_id(schema: &'static ObjectSchema, object: &str) -> Result<&'static ObjectSchema, ApiError> {
+    if schema.is_big_object() { Err(unknown_object(object)) } else { Ok(schema) }
 }
 
 fn unknown_object(name: &str) -> ApiError {
@@ -354,9 +371,7 @@ async fn describe(
     headers: HeaderMap,
     Path((version, object)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = version_of(&version)?;
-    api_call(&sim, &headers)?;
-    let schema = object_schema(&object).ok_or_else(|| unknown_object(&object))?;
+    let (v, schema) = object_call(&sim, &headers, &version, &object)?;
     let fields: Vec<_> = schema
         .fields
         .iter()
@@ -414,9 +429,8 @@ async fn record(
     Path((version, object, id)): Path<(String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let v = version_of(&version)?;
-    api_call(&sim, &headers)?;
-    let schema = object_schema(&object).filter(|s| !s.is_big_object()).ok_or_else(|| unknown_object(&object))?;
+    let (v, schema) = object_call(&sim, &headers, &version, &object)?;
+    let schema = by_id(schema, &object)?;
     let parsed = record_id(schema, &id)
         .ok_or_else(|| not_found(&format!("Provided external ID field does not exist or is not accessible: {id}")))?;
     // `?fields=A,B` returns only those (each must exist), else every field.
@@ -436,9 +450,8 @@ async fn records(
     Path((version, object)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let v = version_of(&version)?;
-    api_call(&sim, &headers)?;
-    let schema = object_schema(&object).filter(|s| !s.is_big_object()).ok_or_else(|| unknown_object(&object))?;
+    let (v, schema) = object_call(&sim, &headers, &version, &object)?;
+    let schema = by_id(schema, &object)?;
     let required = |name: &str| {
         params.get(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
             ApiError(StatusCode::BAD_REQUEST, "MISSING_ARGUMENT", format!("{name} parameter not specified"))
