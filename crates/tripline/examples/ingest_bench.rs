@@ -13,8 +13,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tripline::connection::ScopeMode;
-use tripline::connector::{NewConnection, RunSettings};
+use tripline::connector::RunSettings;
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
@@ -58,13 +57,7 @@ async fn main() -> anyhow::Result<()> {
     for run in 1..=runs {
         let dir = tempfile::tempdir()?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?);
-        let new = NewConnection {
-            display_name: "bench".into(),
-            scope: ScopeMode::All,
-            scope_lines: None,
-            corporate_cidrs: vec!["10.20.0.0/16".into()],
-        };
-        let record = tripline::emulated::authorize(&*store, &app, &org, &new).await?;
+        let record = support::connect(&*store, &app, &org, "bench").await?;
         let r = tripline_run(&dir.path().join("bench.db"), &store, &record, &app, &last, published, baseline).await?;
         println!(
             "run {run} tripline: {:.0} events/s, {:.1} CPU s per 1M (sfsim included), connector memory {:.0} MB ({})",

@@ -5,11 +5,12 @@
 //!
 //! `live_bench [--probes N] [--rate EVENTS_PER_S]`
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tripline::connection::ScopeMode;
-use tripline::connector::{NewConnection, RunSettings};
+use tripline::connector::RunSettings;
 use tripline::search::{Field, Filter, Op, SearchQuery};
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
@@ -34,13 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let path = dir.path().join("live.db");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&path)?);
     let app = tripline::emulated::app(&org, CALLBACK);
-    let new = NewConnection {
-        display_name: "live".into(),
-        scope: ScopeMode::All,
-        scope_lines: None,
-        corporate_cidrs: vec!["10.20.0.0/16".into()],
-    };
-    let record = tripline::emulated::authorize(&*store, &app, &org, &new).await?;
+    let record = support::connect(&*store, &app, &org, "live").await?;
     let running = tripline::connector::start(store.clone(), &record, &app, RunSettings::default()).await?;
     // The probe exporter: someone holding Export Reports.
     let exporter = {

@@ -31,3 +31,20 @@ pub fn cpu_seconds() -> f64 {
     let fields: Vec<f64> = after_name.split_whitespace().filter_map(|f| f.parse().ok()).collect();
     fields.get(10).zip(fields.get(11)).map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
+
+/// A connection named `name` monitoring every Export Reports holder of the emulated
+/// org, authorized through its sign-in pages and stored in `store`.
+pub async fn connect(
+    store: &dyn tripline::store::Store,
+    app: &tripline::connector::SalesforceApp,
+    org: &sfsim::Running,
+    name: &str,
+) -> anyhow::Result<tripline::connection::ConnectionRecord> {
+    let new = tripline::connector::NewConnection {
+        display_name: name.into(),
+        scope: tripline::connection::ScopeMode::All,
+        scope_lines: None,
+        corporate_cidrs: vec!["10.20.0.0/16".into()],
+    };
+    Ok(tripline::emulated::authorize(store, app, org, &new).await?)
+}
