@@ -230,17 +230,29 @@ fn file_event_id(connection_id: &str, key: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-fn login_record(e: LoginEventStream) -> Option<LoginRecord> {
+/// An event without its identifier or user, kept aside with its fields as evidence
+/// (only such an event is turned back into fields).
+fn unidentified<E: serde::Serialize>(topic: &str, event: &E) -> QuarantinedEvent {
+    let reason = "an event without an EventIdentifier or a valid UserId".to_owned();
+    set_aside(topic, reason, serde_json::json!({ "fields": evidence(event) }))
+}
+
+/// A login as a record, or kept aside when it lacks its identifier or user.
+fn login_record(e: LoginEventStream) -> Result<LoginRecord, QuarantinedEvent> {
+    let (Some(event_identifier), Some(user_id)) = (given(e.EventIdentifier.clone()), user_id(e.UserId.as_deref()))
+    else {
+        return Err(unidentified(LOGIN_TOPIC, &e));
+    };
     let status = given(e.Status);
-    Some(LoginRecord {
-        event_identifier: given(e.EventIdentifier)?,
+    Ok(LoginRecord {
+        event_identifier,
         logout: false,
         success: status.as_deref() == Some("Success"),
         status,
         session: Session {
             session_key: given(e.SessionKey).unwrap_or_default(),
             login_key: given(e.LoginKey),
-            user_id: user_id(e.UserId.as_deref())?,
+            user_id,
             username: given(e.Username),
             source_ip: given(e.SourceIp),
             browser: given(e.Browser),
@@ -252,16 +264,21 @@ fn login_record(e: LoginEventStream) -> Option<LoginRecord> {
     })
 }
 
-fn logout_record(e: LogoutEventStream) -> Option<LoginRecord> {
-    Some(LoginRecord {
-        event_identifier: given(e.EventIdentifier)?,
+/// A logout as a record, or kept aside when it lacks its identifier or user.
+fn logout_record(e: LogoutEventStream) -> Result<LoginRecord, QuarantinedEvent> {
+    let (Some(event_identifier), Some(user_id)) = (given(e.EventIdentifier.clone()), user_id(e.UserId.as_deref()))
+    else {
+        return Err(unidentified(LOGOUT_TOPIC, &e));
+    };
+    Ok(LoginRecord {
+        event_identifier,
         logout: true,
         success: true,
         status: None,
         session: Session {
             session_key: given(e.SessionKey).unwrap_or_default(),
             login_key: given(e.LoginKey),
-            user_id: user_id(e.UserId.as_deref())?,
+            user_id,
             username: given(e.Username),
             source_ip: given(e.SourceIp),
             browser: None,
@@ -431,23 +448,15 @@ fn login_records(topic: &str, events: Vec<EventBody>) -> (Vec<LoginRecord>, Vec<
     let mut aside = Vec::new();
     for body in events {
         let record = match (topic, body) {
-            (LOGIN_TOPIC, EventBody::Login(e)) => Ok((login_record(e.clone()), evidence(&e))),
-            (LOGOUT_TOPIC, EventBody::Logout(e)) => Ok((logout_record(e.clone()), evidence(&e))),
-            (LOGIN_TOPIC, EventBody::Fields(fields)) => {
-                from_fields::<LoginEventStream>(topic, fields).map(|e| (login_record(e.clone()), evidence(&e)))
-            }
-            (LOGOUT_TOPIC, EventBody::Fields(fields)) => {
-                from_fields::<LogoutEventStream>(topic, fields).map(|e| (logout_record(e.clone()), evidence(&e)))
-            }
+            (LOGIN_TOPIC, EventBody::Login(e)) => login_record(e),
+            (LOGOUT_TOPIC, EventBody::Logout(e)) => logout_record(e),
+            (LOGIN_TOPIC, EventBody::Fields(fields)) => from_fields(topic, fields).and_then(login_record),
+            (LOGOUT_TOPIC, EventBody::Fields(fields)) => from_fields(topic, fields).and_then(logout_record),
             (_, other) => Err(misplaced(topic, other)),
         };
         match record {
-            Ok((Some(record), _)) => records.push(record),
-            Ok((None, fields)) => {
-                let reason = "an event without an EventIdentifier or a valid UserId".to_owned();
-                aside.push(set_aside(topic, reason, serde_json::json!({ "fields": fields })));
-            }
-            Err(e) => aside.push(e),
+            Ok(record) => records.push(record),
+            Err(kept) => aside.push(kept),
         }
     }
     (records, aside)
