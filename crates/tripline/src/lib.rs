@@ -11,6 +11,7 @@ pub mod access;
 pub mod api;
 pub mod connection;
 pub mod connector;
+pub mod console;
 pub mod emulated;
 pub mod events;
 mod named;

@@ -17,9 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything on one machine: an emulated org with live activity and a connector
-    /// storing its report downloads in SQLite.
+    /// Everything on one machine: an emulated org with live activity, and the console
+    /// (with a one-time admin password) to connect it and watch its report downloads.
     Demo(DemoArgs),
+    /// Console accounts: create one (admin, analyst or viewer), list them.
+    Admin(AdminArgs),
     /// API tokens for the JSON API: create (shown once; only its hash is kept), list,
     /// revoke. Every change is audited.
     ApiToken(ApiTokenArgs),
@@ -28,8 +30,8 @@ enum Command {
     Connections(ConnectionsArgs),
     /// Forensic Search from the terminal.
     Search(SearchArgs),
-    /// The server: the connectors of every stored connection and the JSON API
-    /// (`/api/v1`, OpenAPI at `/api/v1/openapi.json`). The web console is not built yet.
+    /// The server: the web console, the JSON API (`/api/v1`, OpenAPI at
+    /// `/api/v1/openapi.json`) and the connectors of every stored connection.
     Serve(ServeArgs),
     /// Run the emulated Salesforce org (OAuth, REST/SOQL, Metadata API, Pub/Sub gRPC).
     Sfsim(SfsimArgs),
@@ -37,10 +39,13 @@ enum Command {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Create the Salesforce connection through the org's real OAuth pages, signed in
-    /// as the service account, without a browser.
+    /// Create the Salesforce connection at start through the org's real OAuth pages,
+    /// signed in as the service account, without a browser (instead of in the console).
     #[arg(long)]
     auto_connect: bool,
+    /// Where the console listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
     /// The demo's SQLite database (replaced at each start).
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline-demo.db")]
     database: PathBuf,
@@ -57,6 +62,27 @@ struct DemoArgs {
     /// Address of the emulated org's Pub/Sub listener.
     #[arg(long, default_value = "127.0.0.1:7011")]
     sfsim_grpc: SocketAddr,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db", global = true)]
+    database: PathBuf,
+    #[command(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create a console account and print its generated password (only now).
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = ["admin", "analyst", "viewer"], default_value = "admin")]
+        role: String,
+    },
+    /// List the console accounts.
+    ListUsers,
 }
 
 #[derive(Args)]
@@ -116,18 +142,27 @@ struct ServeArgs {
     /// error, so that a mistyped path never starts an empty installation).
     #[arg(long)]
     init: bool,
-    /// Where the JSON API listens.
+    /// Where the console and the JSON API listen.
     #[arg(long, env = "TRIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The address people reach the console at, when it differs from --listen (a
+    /// proxy, TLS in front). With https, session cookies are marked Secure.
+    #[arg(long, env = "TRIPLINE_PUBLIC_URL")]
+    public_url: Option<url::Url>,
+    /// Corporate IP ranges (CIDR) for connections added in the console: downloads
+    /// from other addresses count as going to unmonitored devices (repeatable).
+    #[arg(long = "corporate-ip-range", env = "TRIPLINE_CORPORATE_IP_RANGES", value_delimiter = ',')]
+    corporate_ip_ranges: Vec<String>,
     /// The connected app's consumer key.
     #[arg(long, env = "TRIPLINE_SALESFORCE_CLIENT_ID")]
     salesforce_client_id: String,
     /// The connected app's consumer secret.
     #[arg(long, env = "TRIPLINE_SALESFORCE_CLIENT_SECRET", hide_env_values = true)]
     salesforce_client_secret: String,
-    /// The OAuth callback URL registered on the connected app.
-    #[arg(long, env = "TRIPLINE_REDIRECT_URI", default_value = "http://127.0.0.1:8080/oauth/salesforce/callback")]
-    redirect_uri: String,
+    /// The OAuth callback URL registered on the connected app (default: the public
+    /// URL's /oauth/salesforce/callback).
+    #[arg(long, env = "TRIPLINE_REDIRECT_URI")]
+    redirect_uri: Option<String>,
     /// The Pub/Sub API endpoint.
     #[arg(long, env = "TRIPLINE_PUBSUB_URL", default_value = salesforce::pubsub::SALESFORCE_ENDPOINT)]
     pubsub_url: String,
@@ -263,6 +298,7 @@ fn main() -> std::process::ExitCode {
     let outcome =
         tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|runtime| match cli.command {
             Command::Demo(args) => runtime.block_on(run_demo(args)),
+            Command::Admin(args) => run_admin(args),
             Command::ApiToken(args) => run_api_token(args),
             Command::Connections(args) => run_connections(args),
             Command::Search(args) => run_search(args).or_else(quiet_broken_pipe),
@@ -425,14 +461,18 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     use tripline::store::Store;
 
-    const CALLBACK: &str = "http://127.0.0.1:8080/oauth/salesforce/callback";
+    // The console's address comes first: the emulated org registers its callback.
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let console_url = format!("http://{}", listener.local_addr()?);
+    let callback = format!("{console_url}/oauth/salesforce/callback");
     let config = sfsim::Config {
         seed: args.seed,
         users: args.users,
         activity_rate: args.activity,
         http_addr: args.sfsim_http,
         grpc_addr: args.sfsim_grpc,
-        callback_urls: vec![CALLBACK.into()],
+        callback_urls: vec![callback.clone()],
         ..sfsim::Config::default()
     };
     let org = sfsim::start(config).await?;
@@ -443,32 +483,41 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let store: Arc<dyn Store> = Arc::new(tripline::store::sqlite::SqliteStore::create(&args.database)?);
-    let (service, password) = org.service_account();
-    println!("Emulated Salesforce org: {} (sign in as {service} / {password})", org.base_url());
-    if !args.auto_connect {
-        println!("The web console is not built yet: run with --auto-connect to create the connection.");
-        tokio::signal::ctrl_c().await?;
-        return Ok(());
+    let password = tripline::access::generate_password();
+    let hash = tripline::access::hash_password(&password).map_err(anyhow::Error::msg)?;
+    store.create_account("admin", tripline::access::Role::Admin, &hash, "demo")?;
+    let app = tripline::emulated::app(&org, &callback);
+    let corporate: Vec<String> = sfsim::activity::CORPORATE_CIDRS.iter().map(|c| (*c).to_owned()).collect();
+    if args.auto_connect {
+        let new = tripline::connector::NewConnection {
+            display_name: "Salesforce (demo)".into(),
+            scope: tripline::connection::ScopeMode::All,
+            scope_lines: None,
+            corporate_cidrs: corporate.clone(),
+        };
+        tripline::emulated::authorize(&*store, &app, &org, &new).await?;
     }
-    let app = tripline::emulated::app(&org, CALLBACK);
-    let new = tripline::connector::NewConnection {
-        display_name: "Salesforce (demo)".into(),
-        scope: tripline::connection::ScopeMode::All,
-        scope_lines: None,
-        corporate_cidrs: sfsim::activity::CORPORATE_CIDRS.iter().map(|c| (*c).to_owned()).collect(),
-    };
-    let record = tripline::emulated::authorize(&*store, &app, &org, &new).await?;
-    let running = tripline::connector::start(store.clone(), &record, &app, Default::default()).await?;
-    println!(
-        "Connection {:?} is monitoring {} users. Report downloads are stored in {}.",
-        record.display_name,
-        store.scope(&record.id)?.len(),
-        args.database.display()
-    );
-    println!("Try: tripline search --database {} --since 1h", args.database.display());
-    tokio::signal::ctrl_c().await?;
-    running.stop().await;
-    Ok(())
+    let mut server = tripline::server::Server::start(store, &app, Default::default()).await?;
+    server.console.corporate_cidrs = corporate;
+    server.console.suggested_my_domain = Some(org.base_url().to_owned());
+    let (service, service_password) = org.service_account();
+    println!("Tripline demo");
+    println!("  console           : {console_url}");
+    println!("  sign in as        : admin / {password}   (one-time password for this demo)");
+    println!("  emulated org      : {}", org.base_url());
+    println!("  its service user  : {service} / {service_password}   (sign in with it when you authorize)");
+    if args.auto_connect {
+        println!("  connection        : \"Salesforce (demo)\" added; downloads are arriving.");
+    } else {
+        println!("  next              : Administration > Data Connections > Add data connection");
+    }
+    println!("Press Ctrl-C to stop.");
+    server
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
 }
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -479,10 +528,16 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
         None => None,
     };
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let public = match &args.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
     let app = tripline::connector::SalesforceApp {
         client_id: args.salesforce_client_id,
         client_secret: args.salesforce_client_secret,
-        redirect_uri: args.redirect_uri,
+        redirect_uri: args.redirect_uri.unwrap_or_else(|| format!("{public}/oauth/salesforce/callback")),
         pubsub: salesforce::pubsub::Endpoint { url: args.pubsub_url, ca_pem },
         allowed_origins: args.allow_origins,
     };
@@ -497,20 +552,52 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         reconcile_every: Duration::from_secs(args.reconcile_minutes.max(1) * 60),
         ..Default::default()
     };
-    let server = tripline::server::Server::start(store, &app, settings).await?;
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    println!(
-        "tripline serve: {} connection(s) monitoring; JSON API on http://{}/api/v1 (OpenAPI: /api/v1/openapi.json)",
-        server.running.len(),
-        listener.local_addr()?
-    );
+    let no_accounts = store.accounts()?.is_empty();
+    let mut server = tripline::server::Server::start(store, &app, settings).await?;
+    server.console.secure_cookies = public.starts_with("https://");
+    server.console.corporate_cidrs = args.corporate_ip_ranges;
+    println!("tripline serve: console on {public}/ ; JSON API on {public}/api/v1 (OpenAPI: /api/v1/openapi.json)");
+    if no_accounts {
+        let token = salesforce::oauth::random_token(24);
+        println!("No console account exists yet. Create the first administrator (this link works once):");
+        println!("  {public}/setup?token={token}");
+        server.console.setup_token = Some(token);
+    }
     server
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
         .context("serving")
+}
+
+fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
+    use tripline::store::Store;
+
+    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    match args.action {
+        AdminAction::CreateUser { username, role } => {
+            let username = tripline::access::check_username(&username).map_err(anyhow::Error::msg)?;
+            let role: tripline::access::Role = role.parse()?;
+            let password = tripline::access::generate_password();
+            let hash = tripline::access::hash_password(&password).map_err(anyhow::Error::msg)?;
+            store.create_account(username, role, &hash, &cli_actor())?;
+            println!("{password}");
+            eprintln!("Account {username:?} ({}) created. Its password is shown only now.", role.label());
+        }
+        AdminAction::ListUsers => {
+            println!("{:<32} {:<8} CREATED", "USERNAME", "ROLE");
+            for a in store.accounts()? {
+                println!(
+                    "{:<32} {:<8} {}",
+                    clean(&a.username),
+                    a.role.as_str(),
+                    tripline::search::output::time_text(a.created_at)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {

@@ -325,7 +325,7 @@ async fn a_connection_that_cannot_start_says_why_and_keeps_its_history() {
     // A server started without --allow-origin for the emulated org.
     let strict = SalesforceApp { allowed_origins: Vec::new(), ..s.app.clone() };
     let server = Server::start(s.store.clone(), &strict, RunSettings::default()).await.expect("server");
-    assert!(server.running.is_empty());
+    assert!(server.fleet.contexts().await.is_empty());
     let stored = s.store.connection(&record.id).expect("record");
     assert_eq!(stored.status, ConnectionStatus::Error);
     let detail = stored.status_detail.expect("detail");

@@ -29,30 +29,29 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::access::ApiToken;
-use crate::connector::ConnectionContext;
 use crate::search::SearchQuery;
 use crate::search::output;
+use crate::server::Fleet;
 use crate::store::{Store, StoreError};
 
 /// Largest request body accepted (a search query is a few KB at most).
 const MAX_BODY: usize = 256 * 1024;
 /// Failed authentications from one address within [`FAILURE_WINDOW`] before its
 /// requests are refused until the window has passed.
-const MAX_FAILURES: usize = 10;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const MAX_FAILURES: usize = 10;
+pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub(crate) struct Api {
     store: Arc<dyn Store>,
-    /// The connections this server is monitoring, by id.
-    running: Arc<HashMap<String, Arc<ConnectionContext>>>,
+    /// The connections this server is monitoring.
+    fleet: Arc<Fleet>,
     exports: Arc<export::Slots>,
     failures: Arc<Failures>,
 }
 
-pub(crate) fn router(store: Arc<dyn Store>, running: Vec<Arc<ConnectionContext>>) -> Router {
-    let running = Arc::new(running.into_iter().map(|c| (c.connection_id.clone(), c)).collect());
-    let api = Api { store, running, exports: Arc::default(), failures: Arc::default() };
+pub(crate) fn router(store: Arc<dyn Store>, fleet: Arc<Fleet>) -> Router {
+    let api = Api { store, fleet, exports: Arc::default(), failures: Arc::default() };
     Router::new()
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/search", post(search))
@@ -188,7 +187,7 @@ pub(crate) struct Failures(Mutex<HashMap<IpAddr, VecDeque<Instant>>>);
 
 impl Failures {
     /// The failures within the window (older ones forgotten).
-    fn recent(&self, client: IpAddr) -> usize {
+    pub(crate) fn recent(&self, client: IpAddr) -> usize {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let Some(times) = map.get_mut(&client) else { return 0 };
         while times.front().is_some_and(|t| t.elapsed() > FAILURE_WINDOW) {
@@ -201,7 +200,7 @@ impl Failures {
         n
     }
 
-    fn record(&self, client: IpAddr) {
+    pub(crate) fn record(&self, client: IpAddr) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let times = map.entry(client).or_default();
         times.push_back(Instant::now());
@@ -312,7 +311,7 @@ async fn connections(State(api): State<Api>, headers: HeaderMap) -> Result<Json<
 async fn rescan(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let token = authenticate(&api, &headers)?;
     api.store.connection(&id)?;
-    let context = api.running.get(&id).ok_or_else(|| {
+    let context = api.fleet.context(&id).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "not_running",
@@ -320,7 +319,7 @@ async fn rescan(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Strin
         )
     })?;
     api.store.audit(&actor(&token), "connection.rescan", &id)?;
-    let users = crate::connector::rescan(context).await.map_err(|e| {
+    let users = crate::connector::rescan(&context).await.map_err(|e| {
         ApiError::new(StatusCode::BAD_GATEWAY, "salesforce", format!("the scan failed: {}", e.problem().message))
     })?;
     Ok(Json(json!({ "monitored_users": users })))

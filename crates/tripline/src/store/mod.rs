@@ -10,7 +10,7 @@ pub mod sqlite;
 
 use sfwire::id::SfId;
 
-use crate::access::{ApiToken, AuditEntry};
+use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, StatusChange, StatusDetail};
 use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
@@ -79,6 +79,13 @@ pub struct ReportOutcome {
     pub out_of_scope: usize,
 }
 
+/// A connection's recent downloads, for Data Connections.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionActivity {
+    pub events_since: u64,
+    pub last_event_at: Option<i64>,
+}
+
 /// Everything Tripline keeps.
 pub trait Store: Send + Sync {
     fn create_connection(&self, connection: &ConnectionRecord) -> Result<()>;
@@ -120,6 +127,9 @@ pub trait Store: Send + Sync {
     fn replace_scope(&self, connection: &str, users: &[SalesforceUser]) -> Result<()>;
     fn scope(&self, connection: &str) -> Result<Vec<SalesforceUser>>;
     fn counter(&self, connection: &str, name: &str) -> Result<i64>;
+    /// How many file events the connection stored observed at or after `since_ms`,
+    /// and when its newest one was observed.
+    fn connection_activity(&self, connection: &str, since_ms: i64) -> Result<ConnectionActivity>;
     /// Records a window the stream lost, from `from` (to `to`, or still open);
     /// `recovered` when the stored object filled it. One window is one gap: recording
     /// the same start again updates it.
@@ -152,6 +162,19 @@ pub trait Store: Send + Sync {
     fn audit(&self, actor: &str, action: &str, target: &str) -> Result<()>;
     /// The newest `limit` audit entries, newest first.
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Adds a console account (audited); Conflict when the username is taken (in any case).
+    fn create_account(&self, username: &str, role: Role, password_hash: &str, actor: &str) -> Result<Account>;
+    fn accounts(&self) -> Result<Vec<Account>>;
+    /// The account with this username (in any case) and its password hash.
+    fn account_credentials(&self, username: &str) -> Result<Option<(Account, String)>>;
+    /// Starts a console session for the account.
+    fn create_console_session(&self, token_hash: &str, account_id: i64, csrf: &str, expires_at: i64) -> Result<()>;
+    /// The session with this hash, if it has not expired.
+    fn console_session(&self, token_hash: &str, now_ms: i64) -> Result<Option<ConsoleSession>>;
+    fn end_console_session(&self, token_hash: &str) -> Result<()>;
+    /// Ends every session of the account (sign out everywhere); how many there were.
+    fn end_console_sessions(&self, account_id: i64) -> Result<usize>;
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     fn search_checkpoint(&self, name: &str) -> Result<i64>;

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::de::DeserializeOwned;
 use sfwire::id::SfId;
 
-use super::{Checkpoint, ReportBatch, ReportOutcome, Result, Store, StoreError};
-use crate::access::{ApiToken, AuditEntry};
+use super::{Checkpoint, ConnectionActivity, ReportBatch, ReportOutcome, Result, Store, StoreError};
+use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{
     ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
 };
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_tokens_and_audit.sql"),
     include_str!("../../migrations/sqlite/0004_quarantine.sql"),
     include_str!("../../migrations/sqlite/0005_scope_scans_and_gap_windows.sql"),
+    include_str!("../../migrations/sqlite/0006_console_accounts.sql"),
 ];
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
@@ -324,6 +325,12 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
 }
 
 /// An audit entry, in the transaction of the change it records.
+const ACCOUNT_COLUMNS: &str = "accounts.id, accounts.username, accounts.role, accounts.created_at";
+
+fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account { id: r.get(0)?, username: r.get(1)?, role: parsed::<Role>(r, 2)?, created_at: r.get(3)? })
+}
+
 fn audit(tx: &Transaction<'_>, actor: &str, action: &str, target: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO audit_log (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
@@ -759,6 +766,20 @@ impl Store for SqliteStore {
             .unwrap_or(0))
     }
 
+    fn connection_activity(&self, connection: &str, since_ms: i64) -> Result<ConnectionActivity> {
+        let db = self.reader();
+        let events_since: i64 = db.query_row(
+            "SELECT COUNT(*) FROM file_events WHERE connection_id = ?1 AND observed_at >= ?2",
+            params![connection, since_ms],
+            |r| r.get(0),
+        )?;
+        let last_event_at =
+            db.query_row("SELECT MAX(observed_at) FROM file_events WHERE connection_id = ?1", [connection], |r| {
+                r.get(0)
+            })?;
+        Ok(ConnectionActivity { events_since: events_since as u64, last_event_at })
+    }
+
     fn record_gap(
         &self,
         connection: &str,
@@ -975,6 +996,77 @@ impl Store for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    fn create_account(&self, username: &str, role: Role, password_hash: &str, actor: &str) -> Result<Account> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let created_at = now_ms();
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO accounts (username, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![username, role.as_str(), password_hash, created_at],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("an account named {username:?} already exists")));
+        }
+        let account = Account { id: tx.last_insert_rowid(), username: username.to_owned(), role, created_at };
+        audit(&tx, actor, &format!("account.create ({})", role.as_str()), username)?;
+        tx.commit()?;
+        Ok(account)
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>> {
+        let db = self.reader();
+        let mut stmt = db.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY username"))?;
+        let rows = stmt.query_map([], account_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn account_credentials(&self, username: &str) -> Result<Option<(Account, String)>> {
+        Ok(self
+            .reader()
+            .query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE username = ?1"),
+                [username],
+                |r| Ok((account_from_row(r)?, r.get(4)?)),
+            )
+            .optional()?)
+    }
+
+    fn create_console_session(&self, token_hash: &str, account_id: i64, csrf: &str, expires_at: i64) -> Result<()> {
+        let db = self.db();
+        let now = now_ms();
+        // Expired sessions go as new ones come.
+        db.execute("DELETE FROM console_sessions WHERE expires_at <= ?1", [now])?;
+        db.execute(
+            "INSERT INTO console_sessions (token_hash, account_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_hash, account_id, csrf, now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn console_session(&self, token_hash: &str, now_ms: i64) -> Result<Option<ConsoleSession>> {
+        Ok(self
+            .reader()
+            .query_row(
+                &format!(
+                    "SELECT {ACCOUNT_COLUMNS}, s.csrf, s.expires_at FROM console_sessions s
+                     JOIN accounts ON accounts.id = s.account_id
+                     WHERE s.token_hash = ?1 AND s.expires_at > ?2"
+                ),
+                params![token_hash, now_ms],
+                |r| Ok(ConsoleSession { account: account_from_row(r)?, csrf: r.get(4)?, expires_at: r.get(5)? }),
+            )
+            .optional()?)
+    }
+
+    fn end_console_session(&self, token_hash: &str) -> Result<()> {
+        self.db().execute("DELETE FROM console_sessions WHERE token_hash = ?1", [token_hash])?;
+        Ok(())
+    }
+
+    fn end_console_sessions(&self, account_id: i64) -> Result<usize> {
+        Ok(self.db().execute("DELETE FROM console_sessions WHERE account_id = ?1", [account_id])?)
     }
 
     fn search_checkpoint(&self, name: &str) -> Result<i64> {

@@ -140,7 +140,7 @@ impl Scenario {
         settings.stream.max_backoff = Duration::from_millis(300);
         let running =
             tripline::connector::start(self.store.clone(), record, &self.app, settings).await.expect("connector");
-        streaming(&running).await;
+        streaming(&running.context).await;
         running
     }
 
@@ -155,8 +155,8 @@ impl Scenario {
         settings.stream.min_backoff = Duration::from_millis(20);
         settings.stream.max_backoff = Duration::from_millis(300);
         let server = Server::start(self.store.clone(), &self.app, settings).await.expect("server");
-        for running in &server.running {
-            streaming(running).await;
+        for context in server.fleet.contexts().await {
+            streaming(&context).await;
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -263,9 +263,9 @@ impl Lcg {
 
 /// Exports published before a subscriber streams are read back from EARLIEST, but
 /// tests that count on timing wait until all three topics stream.
-async fn streaming(running: &tripline::connector::RunningConnection) {
+async fn streaming(context: &tripline::connector::ConnectionContext) {
     for _ in 0..200 {
-        if running.context.stream_health().len() == 3 {
+        if context.stream_health().len() == 3 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
