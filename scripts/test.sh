@@ -23,3 +23,12 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "== the console in a real browser (Debian's Chromium; playwright-core pinned in e2e/)"
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+npm ci --prefix e2e --no-audit --no-fund --silent
+cargo build --locked -p tripline
+(cd e2e && node --test --test-concurrency=1 tests/)

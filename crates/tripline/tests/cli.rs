@@ -91,7 +91,7 @@ fn the_demo_connects_and_stores_downloads() {
     let dir = tempfile::tempdir().expect("dir");
     let database = dir.path().join("demo.db");
     let mut demo = Command::new(env!("CARGO_BIN_EXE_tripline"))
-        .args(["demo", "--auto-connect", "--users", "80", "--activity", "200"])
+        .args(["demo", "--auto-connect", "--users", "80", "--activity", "200", "--listen", "127.0.0.1:0"])
         .args(["--sfsim-http", "127.0.0.1:0", "--sfsim-grpc", "127.0.0.1:0", "--database"])
         .arg(&database)
         .env("RUST_LOG", "error")
@@ -99,8 +99,16 @@ fn the_demo_connects_and_stores_downloads() {
         .spawn()
         .expect("demo starts");
     let stdout = demo.stdout.take().expect("stdout");
-    let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).take(3).collect();
-    assert!(lines.iter().any(|l| l.contains("is monitoring")), "{lines:?}");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let end = line.starts_with("Press Ctrl-C");
+        lines.push(line);
+        if end {
+            break;
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("added; downloads are arriving")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("console") && l.contains("http://127.0.0.1:")), "{lines:?}");
     let started = Instant::now();
     let mut found = String::new();
     while started.elapsed() < Duration::from_secs(30) {

@@ -29,9 +29,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::access::ApiToken;
+use crate::connector::Fleet;
 use crate::search::SearchQuery;
 use crate::search::output;
-use crate::server::Fleet;
 use crate::store::{Store, StoreError};
 
 /// Largest request body accepted (a search query is a few KB at most).

@@ -5,6 +5,7 @@
 
 pub mod authorize;
 mod error;
+mod fleet;
 pub(crate) mod health;
 pub(crate) mod ingest;
 pub mod lifecycle;
@@ -25,6 +26,7 @@ use tracing::Instrument;
 
 pub use authorize::{NewConnection, finish_authorization};
 pub use error::Error;
+pub use fleet::Fleet;
 pub use ingest::ConnectionContext;
 
 use crate::connection::{ConnectionRecord, Problem, ProblemSeverity, StatusDetail};

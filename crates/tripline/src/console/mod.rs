@@ -31,7 +31,7 @@ use salesforce::error::error_chain;
 
 use crate::access::{ConsoleSession, Role};
 use crate::api::Failures;
-use crate::server::Fleet;
+use crate::connector::Fleet;
 use crate::store::{Store, StoreError};
 
 /// How the console is served.

@@ -147,6 +147,11 @@ impl Scenario {
     /// The whole server (every stored connection running, the JSON API) on a free
     /// loopback port, as `tripline serve` assembles it.
     pub async fn serve(&self) -> Served {
+        self.serve_console(tripline::console::ConsoleSettings::default()).await
+    }
+
+    /// The whole server with these console settings.
+    pub async fn serve_console(&self, console: tripline::console::ConsoleSettings) -> Served {
         let mut settings = RunSettings {
             check_every: Duration::from_millis(100),
             preflight_every: Duration::from_millis(200),
@@ -154,7 +159,8 @@ impl Scenario {
         };
         settings.stream.min_backoff = Duration::from_millis(20);
         settings.stream.max_backoff = Duration::from_millis(300);
-        let server = Server::start(self.store.clone(), &self.app, settings).await.expect("server");
+        let mut server = Server::start(self.store.clone(), &self.app, settings).await.expect("server");
+        server.console = console;
         for context in server.fleet.contexts().await {
             streaming(&context).await;
         }
