@@ -97,5 +97,8 @@ export async function shot(page, name) {
   const folder = process.env.SCREENSHOTS;
   if (!folder) return;
   mkdirSync(folder, { recursive: true });
-  await page.screenshot({ path: join(folder, name + '.png') });
+  await page.waitForLoadState('networkidle').catch(() => {});
+  // Chromium sometimes cannot capture a frame mid-paint: one retry.
+  await page.screenshot({ path: join(folder, name + '.png') })
+    .catch(() => page.waitForTimeout(300).then(() => page.screenshot({ path: join(folder, name + '.png') })));
 }
