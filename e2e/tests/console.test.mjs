@@ -139,6 +139,51 @@ test('a newcomer adds the org through the wizard and watches downloads arrive li
   await page.context().close();
 });
 
+test('Forensic Search filters, pages, opens a download, exports and saves, all from the URL', async () => {
+  const password = createUser(demo, 'ana', 'analyst');
+  const page = await newPage(browser);
+  await signIn(page, demo, 'ana', password);
+  assert.equal(await page.locator('nav[aria-label=Main] >> text=Data Connections').count(), 0, 'an analyst is no admin');
+  await page.click('nav >> text=Forensic Search');
+  await page.selectOption('select[name=f] >> nth=0', 'rows');
+  await page.selectOption('select[name=o] >> nth=0', 'above');
+  await page.fill('input[name=v] >> nth=0', '4,000');
+  await page.click('button:has-text("Search")');
+  assert.match(await page.textContent('.results-bar [role=status]'), /1–3 of 3 downloads/);
+  await shot(page, 'search');
+  const url = page.url();
+  // The URL alone reproduces the search (a colleague's fresh page).
+  const other = await newPage(browser);
+  await signIn(other, demo, 'ana', password);
+  await other.goto(url);
+  assert.match(await other.textContent('.results-bar [role=status]'), /1–3 of 3 downloads/);
+  await other.context().close();
+  // Sorted by rows through the column header.
+  await page.click('#results th a:has-text("Rows")');
+  assert.match(page.url(), /sort=rows/);
+  // The detail view: every field and the raw event of each chunk.
+  await page.click('#results a:has-text("Details") >> nth=0');
+  assert.match(await page.textContent('main'), /4,242 rows/);
+  assert.match(await page.textContent('main'), /Chunk 1/);
+  assert.match(await page.textContent('pre.raw'), /"EventIdentifier"/);
+  await shot(page, 'download-detail');
+  await page.goBack();
+  // The whole result as CSV.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('a:has-text("Export CSV")')]);
+  const csv = await (await download.createReadStream()).toArray().then((chunks) => Buffer.concat(chunks).toString());
+  const lines = csv.trim().split(/\r?\n/);
+  assert.equal(lines.length, 4, csv);
+  assert.match(lines[0], /^time,username,report_name,rows/);
+  // Saved for the team under a name.
+  await page.fill('#save-name', 'Large exports');
+  await page.click('button:has-text("Save")');
+  await page.click('summary:has-text("Saved searches (1)")');
+  await page.click('details.saved a:has-text("Large exports")');
+  assert.match(await page.textContent('.results-bar [role=status]'), /of 3 downloads/);
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
 test('an Error shows as a red row, a banner and a cause, and clears by itself', async () => {
   const page = await newPage(browser);
   await signIn(page, demo);

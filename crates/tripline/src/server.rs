@@ -44,9 +44,12 @@ impl Server {
 
     /// The HTTP routes this server answers: the JSON API and the console.
     pub fn router(&self) -> Router {
-        crate::api::router(self.store.clone(), self.fleet.clone()).merge(crate::console::router(
+        // Streamed exports are bounded across the API and the console together.
+        let exports = Arc::new(crate::api::export::Slots::default());
+        crate::api::router(self.store.clone(), self.fleet.clone(), exports.clone()).merge(crate::console::router(
             self.store.clone(),
             self.fleet.clone(),
+            exports,
             self.console.clone(),
         ))
     }

@@ -34,13 +34,13 @@ const CHUNK: usize = 64 * 1024;
 pub(crate) struct Slots(Mutex<HashMap<String, usize>>);
 
 /// One running export; its slot is freed when dropped.
-struct Slot {
+pub(crate) struct Slot {
     slots: Arc<Slots>,
     token: String,
 }
 
 impl Slots {
-    fn take(self: &Arc<Self>, token: &str) -> Option<Slot> {
+    pub(crate) fn take(self: &Arc<Self>, token: &str) -> Option<Slot> {
         let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = running.values().sum();
         let mine = running.get(token).copied().unwrap_or(0);
@@ -109,23 +109,37 @@ pub(super) async fn export(
             return Err(ApiError::bad_request("invalid_format", format!("format {other:?}: use csv or jsonl")));
         }
     };
-    let mut query = read_query(body).await?;
-    query.page_size = PAGE;
+    let query = read_query(body).await?;
     let slot = api.exports.take(&token.name).ok_or_else(|| {
         ApiError::too_many(format!("at most {PER_TOKEN} exports per token and {IN_ALL} in all run at once"), 5)
     })?;
+    let body = stream(api.store.clone(), query, format, None, slot, super::request_id());
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// Every event matching `query` (from its first page), written as `format` and paged
+/// from the store on the blocking pool. `slot` is held until the export ends, however
+/// it ends; a failure ends the body with an error, logged under `request_id`.
+pub(crate) fn stream(
+    store: Arc<dyn crate::store::Store>,
+    mut query: crate::search::SearchQuery,
+    format: Format,
+    columns: Option<Vec<String>>,
+    slot: Slot,
+    request_id: String,
+) -> Body {
+    query.page_size = PAGE;
     let (tx, rx) = mpsc::channel(8);
     let runtime = tokio::runtime::Handle::current();
-    let request_id = super::request_id();
     tokio::task::spawn_blocking(move || {
-        let _slot = slot; // freed when the export ends, however it ends
+        let _slot = slot;
         let errors = tx.clone();
         let mut writer =
-            output::Writer::new(ChannelWriter { tx, runtime: runtime.clone(), buffer: Vec::new() }, format, None);
+            output::Writer::new(ChannelWriter { tx, runtime: runtime.clone(), buffer: Vec::new() }, format, columns);
         let outcome = (|| -> Result<(), String> {
             writer.header().map_err(|e| e.to_string())?;
             loop {
-                let page = api.store.search(&query).map_err(|e| {
+                let page = store.search(&query).map_err(|e| {
                     tracing::error!(%request_id, "export: {}", salesforce::error::error_chain(&e));
                     "the server could not read the events".to_owned()
                 })?;
@@ -143,7 +157,7 @@ pub(super) async fn export(
             let _ = runtime.block_on(tokio::time::timeout(STALL, errors.send(Err(io::Error::other(e)))));
         }
     });
-    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(ReceiverStream::new(rx))).into_response())
+    Body::from_stream(ReceiverStream::new(rx))
 }
 
 #[cfg(test)]

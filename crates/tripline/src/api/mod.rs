@@ -9,7 +9,7 @@
 //! status, duration, token, id); repeated failed authentication from one address is
 //! refused for a while.
 
-mod export;
+pub(crate) mod export;
 mod openapi;
 
 use std::collections::{HashMap, VecDeque};
@@ -50,8 +50,8 @@ pub(crate) struct Api {
     failures: Arc<Failures>,
 }
 
-pub(crate) fn router(store: Arc<dyn Store>, fleet: Arc<Fleet>) -> Router {
-    let api = Api { store, fleet, exports: Arc::default(), failures: Arc::default() };
+pub(crate) fn router(store: Arc<dyn Store>, fleet: Arc<Fleet>, exports: Arc<export::Slots>) -> Router {
+    let api = Api { store, fleet, exports, failures: Arc::default() };
     Router::new()
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/search", post(search))

@@ -12,6 +12,7 @@ mod assets;
 mod auth;
 mod connections;
 mod page;
+mod search;
 mod wizard;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,6 +32,7 @@ use salesforce::error::error_chain;
 
 use crate::access::{ConsoleSession, Role};
 use crate::api::Failures;
+use crate::api::export::Slots;
 use crate::connector::Fleet;
 use crate::store::{Store, StoreError};
 
@@ -54,6 +56,8 @@ pub struct ConsoleSettings {
 pub(crate) struct Console {
     store: Arc<dyn Store>,
     fleet: Arc<Fleet>,
+    /// Streamed exports running (shared with the API).
+    exports: Arc<Slots>,
     settings: Arc<ConsoleSettings>,
     /// Failed sign-ins by client address.
     failures: Arc<Failures>,
@@ -110,6 +114,7 @@ impl Routes {
 }
 
 const VIEWER: Access = Access::Signed(Role::Viewer);
+const ANALYST: Access = Access::Signed(Role::Analyst);
 const ADMIN: Access = Access::Signed(Role::Admin);
 
 /// Every console route and who may use it.
@@ -124,6 +129,11 @@ fn routes() -> Routes {
         .post("/logout", VIEWER, auth::logout)
         .post("/logout/everywhere", VIEWER, auth::logout_everywhere)
         .get("/", VIEWER, connections::home)
+        .get("/search", ANALYST, search::page)
+        .get("/search/export", ANALYST, search::export)
+        .get("/search/events/{id}", ANALYST, search::event)
+        .post("/search/saved", ANALYST, search::save)
+        .post("/search/saved/{id}/delete", ANALYST, search::delete_saved)
         .get("/admin/connections", ADMIN, connections::list)
         .get("/live", VIEWER, connections::live)
         .get("/admin/connections/new", ADMIN, wizard::step_page)
@@ -141,10 +151,16 @@ pub fn route_table() -> Vec<RouteInfo> {
     routes().list
 }
 
-pub(crate) fn router(store: Arc<dyn Store>, fleet: Arc<Fleet>, settings: ConsoleSettings) -> Router {
+pub(crate) fn router(
+    store: Arc<dyn Store>,
+    fleet: Arc<Fleet>,
+    exports: Arc<Slots>,
+    settings: ConsoleSettings,
+) -> Router {
     let console = Console {
         store,
         fleet,
+        exports,
         settings: Arc::new(settings),
         failures: Arc::default(),
         drafts: Arc::default(),

@@ -55,6 +55,7 @@ pub(crate) fn broken(c: crate::connection::ConnectionRecord) -> Option<Broken> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Nav {
     Dashboard,
+    Search,
     Connections,
     Audit,
 }
@@ -98,6 +99,9 @@ pub(crate) fn shell(frame: &Frame, nav: Nav, title: &str, body: Markup) -> Marku
                     (brand())
                     nav aria-label="Main" {
                         (item(Nav::Dashboard, "/", "Dashboard"))
+                        @if frame.account.role.includes(Role::Analyst) {
+                            (item(Nav::Search, "/search", "Forensic Search"))
+                        }
                         @if frame.is_admin() {
                             span.nav-group { "Administration" }
                             (item(Nav::Connections, "/admin/connections", "Data Connections"))

@@ -86,6 +86,16 @@ pub struct ConnectionActivity {
     pub last_event_at: Option<i64>,
 }
 
+/// A Forensic Search saved by name: the console's query string.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SavedSearch {
+    pub id: i64,
+    pub name: String,
+    pub query: String,
+    pub owner: String,
+    pub created_at: i64,
+}
+
 /// Everything Tripline keeps.
 pub trait Store: Send + Sync {
     fn create_connection(&self, connection: &ConnectionRecord) -> Result<()>;
@@ -177,6 +187,14 @@ pub trait Store: Send + Sync {
     fn end_console_sessions(&self, account_id: i64) -> Result<usize>;
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
+    /// How many events match the query's time range and filter (its sort and paging
+    /// aside), counted up to `cap`: a count at the cap means "at least".
+    fn count(&self, query: &SearchQuery, cap: u64) -> Result<u64>;
+    fn file_event(&self, id: &str) -> Result<Option<FileEvent>>;
+    /// Saves a search under a unique name (in any case); Conflict when taken.
+    fn save_search(&self, name: &str, query: &str, owner: &str) -> Result<()>;
+    fn saved_searches(&self) -> Result<Vec<SavedSearch>>;
+    fn delete_saved_search(&self, id: i64) -> Result<()>;
     fn search_checkpoint(&self, name: &str) -> Result<i64>;
     fn set_search_checkpoint(&self, name: &str, last_seq: i64) -> Result<()>;
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::de::DeserializeOwned;
 use sfwire::id::SfId;
 
-use super::{Checkpoint, ConnectionActivity, ReportBatch, ReportOutcome, Result, Store, StoreError};
+use super::{Checkpoint, ConnectionActivity, ReportBatch, ReportOutcome, Result, SavedSearch, Store, StoreError};
 use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{
     ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_quarantine.sql"),
     include_str!("../../migrations/sqlite/0005_scope_scans_and_gap_windows.sql"),
     include_str!("../../migrations/sqlite/0006_console_accounts.sql"),
+    include_str!("../../migrations/sqlite/0007_saved_searches.sql"),
 ];
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
@@ -377,6 +378,19 @@ fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
 }
 
 /// SQL for one comparison on `column` (a fixed name, never input).
+/// The WHERE clauses (and their parameters) of a query's time range, filter and
+/// ingest sequence.
+fn matching(query: &SearchQuery, from_ms: i64, to_ms: i64) -> (Vec<String>, Vec<Sql>) {
+    let mut params: Vec<Sql> = vec![Sql::Integer(from_ms), Sql::Integer(to_ms)];
+    let mut clauses = vec!["observed_at >= ?1".to_owned(), "observed_at < ?2".to_owned()];
+    clauses.push(filter_sql(&query.filter, now_ms(), &mut params));
+    if let Some(seq) = query.after_seq {
+        params.push(Sql::Integer(seq));
+        clauses.push(format!("seq > ?{}", params.len()));
+    }
+    (clauses, params)
+}
+
 fn term_sql(column: &str, numeric: bool, op: &Op, now: i64, params: &mut Vec<Sql>) -> String {
     let mut value = |v: &str| {
         params.push(if numeric {
@@ -870,13 +884,7 @@ impl Store for SqliteStore {
                 from_ms = from_ms.max(at);
             }
         }
-        let mut params: Vec<Sql> = vec![Sql::Integer(from_ms), Sql::Integer(to_ms)];
-        let mut clauses = vec!["observed_at >= ?1".to_owned(), "observed_at < ?2".to_owned()];
-        clauses.push(filter_sql(&query.filter, now_ms(), &mut params));
-        if let Some(seq) = query.after_seq {
-            params.push(Sql::Integer(seq));
-            clauses.push(format!("seq > ?{}", params.len()));
-        }
+        let (mut clauses, mut params) = matching(query, from_ms, to_ms);
         // Absent text sorts as empty text, so that the cursor comparison below sees
         // the same order as ORDER BY (a NULL compares as neither less nor greater).
         let column = if query.sort.field.is_numeric() {
@@ -923,6 +931,66 @@ impl Store for SqliteStore {
             None
         };
         Ok(SearchPage { events, next })
+    }
+
+    fn count(&self, query: &SearchQuery, cap: u64) -> Result<u64> {
+        query.validate()?;
+        let (clauses, mut params) = matching(query, query.from_ms, query.to_ms);
+        params.push(Sql::Integer(cap.min(i64::MAX as u64) as i64));
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM file_events WHERE {} LIMIT ?{})",
+            clauses.join(" AND "),
+            params.len()
+        );
+        let db = self.reader();
+        let n: i64 = db.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn file_event(&self, id: &str) -> Result<Option<FileEvent>> {
+        Ok(self
+            .reader()
+            .query_row(&format!("SELECT {EVENT_COLUMNS} FROM file_events WHERE id = ?1"), [id], event_from_row)
+            .optional()?)
+    }
+
+    fn save_search(&self, name: &str, query: &str, owner: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO saved_searches (name, query, owner, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, query, owner, now_ms()],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("a saved search named {name:?} already exists")));
+        }
+        audit(&tx, owner, "search.save", name)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn saved_searches(&self) -> Result<Vec<SavedSearch>> {
+        let db = self.reader();
+        let mut stmt = db.prepare("SELECT id, name, query, owner, created_at FROM saved_searches ORDER BY name")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SavedSearch {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    query: r.get(2)?,
+                    owner: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn delete_saved_search(&self, id: i64) -> Result<()> {
+        if self.db().execute("DELETE FROM saved_searches WHERE id = ?1", [id])? == 0 {
+            return Err(StoreError::NotFound(format!("saved search {id}")));
+        }
+        Ok(())
     }
 
     fn add_api_token(&self, name: &str, token_hash: &str, expires_at: Option<i64>, actor: &str) -> Result<()> {
