@@ -61,8 +61,42 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let aggregator = tokio::spawn(aggregate(self.store.clone(), stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        let _ = stop.send(true);
+        let _ = aggregator.await;
         self.fleet.stop_all().await;
         Ok(())
+    }
+}
+
+/// Events added to the dashboard's counts per transaction.
+const AGGREGATE_BATCH: usize = 5_000;
+
+/// Keeps the dashboard's hourly counts up with the stored events: at once while there
+/// is a backlog, then every second. Its position is saved with the counts, so a crash
+/// neither skips nor counts twice.
+async fn aggregate(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let store = store.clone();
+        let added = match tokio::task::spawn_blocking(move || store.aggregate(AGGREGATE_BATCH)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!("the dashboard counts could not be updated: {}", salesforce::error::error_chain(&e));
+                0
+            }
+            Err(e) => {
+                tracing::error!("the dashboard aggregator failed: {e}");
+                0
+            }
+        };
+        if added == AGGREGATE_BATCH {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }

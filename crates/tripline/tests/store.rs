@@ -217,3 +217,35 @@ fn a_key_file_of_the_earlier_name_is_moved_and_still_opens_the_tokens() {
     drop(SqliteStore::open(&path).expect("opens"));
     assert!(dir.path().join("tripline.db.key").is_file() && !dir.path().join("tripline.key").exists());
 }
+
+#[test]
+fn dashboard_counts_take_each_stored_event_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
+    let hour = 3_600_000;
+    let base = 500_000 * hour;
+    let events: Vec<ExportChunk> =
+        (0..7).map(|i| event(i, base + i * hour / 2, ["ann", "bob"][i as usize % 2], 10 * (i + 1))).collect();
+    let batch = ReportBatch { exports: events, ..Default::default() };
+    store.apply_reports("c", "/event/ReportEventStream", &batch, None).expect("stored");
+    // In small steps, as after a crash between them: each event counted once.
+    let mut added = 0;
+    loop {
+        let n = store.aggregate(3).expect("aggregate");
+        added += n;
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(added, 7);
+    let d = store.dashboard(base, base + 24 * hour, 5).expect("dashboard");
+    assert_eq!(d.hours.iter().map(|h| h.corporate + h.unmonitored).sum::<u64>(), 7);
+    assert_eq!(d.hours.iter().map(|h| h.rows).sum::<u64>(), (1..=7).map(|i| 10 * i).sum::<u64>());
+    assert_eq!(d.hours.len(), 4, "two events an hour");
+    assert_eq!(d.top_users.iter().map(|u| u.downloads).collect::<Vec<_>>(), [4, 3]);
+    assert_eq!(d.top_users[0].label, "ann@x.example");
+    assert_eq!(d.severities, [(Severity::Low, 7)]);
+    // A range that leaves out the first hour.
+    let later = store.dashboard(base + hour, base + 24 * hour, 5).expect("dashboard");
+    assert_eq!(later.hours.iter().map(|h| h.corporate).sum::<u64>(), 5);
+}

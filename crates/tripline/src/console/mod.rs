@@ -11,6 +11,7 @@
 mod assets;
 mod auth;
 mod connections;
+mod dashboard;
 mod page;
 mod search;
 mod wizard;
@@ -128,7 +129,7 @@ fn routes() -> Routes {
         .post("/setup", Access::Public, auth::setup)
         .post("/logout", VIEWER, auth::logout)
         .post("/logout/everywhere", VIEWER, auth::logout_everywhere)
-        .get("/", VIEWER, connections::home)
+        .get("/", VIEWER, dashboard::page)
         .get("/search", ANALYST, search::page)
         .get("/search/export", ANALYST, search::export)
         .get("/search/events/{id}", ANALYST, search::event)

@@ -350,10 +350,28 @@ impl SearchForm {
 
 /// A search's link, from its first page.
 pub(crate) fn search_link(conditions: &[(Field, Comparison, &str)], range: Range) -> String {
+    search_link_within(conditions, range, None)
+}
+
+/// A search's link over a custom UTC window `[from, to)` (epoch ms) when given.
+pub(crate) fn search_link_within(
+    conditions: &[(Field, Comparison, &str)],
+    range: Range,
+    window: Option<(i64, i64)>,
+) -> String {
+    let minute = |ms: i64| {
+        chrono::DateTime::<Utc>::from_timestamp_millis(ms)
+            .map(|d| d.format("%Y-%m-%dT%H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let (range, from, to) = match window {
+        Some((from, to)) => (Range::Custom, minute(from), minute(to)),
+        None => (range, String::new(), String::new()),
+    };
     let form = SearchForm {
         range,
-        from: String::new(),
-        to: String::new(),
+        from,
+        to,
         conditions: conditions
             .iter()
             .enumerate()

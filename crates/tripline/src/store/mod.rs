@@ -86,6 +86,35 @@ pub struct ConnectionActivity {
     pub last_event_at: Option<i64>,
 }
 
+/// Downloads and rows in one hour.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct HourCount {
+    pub hour: i64,
+    pub corporate: u64,
+    pub unmonitored: u64,
+    pub rows: u64,
+}
+
+/// One line of a top-N list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ranked {
+    /// The user id or report id (or report name) to search by.
+    pub key: String,
+    pub label: String,
+    pub downloads: u64,
+    pub rows: u64,
+}
+
+/// The dashboard's figures over a range of hours.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Dashboard {
+    /// Hours with downloads, oldest first.
+    pub hours: Vec<HourCount>,
+    pub top_users: Vec<Ranked>,
+    pub top_reports: Vec<Ranked>,
+    pub severities: Vec<(crate::events::Severity, u64)>,
+}
+
 /// A Forensic Search saved by name: the console's query string.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SavedSearch {
@@ -185,6 +214,13 @@ pub trait Store: Send + Sync {
     fn end_console_session(&self, token_hash: &str) -> Result<()>;
     /// Ends every session of the account (sign out everywhere); how many there were.
     fn end_console_sessions(&self, account_id: i64) -> Result<usize>;
+
+    /// Adds up to `max_events` file events stored since the last call to the hourly
+    /// dashboard counts, in one transaction with its position; how many it added.
+    fn aggregate(&self, max_events: usize) -> Result<usize>;
+    /// The dashboard's figures for the hours from `from_hour` (inclusive) to `to_hour`
+    /// (exclusive), epoch ms of hour starts.
+    fn dashboard(&self, from_hour: i64, to_hour: i64, top: usize) -> Result<Dashboard>;
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     /// How many events match the query's time range and filter (its sort and paging

@@ -8,7 +8,10 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::de::DeserializeOwned;
 use sfwire::id::SfId;
 
-use super::{Checkpoint, ConnectionActivity, ReportBatch, ReportOutcome, Result, SavedSearch, Store, StoreError};
+use super::{
+    Checkpoint, ConnectionActivity, Dashboard, HourCount, Ranked, ReportBatch, ReportOutcome, Result, SavedSearch,
+    Store, StoreError,
+};
 use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{
     ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
@@ -25,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_scope_scans_and_gap_windows.sql"),
     include_str!("../../migrations/sqlite/0006_console_accounts.sql"),
     include_str!("../../migrations/sqlite/0007_saved_searches.sql"),
+    include_str!("../../migrations/sqlite/0008_dashboard_aggregates.sql"),
 ];
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
@@ -931,6 +935,110 @@ impl Store for SqliteStore {
             None
         };
         Ok(SearchPage { events, next })
+    }
+
+    fn aggregate(&self, max_events: usize) -> Result<usize> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let last: i64 = tx.query_row("SELECT last_seq FROM agg_position WHERE id = 1", [], |r| r.get(0))?;
+        let mut read = tx.prepare_cached(
+            "SELECT seq, observed_at, connection_id, destination, severity, rows, user_id, username, report_id, report_name
+             FROM file_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = read.query(params![last, max_events as i64])?;
+        let (mut n, mut top) = (0usize, last);
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let hour = r.get::<_, i64>(1)?.div_euclid(3_600_000) * 3_600_000;
+            let count: i64 = r.get(5)?;
+            tx.prepare_cached(
+                "INSERT INTO agg_hourly (hour, connection_id, destination, severity, downloads, rows) VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows",
+            )?
+            .execute(params![hour, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, count])?;
+            tx.prepare_cached(
+                "INSERT INTO agg_user_hourly (hour, user_id, username, downloads, rows) VALUES (?1, ?2, ?3, 1, ?4)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows,
+                 username = COALESCE(excluded.username, username)",
+            )?
+            .execute(params![hour, r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?, count])?;
+            let report_id: Option<String> = r.get(8)?;
+            let report_name: Option<String> = r.get(9)?;
+            let key = report_id.or_else(|| report_name.clone()).unwrap_or_default();
+            tx.prepare_cached(
+                "INSERT INTO agg_report_hourly (hour, report, report_name, downloads, rows) VALUES (?1, ?2, ?3, 1, ?4)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows,
+                 report_name = COALESCE(excluded.report_name, report_name)",
+            )?
+            .execute(params![hour, key, report_name, count])?;
+            n += 1;
+            top = seq;
+        }
+        drop(rows);
+        drop(read);
+        if n > 0 {
+            tx.execute("UPDATE agg_position SET last_seq = ?1 WHERE id = 1", [top])?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn dashboard(&self, from_hour: i64, to_hour: i64, top: usize) -> Result<Dashboard> {
+        let db = self.reader();
+        let mut hours: Vec<HourCount> = Vec::new();
+        let mut stmt = db.prepare_cached(
+            "SELECT hour, destination, SUM(downloads), SUM(rows) FROM agg_hourly
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY hour, destination ORDER BY hour",
+        )?;
+        let mut rows = stmt.query(params![from_hour, to_hour])?;
+        while let Some(r) = rows.next()? {
+            let hour: i64 = r.get(0)?;
+            if hours.last().is_none_or(|h| h.hour != hour) {
+                hours.push(HourCount { hour, ..HourCount::default() });
+            }
+            let entry = hours.last_mut().expect("pushed");
+            let downloads = r.get::<_, i64>(2)? as u64;
+            match parsed::<crate::events::Destination>(r, 1)? {
+                crate::events::Destination::Corporate => entry.corporate += downloads,
+                crate::events::Destination::Unmonitored => entry.unmonitored += downloads,
+            }
+            entry.rows += r.get::<_, i64>(3)? as u64;
+        }
+        drop(rows);
+        let mut severities = Vec::new();
+        let mut stmt = db.prepare_cached(
+            "SELECT severity, SUM(downloads) FROM agg_hourly WHERE hour >= ?1 AND hour < ?2 GROUP BY severity",
+        )?;
+        let mut rows = stmt.query(params![from_hour, to_hour])?;
+        while let Some(r) = rows.next()? {
+            severities.push((parsed::<crate::events::Severity>(r, 0)?, r.get::<_, i64>(1)? as u64));
+        }
+        drop(rows);
+        severities.sort();
+        let ranked = |sql: &str| -> Result<Vec<Ranked>> {
+            let mut stmt = db.prepare_cached(sql)?;
+            let list = stmt
+                .query_map(params![from_hour, to_hour, top as i64], |r| {
+                    let key: String = r.get(0)?;
+                    Ok(Ranked {
+                        label: r.get::<_, Option<String>>(1)?.unwrap_or_else(|| key.clone()),
+                        key,
+                        downloads: r.get::<_, i64>(2)? as u64,
+                        rows: r.get::<_, i64>(3)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(list)
+        };
+        let top_users = ranked(
+            "SELECT user_id, MAX(username), SUM(downloads) AS d, SUM(rows) FROM agg_user_hourly
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY user_id ORDER BY d DESC, user_id LIMIT ?3",
+        )?;
+        let top_reports = ranked(
+            "SELECT report, MAX(report_name), SUM(downloads) AS d, SUM(rows) FROM agg_report_hourly
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY report ORDER BY d DESC, report LIMIT ?3",
+        )?;
+        Ok(Dashboard { hours, top_users, top_reports, severities })
     }
 
     fn count(&self, query: &SearchQuery, cap: u64) -> Result<u64> {

@@ -1,0 +1,37 @@
+-- Tripline's SQLite schema, version 8: hourly counts for the dashboard, kept by an
+-- aggregator that reads new file events by `seq` after they are stored (never in the
+-- ingest commit), its position saved in the same transaction as its counts.
+
+CREATE TABLE agg_position (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL
+);
+INSERT INTO agg_position (id, last_seq) VALUES (1, 0);
+
+CREATE TABLE agg_hourly (
+    hour          INTEGER NOT NULL,   -- epoch ms of the hour's start (UTC)
+    connection_id TEXT NOT NULL,
+    destination   TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    downloads     INTEGER NOT NULL,
+    rows          INTEGER NOT NULL,
+    PRIMARY KEY (hour, connection_id, destination, severity)
+) WITHOUT ROWID;
+
+CREATE TABLE agg_user_hourly (
+    hour      INTEGER NOT NULL,
+    user_id   TEXT NOT NULL,
+    username  TEXT,
+    downloads INTEGER NOT NULL,
+    rows      INTEGER NOT NULL,
+    PRIMARY KEY (hour, user_id)
+) WITHOUT ROWID;
+
+CREATE TABLE agg_report_hourly (
+    hour        INTEGER NOT NULL,
+    report      TEXT NOT NULL,        -- the report id, else its name
+    report_name TEXT,
+    downloads   INTEGER NOT NULL,
+    rows        INTEGER NOT NULL,
+    PRIMARY KEY (hour, report)
+) WITHOUT ROWID;
