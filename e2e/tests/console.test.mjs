@@ -181,6 +181,18 @@ test('Forensic Search filters, pages, opens a download, exports and saves, all f
   const lines = csv.trim().split(/\r?\n/);
   assert.equal(lines.length, 4, csv);
   assert.match(lines[0], /^time,username,report_name,rows/);
+  // The person behind a download, and back into the search.
+  await page.click('nav >> text=Users');
+  await page.click('#people a:has-text("Downloads")');
+  const top = page.locator('#people tbody tr >> nth=0');
+  assert.match(await top.textContent(), /4,242/);
+  await top.locator('a >> nth=0').click();
+  assert.match(await page.textContent('.kpis'), /Downloads \(all time\)\s*1/);
+  assert.match(await page.textContent('main'), /Source IPs/);
+  await shot(page, 'user');
+  await page.click('a:has-text("Open in Forensic Search")');
+  assert.match(await page.textContent('.results-bar [role=status]'), /1–1 of 1 downloads/);
+  await page.goto(url);
   // Saved for the team under a name.
   await page.fill('#save-name', 'Large exports');
   await page.click('button:has-text("Save")');

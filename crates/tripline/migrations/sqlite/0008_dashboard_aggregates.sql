@@ -35,3 +35,17 @@ CREATE TABLE agg_report_hourly (
     rows        INTEGER NOT NULL,
     PRIMARY KEY (hour, report)
 ) WITHOUT ROWID;
+CREATE INDEX agg_user_hourly_user ON agg_user_hourly (user_id, hour);
+
+-- Each person's downloads of all time, for the Users list.
+CREATE TABLE agg_users (
+    user_id   TEXT PRIMARY KEY,
+    username  TEXT,
+    downloads INTEGER NOT NULL,
+    rows      INTEGER NOT NULL,
+    last_at   INTEGER NOT NULL,
+    worst     INTEGER NOT NULL        -- the highest severity's rank (0 no risk .. 4 critical)
+) WITHOUT ROWID;
+
+-- A person's sessions, for their page.
+CREATE INDEX sessions_user ON sessions (user_id, login_at);

@@ -129,15 +129,15 @@ fn stack<T: Copy>(segments: &[(u64, T)]) -> Vec<(u64, u64, T)> {
 }
 
 /// One bar of a time chart: its window, and its segments (value, CSS class).
-struct Bar {
-    from: i64,
-    to: i64,
-    segments: Vec<(u64, &'static str)>,
+pub(crate) struct Bar {
+    pub from: i64,
+    pub to: i64,
+    pub segments: Vec<(u64, &'static str)>,
 }
 
 /// A bar chart over time; each bar's segments are (value, CSS class), and each bar
 /// links to the search of its window.
-fn time_chart(
+pub(crate) fn time_chart(
     title: &str,
     bars: &[Bar],
     span: Span,

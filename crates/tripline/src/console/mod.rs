@@ -13,6 +13,7 @@ mod auth;
 mod connections;
 mod dashboard;
 mod page;
+mod people;
 mod search;
 mod wizard;
 
@@ -131,6 +132,8 @@ fn routes() -> Routes {
         .post("/logout/everywhere", VIEWER, auth::logout_everywhere)
         .get("/", VIEWER, dashboard::page)
         .get("/search", ANALYST, search::page)
+        .get("/users", ANALYST, people::list)
+        .get("/users/{id}", ANALYST, people::person)
         .get("/search/export", ANALYST, search::export)
         .get("/search/events/{id}", ANALYST, search::event)
         .post("/search/saved", ANALYST, search::save)

@@ -56,6 +56,7 @@ pub(crate) fn broken(c: crate::connection::ConnectionRecord) -> Option<Broken> {
 pub(crate) enum Nav {
     Dashboard,
     Search,
+    Users,
     Connections,
     Audit,
 }
@@ -101,6 +102,7 @@ pub(crate) fn shell(frame: &Frame, nav: Nav, title: &str, body: Markup) -> Marku
                         (item(Nav::Dashboard, "/", "Dashboard"))
                         @if frame.account.role.includes(Role::Analyst) {
                             (item(Nav::Search, "/search", "Forensic Search"))
+                            (item(Nav::Users, "/users", "Users"))
                         }
                         @if frame.is_admin() {
                             span.nav-group { "Administration" }

@@ -391,7 +391,7 @@ pub(crate) fn search_link_within(
     format!("/search?{}", form.link(|_| {}))
 }
 
-fn severity_badge(severity: Severity) -> Markup {
+pub(crate) fn severity_badge(severity: Severity) -> Markup {
     html! { span class={ "sev sev-" (severity.as_str()) } { (severity_label(severity)) } }
 }
 

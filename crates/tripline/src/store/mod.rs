@@ -115,6 +115,21 @@ pub struct Dashboard {
     pub severities: Vec<(crate::events::Severity, u64)>,
 }
 
+/// A person as the Users list shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Person {
+    pub user_id: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// In the scope of some connection now.
+    pub monitored: bool,
+    pub downloads: u64,
+    pub rows: u64,
+    pub last_at: Option<i64>,
+    pub worst: Option<crate::events::Severity>,
+}
+
 /// A Forensic Search saved by name: the console's query string.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SavedSearch {
@@ -221,6 +236,14 @@ pub trait Store: Send + Sync {
     /// The dashboard's figures for the hours from `from_hour` (inclusive) to `to_hour`
     /// (exclusive), epoch ms of hour starts.
     fn dashboard(&self, from_hour: i64, to_hour: i64, top: usize) -> Result<Dashboard>;
+
+    /// Everyone monitored or who ever downloaded, with their downloads of all time,
+    /// most recently active first.
+    fn people(&self) -> Result<Vec<Person>>;
+    /// A person's downloads per hour in `[from_hour, to_hour)`: (hour, downloads, rows).
+    fn person_hours(&self, user_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<(i64, u64, u64)>>;
+    /// A person's newest `limit` sessions (from login events), newest first.
+    fn person_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>>;
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     /// How many events match the query's time range and filter (its sort and paging

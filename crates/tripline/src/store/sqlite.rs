@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use sfwire::id::SfId;
 
 use super::{
-    Checkpoint, ConnectionActivity, Dashboard, HourCount, Ranked, ReportBatch, ReportOutcome, Result, SavedSearch,
-    Store, StoreError,
+    Checkpoint, ConnectionActivity, Dashboard, HourCount, Person, Ranked, ReportBatch, ReportOutcome, Result,
+    SavedSearch, Store, StoreError,
 };
 use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{
@@ -962,6 +962,15 @@ impl Store for SqliteStore {
                  username = COALESCE(excluded.username, username)",
             )?
             .execute(params![hour, r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?, count])?;
+            // The declaration order of severities is their rank.
+            let rank = parsed::<crate::events::Severity>(r, 4)? as i64;
+            tx.prepare_cached(
+                "INSERT INTO agg_users (user_id, username, downloads, rows, last_at, worst) VALUES (?1, ?2, 1, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows,
+                 username = COALESCE(excluded.username, username), last_at = MAX(last_at, excluded.last_at),
+                 worst = MAX(worst, excluded.worst)",
+            )?
+            .execute(params![r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?, count, r.get::<_, i64>(1)?, rank])?;
             let report_id: Option<String> = r.get(8)?;
             let report_name: Option<String> = r.get(9)?;
             let key = report_id.or_else(|| report_name.clone()).unwrap_or_default();
@@ -1039,6 +1048,74 @@ impl Store for SqliteStore {
              WHERE hour >= ?1 AND hour < ?2 GROUP BY report ORDER BY d DESC, report LIMIT ?3",
         )?;
         Ok(Dashboard { hours, top_users, top_reports, severities })
+    }
+
+    fn people(&self) -> Result<Vec<Person>> {
+        let db = self.reader();
+        let mut stmt = db.prepare_cached(
+            "SELECT u.user_id, COALESCE(s.username, a.username), s.email, s.name, s.user_id IS NOT NULL,
+                    a.downloads, a.rows, a.last_at, a.worst
+             FROM (SELECT user_id FROM scope_users UNION SELECT user_id FROM agg_users) u
+             LEFT JOIN (SELECT user_id, MAX(username) AS username, MAX(email) AS email, MAX(name) AS name
+                        FROM scope_users GROUP BY user_id) s ON s.user_id = u.user_id
+             LEFT JOIN agg_users a ON a.user_id = u.user_id
+             ORDER BY a.last_at IS NULL, a.last_at DESC, 2",
+        )?;
+        let people = stmt
+            .query_map([], |r| {
+                let worst: Option<i64> = r.get(8)?;
+                Ok(Person {
+                    user_id: r.get(0)?,
+                    username: r.get(1)?,
+                    email: r.get(2)?,
+                    name: r.get(3)?,
+                    monitored: r.get(4)?,
+                    downloads: r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
+                    rows: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
+                    last_at: r.get(7)?,
+                    worst: worst.and_then(|w| crate::events::Severity::ALL.get(w as usize).copied()),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(people)
+    }
+
+    fn person_hours(&self, user_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<(i64, u64, u64)>> {
+        let db = self.reader();
+        let mut stmt = db.prepare_cached(
+            "SELECT hour, downloads, rows FROM agg_user_hourly WHERE user_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
+        )?;
+        let hours = stmt
+            .query_map(params![user_id, from_hour, to_hour], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(hours)
+    }
+
+    fn person_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>> {
+        let db = self.reader();
+        let mut stmt = db.prepare_cached(
+            "SELECT session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at
+             FROM sessions WHERE user_id = ?1 ORDER BY login_at DESC LIMIT ?2",
+        )?;
+        let sessions = stmt
+            .query_map(params![user_id, limit as i64], |r| {
+                Ok(Session {
+                    session_key: r.get(0)?,
+                    login_key: r.get(1)?,
+                    user_id: parsed(r, 2)?,
+                    username: r.get(3)?,
+                    source_ip: r.get(4)?,
+                    browser: r.get(5)?,
+                    platform: r.get(6)?,
+                    city: r.get(7)?,
+                    country: r.get(8)?,
+                    login_at: r.get(9)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(sessions)
     }
 
     fn count(&self, query: &SearchQuery, cap: u64) -> Result<u64> {
