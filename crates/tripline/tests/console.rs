@@ -322,3 +322,88 @@ async fn salesforce_text_renders_inert_in_pages_and_exports() {
     assert!(line.starts_with("'=cmd|") && line.contains(",'+1@x.example,"), "{line}");
     served.stop().await;
 }
+
+#[tokio::test]
+async fn admins_add_accounts_with_a_password_shown_once_and_change_their_roles() {
+    let s = Scenario::new(5).await;
+    account(&s, "adam", Role::Admin);
+    let served = s.serve().await;
+    let base = &served.base;
+    let admin = client();
+    let csrf = sign_in(base, &admin, "adam").await;
+    let page = admin
+        .post(format!("{base}/admin/accounts"))
+        .form(&[("csrf", csrf.as_str()), ("username", "nina"), ("role", "analyst")])
+        .send()
+        .await
+        .expect("add")
+        .text()
+        .await
+        .expect("text");
+    let at = page.find("id=\"secret\">").expect("the password is shown") + "id=\"secret\">".len();
+    let password = page[at..].split('<').next().expect("password").to_owned();
+    let nina = s.store.accounts().expect("accounts").into_iter().find(|a| a.username == "nina").expect("nina");
+    assert_eq!(nina.role, Role::Analyst);
+    // The new person signs in with it and changes it; their sessions end.
+    let person = client();
+    let r = person
+        .post(format!("{base}/login"))
+        .form(&[("username", "nina"), ("password", password.as_str())])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = person.get(format!("{base}/account")).send().await.expect("account").text().await.expect("text");
+    let theirs = csrf_of(&page);
+    let r = person
+        .post(format!("{base}/account/password"))
+        .form(&[("csrf", theirs.as_str()), ("current", password.as_str()), ("new", PASSWORD), ("confirm", PASSWORD)])
+        .send()
+        .await
+        .expect("change");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(person.get(format!("{base}/search")).send().await.expect("page").status(), StatusCode::SEE_OTHER);
+    sign_in(base, &person, "nina").await;
+    // An admin changes the role; the person's next page knows it.
+    let r = admin
+        .post(format!("{base}/admin/accounts/{}/role", nina.id))
+        .form(&[("csrf", csrf.as_str()), ("role", "viewer")])
+        .send()
+        .await
+        .expect("role");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(person.get(format!("{base}/search")).send().await.expect("page").status(), StatusCode::FORBIDDEN);
+    // An admin cannot demote themselves; removing needs the name ticked.
+    let me = s.store.accounts().expect("accounts").into_iter().find(|a| a.username == "adam").expect("adam");
+    let r = admin
+        .post(format!("{base}/admin/accounts/{}/role", me.id))
+        .form(&[("csrf", csrf.as_str()), ("role", "viewer")])
+        .send()
+        .await
+        .expect("self");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = admin
+        .post(format!("{base}/admin/accounts/{}/delete", nina.id))
+        .form(&[("csrf", csrf.as_str()), ("confirm", "someone else")])
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = admin
+        .post(format!("{base}/admin/accounts/{}/delete", nina.id))
+        .form(&[("csrf", csrf.as_str()), ("confirm", "nina")])
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        person.get(format!("{base}/")).send().await.expect("page").status(),
+        StatusCode::SEE_OTHER,
+        "signed out"
+    );
+    let audit: Vec<String> = s.store.audit_log(20).expect("audit").into_iter().map(|e| e.action).collect();
+    for action in ["account.create (analyst)", "account.password", "account.role (viewer)", "account.delete"] {
+        assert!(audit.iter().any(|a| a == action), "{action} in {audit:?}");
+    }
+    served.stop().await;
+}

@@ -8,6 +8,7 @@
 //! multipart bodies alike) before the handler runs. Handlers are thin: they parse the
 //! request, call the library the API and CLI use, and render a page.
 
+mod admin;
 mod assets;
 mod auth;
 mod connections;
@@ -148,6 +149,15 @@ fn routes() -> Routes {
         .get("/admin/connections/{id}/confirm/{action}", ADMIN, connections::confirm)
         .post("/admin/connections/{id}/{action}", ADMIN, connections::act)
         .get("/admin/audit", ADMIN, auth::audit_page)
+        .get("/admin/accounts", ADMIN, admin::accounts)
+        .post("/admin/accounts", ADMIN, admin::create_account)
+        .post("/admin/accounts/{id}/role", ADMIN, admin::account_role)
+        .post("/admin/accounts/{id}/delete", ADMIN, admin::delete_account)
+        .get("/admin/tokens", ADMIN, admin::tokens)
+        .post("/admin/tokens", ADMIN, admin::create_token)
+        .post("/admin/tokens/revoke", ADMIN, admin::revoke_token)
+        .get("/account", VIEWER, admin::my_account)
+        .post("/account/password", VIEWER, admin::change_password)
 }
 
 /// The console routes with who may use each (for the test that walks them).

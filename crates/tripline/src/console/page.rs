@@ -58,7 +58,10 @@ pub(crate) enum Nav {
     Search,
     Users,
     Connections,
+    Accounts,
+    Tokens,
     Audit,
+    Account,
 }
 
 fn head(title: &str) -> Markup {
@@ -107,11 +110,13 @@ pub(crate) fn shell(frame: &Frame, nav: Nav, title: &str, body: Markup) -> Marku
                         @if frame.is_admin() {
                             span.nav-group { "Administration" }
                             (item(Nav::Connections, "/admin/connections", "Data Connections"))
+                            (item(Nav::Accounts, "/admin/accounts", "Accounts"))
+                            (item(Nav::Tokens, "/admin/tokens", "API tokens"))
                             (item(Nav::Audit, "/admin/audit", "Audit log"))
                         }
                     }
                     div.who {
-                        span title=(frame.account.role.label()) {
+                        a.who-link href="/account" aria-current=[(nav == Nav::Account).then_some("page")] {
                             (frame.account.username) " "
                             span.role { (frame.account.role.label()) }
                         }

@@ -220,6 +220,12 @@ pub trait Store: Send + Sync {
     /// Adds a console account (audited); Conflict when the username is taken (in any case).
     fn create_account(&self, username: &str, role: Role, password_hash: &str, actor: &str) -> Result<Account>;
     fn accounts(&self) -> Result<Vec<Account>>;
+    /// Changes an account's role (audited).
+    fn set_account_role(&self, account_id: i64, role: Role, actor: &str) -> Result<()>;
+    /// Replaces an account's password hash and ends its sessions (audited).
+    fn set_account_password(&self, account_id: i64, password_hash: &str, actor: &str) -> Result<()>;
+    /// Removes an account and its sessions (audited).
+    fn delete_account(&self, account_id: i64, actor: &str) -> Result<()>;
     /// The account with this username (in any case) and its password hash.
     fn account_credentials(&self, username: &str) -> Result<Option<(Account, String)>>;
     /// Starts a console session for the account.

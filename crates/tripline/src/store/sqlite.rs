@@ -202,6 +202,26 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// Decrypts a stored connection's tokens.
+    /// A change to one account, audited by its username, in one transaction.
+    fn account_change(
+        &self,
+        account_id: i64,
+        actor: &str,
+        action: &str,
+        change: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<usize>,
+    ) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let username: String = tx
+            .query_row("SELECT username FROM accounts WHERE id = ?1", [account_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))?;
+        change(&tx)?;
+        audit(&tx, actor, action, &username)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn unseal(&self, mut record: ConnectionRecord) -> Result<ConnectionRecord> {
         record.refresh_token = self.secrets.open(&record.refresh_token)?;
         record.access_token = self.secrets.open(&record.access_token)?;
@@ -1273,6 +1293,26 @@ impl Store for SqliteStore {
         let mut stmt = db.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY username"))?;
         let rows = stmt.query_map([], account_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    fn set_account_role(&self, account_id: i64, role: Role, actor: &str) -> Result<()> {
+        self.account_change(account_id, actor, &format!("account.role ({})", role.as_str()), |tx| {
+            tx.execute("UPDATE accounts SET role = ?2 WHERE id = ?1", params![account_id, role.as_str()])
+        })
+    }
+
+    fn set_account_password(&self, account_id: i64, password_hash: &str, actor: &str) -> Result<()> {
+        self.account_change(account_id, actor, "account.password", |tx| {
+            tx.execute("UPDATE accounts SET password_hash = ?2 WHERE id = ?1", params![account_id, password_hash])?;
+            tx.execute("DELETE FROM console_sessions WHERE account_id = ?1", [account_id])
+        })
+    }
+
+    fn delete_account(&self, account_id: i64, actor: &str) -> Result<()> {
+        self.account_change(account_id, actor, "account.delete", |tx| {
+            tx.execute("DELETE FROM console_sessions WHERE account_id = ?1", [account_id])?;
+            tx.execute("DELETE FROM accounts WHERE id = ?1", [account_id])
+        })
     }
 
     fn account_credentials(&self, username: &str) -> Result<Option<(Account, String)>> {
