@@ -245,5 +245,15 @@ test('pause and resume from the detail panel take effect at once and are audited
     assert.match(audit, new RegExp(action.replace('.', '\\.')));
   }
   await shot(page, 'audit-log');
+  // An API token is shown once, then only its name and use.
+  await page.goto(demo.url + '/admin/tokens');
+  await page.fill('#token-name', 'siem');
+  await page.click('button:has-text("Create token")');
+  const token = (await page.textContent('#secret')).trim();
+  assert.match(token, /^tl_/);
+  const api = await fetch(demo.url + '/api/v1/connections', { headers: { authorization: 'Bearer ' + token } });
+  assert.equal(api.status, 200);
+  await page.goto(demo.url + '/admin/accounts');
+  await shot(page, 'accounts');
   await page.context().close();
 });
