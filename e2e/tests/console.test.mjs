@@ -165,9 +165,9 @@ test('Forensic Search filters, pages, opens a download, exports and saves, all f
   await other.goto(url);
   assert.match(await other.textContent('.results-bar [role=status]'), /1–3 of 3 downloads/);
   await other.context().close();
-  // Sorted by rows through the column header.
-  await page.click('#results th a:has-text("Rows")');
-  assert.match(page.url(), /sort=rows/);
+  // Oldest first through the time column's header.
+  await page.click('#results th a:has-text("Time")');
+  assert.match(page.url(), /dir=asc/);
   // The detail view: every field and the raw event of each chunk.
   await page.click('#results a:has-text("Details") >> nth=0');
   assert.match(await page.textContent('main'), /4,242 rows/);
@@ -255,5 +255,33 @@ test('pause and resume from the detail panel take effect at once and are audited
   assert.equal(api.status, 200);
   await page.goto(demo.url + '/admin/accounts');
   await shot(page, 'accounts');
+  await page.context().close();
+});
+
+test('the scope is edited from the panel, checked against the org, and exported as CSV', async () => {
+  const page = await newPage(browser);
+  await signIn(page, demo);
+  await page.goto(demo.url + '/admin/connections');
+  await page.click('text=View details');
+  await page.click('main a:has-text("Edit scope")');
+  await page.check('#scope-users');
+  await page.setInputFiles('#file', { name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from('Username\nnobody@nowhere.example\n') });
+  await page.click('button:has-text("Save scope")');
+  assert.match(await page.textContent('#errors'), /people\.csv, line 2/);
+  const exporter = (await control(demo, '/users')).find((u) => u.can_export_reports && u.active && !u.frozen);
+  await page.check('#scope-users');
+  await page.setInputFiles('#file', { name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from(`Username\n${exporter.username}\n`) });
+  await page.click('button:has-text("Save scope")');
+  assert.match(await page.textContent('main'), /given a new scope/);
+  assert.match(await page.textContent('main'), /Specific users \(1 listed\)/);
+  for (let i = 0; i < 30 && !/Monitored now\s*1 user with Export Reports/.test(await page.textContent('main')); i++) {
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  assert.match(await page.textContent('main'), /Monitored now\s*1 user with Export Reports/);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('a:has-text("Export users as CSV")')]);
+  const csv = await (await download.createReadStream()).toArray().then((chunks) => Buffer.concat(chunks).toString());
+  assert.equal(csv.trim().split(/\r?\n/).length, 2, csv);
+  assert.match(csv, new RegExp(exporter.username.replace(/[.]/g, '\\.')));
   await page.context().close();
 });

@@ -407,3 +407,61 @@ async fn admins_add_accounts_with_a_password_shown_once_and_change_their_roles()
     }
     served.stop().await;
 }
+
+/// Posts a console form with the session's token.
+async fn post(http: &reqwest::Client, url: &str, csrf: &str) -> reqwest::Response {
+    http.post(url).form(&[("csrf", csrf)]).send().await.expect("post")
+}
+
+#[tokio::test]
+async fn a_deauthorized_connection_is_authorized_again_from_its_panel_then_removed() {
+    let s = Scenario::new(10).await;
+    let record = s.connect("Acme", ScopeMode::All).await;
+    account(&s, "adam", Role::Admin);
+    let served = s.serve().await;
+    let base = &served.base;
+    let admin = client();
+    let csrf = sign_in(base, &admin, "adam").await;
+    let detail = format!("{base}/admin/connections/{}", record.id);
+    s.wait_status(&record.id, tripline::connection::ConnectionStatus::Monitoring, &[]).await;
+    assert_eq!(post(&admin, &format!("{detail}/deauthorize"), &csrf).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.store.connection(&record.id).expect("record").status,
+        tripline::connection::ConnectionStatus::Deauthorized
+    );
+
+    // Authorize again: to Salesforce's sign-in, Allow, back to the callback.
+    let r = admin
+        .post(format!("{detail}/reauthorize"))
+        .form(&[("csrf", csrf.as_str()), ("my_domain", s.org.base_url())])
+        .send()
+        .await
+        .expect("reauthorize");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let authorize_url = r.headers()[LOCATION].to_str().expect("location").to_owned();
+    let (user, password) = s.org.service_account();
+    let callback = sfsim::browser::sign_in_and_allow(&authorize_url, &user, &password).await.expect("allowed");
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", &callback.code)
+        .append_pair("state", callback.state.as_deref().unwrap_or_default())
+        .finish();
+    let r = admin.get(format!("{base}/oauth/salesforce/callback?{query}")).send().await.expect("callback");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers()[LOCATION].to_str().expect("location").contains("authorized+again"));
+    let back = s.wait_status(&record.id, tripline::connection::ConnectionStatus::Monitoring, &[]).await;
+    assert_eq!(back.id, record.id, "the same connection, its history kept");
+    let history = s.store.status_history(&record.id).expect("history");
+    assert!(history.iter().any(|h| h.status == tripline::connection::ConnectionStatus::Deauthorized), "{history:?}");
+
+    // Remove needs deauthorizing first; its downloads stay.
+    assert_eq!(post(&admin, &format!("{detail}/remove"), &csrf).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(post(&admin, &format!("{detail}/deauthorize"), &csrf).await.status(), StatusCode::SEE_OTHER);
+    let r = post(&admin, &format!("{detail}/remove"), &csrf).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(s.store.connections().expect("list").is_empty());
+    let audit: Vec<String> = s.store.audit_log(20).expect("audit").into_iter().map(|e| e.action).collect();
+    for action in ["connection.deauthorize", "connection.reauthorize", "connection.remove"] {
+        assert!(audit.iter().any(|a| a == action), "{action} in {audit:?}");
+    }
+    served.stop().await;
+}

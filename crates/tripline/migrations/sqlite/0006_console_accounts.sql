@@ -17,6 +17,3 @@ CREATE TABLE console_sessions (
     expires_at  INTEGER NOT NULL
 );
 CREATE INDEX console_sessions_account ON console_sessions (account_id);
-
--- Each connection's newest download and today's count, for Data Connections.
-CREATE INDEX file_events_connection_time ON file_events (connection_id, observed_at);

@@ -1,6 +1,7 @@
--- Tripline's SQLite schema, version 8: hourly counts for the dashboard, kept by an
--- aggregator that reads new file events by `seq` after they are stored (never in the
--- ingest commit), its position saved in the same transaction as its counts.
+-- Tripline's SQLite schema, version 8: counts for the dashboard, Users and Data
+-- Connections, kept by an aggregator that reads new file events by `seq` after they
+-- are stored (never in the ingest commit), its position saved in the same transaction
+-- as its counts. (No index is added to file_events: each costs ingest speed.)
 
 CREATE TABLE agg_position (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
@@ -35,6 +36,25 @@ CREATE TABLE agg_report_hourly (
     rows        INTEGER NOT NULL,
     PRIMARY KEY (hour, report)
 ) WITHOUT ROWID;
+
+-- The same per day (`hour` is the day's start): long ranges add up fewer rows.
+CREATE TABLE agg_user_daily (
+    hour      INTEGER NOT NULL,
+    user_id   TEXT NOT NULL,
+    username  TEXT,
+    downloads INTEGER NOT NULL,
+    rows      INTEGER NOT NULL,
+    PRIMARY KEY (hour, user_id)
+) WITHOUT ROWID;
+
+CREATE TABLE agg_report_daily (
+    hour        INTEGER NOT NULL,     -- the day's start
+    report      TEXT NOT NULL,        -- the report id, else its name
+    report_name TEXT,
+    downloads   INTEGER NOT NULL,
+    rows        INTEGER NOT NULL,
+    PRIMARY KEY (hour, report)
+) WITHOUT ROWID;
 CREATE INDEX agg_user_hourly_user ON agg_user_hourly (user_id, hour);
 
 -- Each person's downloads of all time, for the Users list.
@@ -49,3 +69,9 @@ CREATE TABLE agg_users (
 
 -- A person's sessions, for their page.
 CREATE INDEX sessions_user ON sessions (user_id, login_at);
+
+-- Each connection's newest download, for Data Connections.
+CREATE TABLE agg_connections (
+    connection_id TEXT PRIMARY KEY,
+    last_at       INTEGER NOT NULL
+) WITHOUT ROWID;

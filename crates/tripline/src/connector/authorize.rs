@@ -115,3 +115,47 @@ pub async fn finish_authorization(
     }
     save_authorized(store, app, login, new, &tokens)
 }
+
+/// A sign-in at Salesforce as its callback answered it.
+pub struct SignIn<'a> {
+    pub login: &'a LoginHost,
+    pub start: &'a AuthorizationStart,
+    pub state: &'a str,
+    pub code: &'a str,
+}
+
+/// Completes a new authorization of an existing connection (its token was revoked, or
+/// it was deauthorized): the service account must sign in to the same org. The
+/// connection keeps its id, history and checkpoints and starts Initializing.
+pub async fn finish_reauthorization(
+    store: &dyn Store,
+    app: &SalesforceApp,
+    id: &str,
+    answer: SignIn<'_>,
+    actor: &str,
+) -> Result<(), Error> {
+    let record = store.connection(id)?;
+    let oauth = app.oauth(answer.login.clone(), reqwest::Client::new());
+    let tokens = oauth.finish(answer.start, answer.state, answer.code).await?;
+    let unusable = |what: String| Error::Authorization(format!("Salesforce's answer cannot be used: {what}"));
+    let (org_id, _) = tokens.org_and_user().ok_or_else(|| unusable("the identity URL names no org and user".into()))?;
+    let refresh = tokens
+        .refresh_token
+        .clone()
+        .ok_or_else(|| unusable("no refresh token (the connected app must grant refresh_token)".into()))?;
+    if !org_id.eq_ignore_ascii_case(record.org_id.as_str()) {
+        if let Err(e) = oauth.revoke(&refresh).await {
+            tracing::warn!("revoking the token of a refused reauthorization: {e}");
+        }
+        return Err(Error::Refused(format!(
+            "That sign-in was to another org ({org_id}); \"{}\" monitors org {}. Sign in as the service account of that org.",
+            record.display_name,
+            record.org_id.as_str()
+        )));
+    }
+    if !salesforce::login::instance_url_ok(&tokens.instance_url, &app.allowed_origins) {
+        return Err(unusable(format!("the instance URL {} is not a Salesforce host", tokens.instance_url)));
+    }
+    store.reauthorize(id, &refresh, &tokens.access_token, &tokens.instance_url, actor)?;
+    Ok(())
+}

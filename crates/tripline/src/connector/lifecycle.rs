@@ -1,11 +1,13 @@
-//! The states a person puts a connection in: Paused (not monitored until resumed) and
-//! Deauthorized (its Salesforce tokens revoked; a new authorization is needed).
-//! Initializing, Monitoring and Error are set by the connector itself.
+//! What a person does to a connection: pause it (not monitored until resumed),
+//! deauthorize it (its Salesforce tokens revoked; a new authorization is needed),
+//! change its scope, remove it. Initializing, Monitoring and Error are set by the
+//! connector itself.
 
 use salesforce::login::LoginHost;
 
-use super::Error;
-use crate::connection::{ConnectionStatus, StatusDetail};
+use super::scope_csv::{CsvKind, ScopeCsv};
+use super::{Error, SalesforceApp};
+use crate::connection::{ConnectionStatus, ScopeMode, StatusDetail};
 use crate::store::Store;
 
 pub fn pause(store: &dyn Store, id: &str, actor: &str) -> Result<(), Error> {
@@ -45,5 +47,50 @@ pub async fn deauthorize(store: &dyn Store, id: &str, allowed: &[String], actor:
     let detail = StatusDetail { problems: Vec::new(), since: chrono::Utc::now().timestamp_millis() };
     store.set_status(id, ConnectionStatus::Deauthorized, Some(&detail), actor)?;
     store.audit(actor, "connection.deauthorize", id)?;
+    Ok(())
+}
+
+/// Gives a connection a new scope, checked against the org first (entries the org
+/// does not have are refused by line, and nothing changes). The connector applies it
+/// at its next scan: restart it, or rescan.
+pub async fn change_scope(
+    store: &dyn Store,
+    app: &SalesforceApp,
+    id: &str,
+    scope: &ScopeMode,
+    lines: Option<Vec<usize>>,
+    actor: &str,
+) -> Result<(), Error> {
+    let record = store.connection(id)?;
+    if record.status == ConnectionStatus::Deauthorized {
+        return Err(Error::Refused(format!("{:?} is deauthorized: authorize it again first", record.display_name)));
+    }
+    let api = super::api_for(&record, app, reqwest::Client::new())?;
+    let unknown = super::scope::unknown_entries(&api, scope).await?;
+    let kind = match scope {
+        ScopeMode::All => None,
+        ScopeMode::Users(_) => Some(CsvKind::Users),
+        ScopeMode::Groups(_) => Some(CsvKind::Groups),
+    };
+    if let Some(kind) = kind {
+        let entries = scope.entries();
+        let lines = lines.unwrap_or_else(|| (1..=entries.len()).collect());
+        let csv = ScopeCsv { kind, entries: lines.into_iter().zip(entries.iter().cloned()).collect() };
+        csv.reject_unknown(&unknown)?;
+    }
+    store.set_scope(id, scope, actor)?;
+    Ok(())
+}
+
+/// Removes a deauthorized connection (its downloads stay searchable).
+pub fn remove(store: &dyn Store, id: &str, actor: &str) -> Result<(), Error> {
+    let record = store.connection(id)?;
+    if record.status != ConnectionStatus::Deauthorized {
+        return Err(Error::Refused(format!(
+            "{:?} is monitored: deauthorize it before removing it",
+            record.display_name
+        )));
+    }
+    store.delete_connection(id, actor)?;
     Ok(())
 }

@@ -24,7 +24,7 @@ use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-pub use authorize::{NewConnection, finish_authorization};
+pub use authorize::{NewConnection, finish_authorization, finish_reauthorization};
 pub use error::Error;
 pub use fleet::Fleet;
 pub use ingest::ConnectionContext;

@@ -202,6 +202,7 @@ crate::named::named_enum! {
         Pause = "pause",
         Resume = "resume",
         Deauthorize = "deauthorize",
+        Remove = "remove",
     }
 }
 
@@ -212,6 +213,7 @@ impl Action {
             Action::Pause => "Pause",
             Action::Resume => "Resume",
             Action::Deauthorize => "Deauthorize",
+            Action::Remove => "Remove",
         }
     }
 
@@ -226,7 +228,10 @@ impl Action {
             }
             Action::Resume => "Monitoring starts again from where it stopped.",
             Action::Deauthorize => {
-                "Tripline revokes its Salesforce token (ending its sessions) and stops monitoring for good. The stored downloads are kept. To monitor this org again, add a new connection."
+                "Tripline revokes its Salesforce token (ending its sessions) and stops monitoring. The stored downloads are kept. To monitor this org again, authorize it again."
+            }
+            Action::Remove => {
+                "The connection disappears from Data Connections with its history, checkpoints and sessions. Its stored downloads stay searchable."
             }
         }
     }
@@ -237,6 +242,7 @@ impl Action {
             Action::Rescan | Action::Pause => !status.is_held(),
             Action::Resume => status == ConnectionStatus::Paused,
             Action::Deauthorize => status != ConnectionStatus::Deauthorized,
+            Action::Remove => status == ConnectionStatus::Deauthorized,
         }
     }
 
@@ -246,6 +252,7 @@ impl Action {
             Action::Pause => "paused",
             Action::Resume => "resumed",
             Action::Deauthorize => "deauthorized",
+            Action::Remove => "removed",
         }
     }
 }
@@ -299,10 +306,14 @@ pub(crate) async fn detail(
                 div.actions {
                     @for action in Action::ALL {
                         @if action.applies(c.status) {
-                            a.button.danger[*action == Action::Deauthorize]
+                            a.button.danger[matches!(action, Action::Deauthorize | Action::Remove)]
                                 href={ "/admin/connections/" (c.id) "/confirm/" (action.as_str()) } { (action.label()) }
                         }
                     }
+                    @if c.status != ConnectionStatus::Deauthorized {
+                        a.button href={ "/admin/connections/" (c.id) "/scope" } { "Edit scope" }
+                    }
+                    a.button href={ "/admin/connections/" (c.id) "/reauthorize" } { "Authorize again" }
                 }
             }
             @if let Some(done) = &query.done {
@@ -375,7 +386,7 @@ pub(crate) async fn detail(
                         dl.facts {
                             dt { "Users monitored" } dd { (scope_label(&c.scope)) }
                             dt { "Monitored now" } dd {
-                                (page::thousands(scope.len() as u64)) " users with Export Reports"
+                                (page::count(scope.len() as u64, "user")) " with Export Reports"
                             }
                             dt { "Last scan" } dd { @if let Some(at) = c.scope_scanned_at { (page::time(at)) } @else { "Not yet" } }
                         }
@@ -465,7 +476,7 @@ pub(crate) async fn confirm(
                 div.actions {
                     form method="post" action={ "/admin/connections/" (c.id) "/" (action.as_str()) } {
                         (frame.csrf_field())
-                        button.primary.danger[action == Action::Deauthorize] type="submit" disabled[!action.applies(c.status)] {
+                        button.primary.danger[matches!(action, Action::Deauthorize | Action::Remove)] type="submit" disabled[!action.applies(c.status)] {
                             (action.label()) " “" (c.display_name) "”"
                         }
                     }
@@ -528,6 +539,12 @@ pub(crate) async fn act(
             let allowed = console.fleet.app().allowed_origins.clone();
             crate::connector::lifecycle::deauthorize(&*console.store, &id, &allowed, &who).await.map_err(refused)?;
         }
+        Action::Remove => {
+            console.fleet.stop(&id).await;
+            let key = id.clone();
+            db(&console, move |s| crate::connector::lifecycle::remove(s, &key, &who).map_err(store_or_refused)).await?;
+            return Ok(Redirect::to("/admin/connections").into_response());
+        }
     }
     let mut to = format!("/admin/connections/{id}?done={}", action.done());
     if let Some(n) = users {
@@ -542,4 +559,117 @@ fn store_or_refused(e: crate::connector::Error) -> crate::store::StoreError {
         crate::connector::Error::Store(e) => e,
         other => crate::store::StoreError::Conflict(other.problem().message),
     }
+}
+
+fn scope_page(frame: &Frame, c: &ConnectionRecord, chosen: &str, errors: &[String]) -> Markup {
+    let body = html! {
+        div.crumbs { a href="/admin/connections" { "Data Connections" } " › " a href={ "/admin/connections/" (c.id) } { (c.display_name) } " › Scope" }
+        h1 { "Users to monitor in “" (c.display_name) "”" }
+        p { "Now: " (scope_label(&c.scope)) ". The new scope is checked against the org before it is saved, and applies at once." }
+        @if !errors.is_empty() {
+            div.errors role="alert" #errors {
+                "Nothing changed:"
+                ul { @for m in errors { li { (m) } } }
+            }
+        }
+        form.stack method="post" action={ "/admin/connections/" (c.id) "/scope" } enctype="multipart/form-data" {
+            (frame.csrf_field())
+            fieldset {
+                legend { "Which users to monitor" }
+                p.hint { "In every case only users who hold the Export Reports permission are monitored." }
+                @for (value, label) in [("all", "All users"), ("users", "Specific users (CSV of usernames or emails)"), ("groups", "Specific groups (CSV of public groups)")] {
+                    div.choice {
+                        input id={ "scope-" (value) } type="radio" name="scope" value=(value) checked[chosen == value];
+                        label for={ "scope-" (value) } { (label) }
+                    }
+                }
+            }
+            div {
+                label for="file" { "Upload .CSV file" }
+                input #file type="file" name="file" accept=".csv,text/csv";
+                div.hint { "Needed for specific users or groups; it replaces the current list." }
+            }
+            div.actions {
+                button.primary type="submit" { "Save scope" }
+                a.button href={ "/admin/connections/" (c.id) } { "Cancel" }
+            }
+        }
+    };
+    page::shell(frame, Nav::Connections, "Edit scope", body)
+}
+
+pub(crate) async fn scope_form(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> Result<Markup, ConsoleError> {
+    let frame = Frame::load(&console, &signed).await?;
+    let c = db(&console, move |s| s.connection(&id)).await?;
+    Ok(scope_page(&frame, &c, c.scope.name(), &[]))
+}
+
+pub(crate) async fn scope_save(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(id): Path<String>,
+    mut form: axum::extract::Multipart,
+) -> Result<Response, ConsoleError> {
+    use crate::connector::scope_csv::{CsvKind, ScopeCsv};
+    let frame = Frame::load(&console, &signed).await?;
+    let key = id.clone();
+    let c = db(&console, move |s| s.connection(&key)).await?;
+    let bad = |m: String| ConsoleError::BadRequest(m);
+    let (mut chosen, mut file) = (String::new(), None::<(String, Vec<u8>)>);
+    while let Some(field) = form.next_field().await.map_err(|e| bad(format!("the form could not be read: {e}")))? {
+        match field.name().unwrap_or_default() {
+            "csrf" => {}
+            "scope" => chosen = field.text().await.map_err(|e| bad(e.to_string()))?,
+            "file" => {
+                let name = field.file_name().unwrap_or("upload.csv").to_owned();
+                let bytes = field.bytes().await.map_err(|e| bad(e.to_string()))?;
+                if !bytes.is_empty() {
+                    file = Some((name, bytes.to_vec()));
+                }
+            }
+            other => return Err(bad(format!("the form has an unknown field {other:?}"))),
+        }
+    }
+    let invalid = |errors: Vec<String>| {
+        (axum::http::StatusCode::BAD_REQUEST, scope_page(&frame, &c, &chosen, &errors)).into_response()
+    };
+    let kind = match chosen.as_str() {
+        "all" => None,
+        "users" => Some(CsvKind::Users),
+        "groups" => Some(CsvKind::Groups),
+        _ => return Ok(invalid(vec!["Choose who to monitor.".into()])),
+    };
+    let (scope, lines, file_name) = match (kind, &file) {
+        (None, _) => (ScopeMode::All, None, String::new()),
+        (Some(_), None) => return Ok(invalid(vec!["Upload a CSV file with the list.".into()])),
+        (Some(kind), Some((name, bytes))) => match ScopeCsv::parse(bytes, kind) {
+            Ok(csv) => {
+                let new = crate::connector::NewConnection::from_csv(&c.display_name, &csv, Vec::new());
+                (new.scope, new.scope_lines, name.clone())
+            }
+            Err(e) => return Ok(invalid(e.problems.iter().map(|(l, m)| format!("{name}, line {l}: {m}")).collect())),
+        },
+    };
+    let who = actor(&signed.0.account);
+    let app = console.fleet.app().clone();
+    match crate::connector::lifecycle::change_scope(&*console.store, &app, &id, &scope, lines, &who).await {
+        Ok(()) => {}
+        Err(crate::connector::Error::Scope(e)) => {
+            return Ok(invalid(e.problems.iter().map(|(l, m)| format!("{file_name}, line {l}: {m}")).collect()));
+        }
+        Err(crate::connector::Error::Store(e)) => return Err(e.into()),
+        Err(e) => return Ok(invalid(vec![e.problem().message])),
+    }
+    // Restarted, so the new scope is scanned now.
+    if console.fleet.context(&id).await.is_some() {
+        console.fleet.stop(&id).await;
+        let key = id.clone();
+        let record = db(&console, move |s| s.connection(&key)).await?;
+        let _ = console.fleet.start(&record).await;
+    }
+    Ok(Redirect::to(&format!("/admin/connections/{id}?done=given+a+new+scope")).into_response())
 }

@@ -262,8 +262,8 @@ pub(crate) async fn page(
         .map_err(|e: crate::named::UnknownName| ConsoleError::BadRequest(e.to_string()))?;
     let frame = Frame::load(&console, &signed).await?;
     let now = Utc::now().timestamp_millis();
-    // Whole buckets ending with the current one.
-    let width = span.bucket_hours() * HOUR;
+    // Whole buckets ending with the current one; a week or a month is whole UTC days.
+    let width = if span == Span::Day { HOUR } else { 24 * HOUR };
     let to = (now.div_euclid(width) + 1) * width;
     let from = to - span.hours() * HOUR;
     let (figures, connections) = db(&console, move |s| Ok((s.dashboard(from, to, 8)?, s.connections()?))).await?;

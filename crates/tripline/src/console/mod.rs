@@ -65,6 +65,9 @@ pub(crate) struct Console {
     /// Failed sign-ins by client address.
     failures: Arc<Failures>,
     drafts: Arc<wizard::Drafts>,
+    /// Database work of pages running at once (the rest queue): however many people
+    /// use the console, ingest keeps the CPU it needs.
+    db_slots: Arc<tokio::sync::Semaphore>,
     /// Set once the setup link has created the first admin.
     setup_used: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -147,6 +150,10 @@ fn routes() -> Routes {
         .get("/admin/connections/{id}", ADMIN, connections::detail)
         .get("/admin/connections/{id}/scope.csv", ADMIN, connections::scope_csv)
         .get("/admin/connections/{id}/confirm/{action}", ADMIN, connections::confirm)
+        .get("/admin/connections/{id}/scope", ADMIN, connections::scope_form)
+        .post("/admin/connections/{id}/scope", ADMIN, connections::scope_save)
+        .get("/admin/connections/{id}/reauthorize", ADMIN, wizard::reauthorize_start_page)
+        .post("/admin/connections/{id}/reauthorize", ADMIN, wizard::reauthorize_start)
         .post("/admin/connections/{id}/{action}", ADMIN, connections::act)
         .get("/admin/audit", ADMIN, auth::audit_page)
         .get("/admin/accounts", ADMIN, admin::accounts)
@@ -178,6 +185,7 @@ pub(crate) fn router(
         settings: Arc::new(settings),
         failures: Arc::default(),
         drafts: Arc::default(),
+        db_slots: Arc::new(tokio::sync::Semaphore::new(DB_SLOTS)),
         setup_used: Arc::default(),
     };
     // The guard in front of each route finds the console in the request.
@@ -236,14 +244,24 @@ async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
-/// Runs store work on the blocking pool, counting its time for `Server-Timing`.
+/// Pages' database work running at once (measured with `console_bench ingest`).
+const DB_SLOTS: usize = 1;
+
+/// Runs store work on the blocking pool, one of [`DB_SLOTS`] at a time, counting its
+/// time (the wait included) for `Server-Timing`.
 async fn db<T: Send + 'static>(
     console: &Console,
     work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ConsoleError> {
     let store = console.store.clone();
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || work(&*store)).await;
+    let slot =
+        console.db_slots.clone().acquire_owned().await.map_err(|e| ConsoleError::internal("a database slot", &e))?;
+    let result = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work(&*store)
+    })
+    .await;
     let _ = REQUEST.try_with(|r| r.db_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed));
     match result {
         Ok(result) => Ok(result?),

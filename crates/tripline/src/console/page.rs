@@ -217,6 +217,11 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
+/// "1 user", "1,234 users".
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{} {noun}s", thousands(n)) }
+}
+
 pub(crate) fn status_label(status: ConnectionStatus) -> &'static str {
     match status {
         ConnectionStatus::Initializing => "Initializing",

@@ -42,6 +42,8 @@ struct Draft {
     my_domain: String,
     /// The sign-in in progress at Salesforce.
     pending: Option<(AuthorizationStart, LoginHost)>,
+    /// Authorizing an existing connection again (by id) instead of adding one.
+    reauthorize: Option<String>,
 }
 
 #[derive(Default)]
@@ -221,6 +223,7 @@ pub(crate) async fn step_submit(
                     file_name: None,
                     my_domain: String::new(),
                     pending: None,
+                    reauthorize: None,
                 },
             };
             console.drafts.put(&id, draft);
@@ -354,6 +357,9 @@ pub(crate) async fn callback(
         };
         (StatusCode::BAD_REQUEST, render(&console, &frame, step, Some((&id, &draft)), entered)).into_response()
     };
+    if let Some(connection) = draft.reauthorize.clone() {
+        return reauthorized(&console, &frame, &signed, &id, &draft, &connection, &answer, &state).await;
+    }
     let (Some((start, login)), Some((scope, scope_lines))) = (&draft.pending, &draft.scope) else {
         return Err(ConsoleError::BadRequest("the draft has no sign-in in progress".into()));
     };
@@ -563,4 +569,123 @@ fn render(console: &Console, frame: &Frame, step: u8, draft: Option<(&str, &Draf
         }
     };
     page::shell(frame, Nav::Connections, "Add data connection", body)
+}
+
+fn reauthorize_page(
+    frame: &Frame,
+    record: &crate::connection::ConnectionRecord,
+    my_domain: &str,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    let body = html! {
+        div.crumbs { a href="/admin/connections" { "Data Connections" } " › " a href={ "/admin/connections/" (record.id) } { (record.display_name) } " › Authorize again" }
+        h1 { "Authorize “" (record.display_name) "” again" }
+        p { "Sign in as the service account of org " code { (record.org_id.as_str()) } " and click Allow. The connection keeps its history and resumes from where it stopped." }
+        @if let Some(n) = notice { div.notice.bad role="alert" { (n) } }
+        form.stack method="post" action={ "/admin/connections/" (record.id) "/reauthorize" } {
+            (frame.csrf_field())
+            div {
+                label for="my_domain" { "Salesforce My Domain URL (optional)" }
+                input #my_domain type="url" name="my_domain" value=(my_domain) aria-invalid=[error.map(|_| "true")];
+                @if let Some(m) = error { div.field-error { (m) } }
+            }
+            div.actions {
+                button.primary type="submit" { "Authorize in Salesforce" }
+                a.button href={ "/admin/connections/" (record.id) } { "Cancel" }
+            }
+        }
+    };
+    page::shell(frame, Nav::Connections, "Authorize again", body)
+}
+
+pub(crate) async fn reauthorize_start_page(
+    State(console): State<Console>,
+    signed: Signed,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Markup, ConsoleError> {
+    let frame = Frame::load(&console, &signed).await?;
+    let record = db(&console, move |s| s.connection(&id)).await?;
+    Ok(reauthorize_page(&frame, &record, &record.login_url, None, None))
+}
+
+pub(crate) async fn reauthorize_start(
+    State(console): State<Console>,
+    signed: Signed,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: bytes::Bytes,
+) -> Result<Response, ConsoleError> {
+    let form = super::FormData::parse(&body, &["my_domain"])?;
+    let frame = Frame::load(&console, &signed).await?;
+    let key = id.clone();
+    let record = db(&console, move |s| s.connection(&key)).await?;
+    let my_domain = form.text("my_domain").trim().to_owned();
+    let login = if my_domain.is_empty() {
+        Ok(LoginHost::production())
+    } else {
+        LoginHost::parse(&my_domain, &console.fleet.app().allowed_origins).map_err(|e| e.to_string())
+    };
+    let login = match login {
+        Ok(l) => l,
+        Err(m) => {
+            return Ok((StatusCode::BAD_REQUEST, reauthorize_page(&frame, &record, &my_domain, None, Some(&m)))
+                .into_response());
+        }
+    };
+    let start = console.fleet.app().oauth(login.clone(), reqwest::Client::new()).start(MONITORING_SCOPE);
+    let to = start.url.clone();
+    let draft = Draft {
+        owner: signed.0.account.id,
+        created: Instant::now(),
+        name: record.display_name.clone(),
+        scope: None,
+        file_name: None,
+        my_domain,
+        pending: Some((start, login)),
+        reauthorize: Some(id),
+    };
+    console.drafts.put(&salesforce::oauth::random_token(12), draft);
+    Ok(Redirect::to(&to).into_response())
+}
+
+/// The callback of a reauthorization: Deny and failures go back to its page.
+#[allow(clippy::too_many_arguments)]
+async fn reauthorized(
+    console: &Console,
+    frame: &Frame,
+    signed: &Signed,
+    draft_id: &str,
+    draft: &Draft,
+    connection: &str,
+    answer: &Callback,
+    state: &str,
+) -> Result<Response, ConsoleError> {
+    let key = connection.to_owned();
+    let record = db(console, move |s| s.connection(&key)).await?;
+    let failed = |message: String| {
+        (StatusCode::BAD_REQUEST, reauthorize_page(frame, &record, &draft.my_domain, Some(&message), None))
+            .into_response()
+    };
+    if let Some(error) = &answer.error {
+        let why = answer.error_description.as_deref().unwrap_or(error.as_str());
+        return Ok(failed(format!("Salesforce did not authorize the connection ({why}). Nothing changed.")));
+    }
+    let (Some((start, login)), Some(code)) = (&draft.pending, answer.code.as_deref()) else {
+        return Ok(failed("Salesforce's answer carried no authorization code. Authorize again.".into()));
+    };
+    let app = console.fleet.app().clone();
+    let who = actor(&signed.0.account);
+    let answer = crate::connector::authorize::SignIn { login, start, state, code };
+    match crate::connector::finish_reauthorization(&*console.store, &app, connection, answer, &who).await {
+        Ok(()) => {}
+        Err(crate::connector::Error::Store(e)) => return Err(e.into()),
+        Err(e) => return Ok(failed(format!("{} Nothing changed.", e.problem().message))),
+    }
+    console.drafts.remove(draft_id);
+    // Restarted with the new token, from its checkpoints.
+    console.fleet.stop(connection).await;
+    let key = connection.to_owned();
+    let record = db(console, move |s| s.connection(&key)).await?;
+    let _ = console.fleet.start(&record).await;
+    Ok(Redirect::to(&format!("/admin/connections/{connection}?done=authorized+again")).into_response())
 }

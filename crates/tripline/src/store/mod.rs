@@ -11,7 +11,9 @@ pub mod sqlite;
 use sfwire::id::SfId;
 
 use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
-use crate::connection::{ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, StatusChange, StatusDetail};
+use crate::connection::{
+    ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
+};
 use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::search::{QueryError, SearchPage, SearchQuery};
@@ -146,6 +148,21 @@ pub trait Store: Send + Sync {
     fn connections(&self) -> Result<Vec<ConnectionRecord>>;
     fn connection(&self, id: &str) -> Result<ConnectionRecord>;
     fn set_access_token(&self, id: &str, access_token: &str) -> Result<()>;
+    /// New tokens from a fresh authorization of the same org: the connection starts
+    /// Initializing again, its history and checkpoints kept (audited).
+    fn reauthorize(
+        &self,
+        id: &str,
+        refresh_token: &str,
+        access_token: &str,
+        instance_url: &str,
+        actor: &str,
+    ) -> Result<()>;
+    /// A new scope (audited); the next scan applies it.
+    fn set_scope(&self, id: &str, scope: &ScopeMode, actor: &str) -> Result<()>;
+    /// Removes a connection and what only it used (checkpoints, sessions, scope, gaps,
+    /// events kept aside, history); its stored downloads stay searchable (audited).
+    fn delete_connection(&self, id: &str, actor: &str) -> Result<()>;
     /// Changes the status and appends to the history (when, what, who).
     fn set_status(&self, id: &str, status: ConnectionStatus, detail: Option<&StatusDetail>, actor: &str) -> Result<()>;
     fn status_history(&self, id: &str) -> Result<Vec<StatusChange>>;
@@ -181,8 +198,9 @@ pub trait Store: Send + Sync {
     fn replace_scope(&self, connection: &str, users: &[SalesforceUser]) -> Result<()>;
     fn scope(&self, connection: &str) -> Result<Vec<SalesforceUser>>;
     fn counter(&self, connection: &str, name: &str) -> Result<i64>;
-    /// How many file events the connection stored observed at or after `since_ms`,
-    /// and when its newest one was observed.
+    /// How many file events the connection stored observed from the hour of
+    /// `since_ms` on, and when its newest one was observed (as the aggregator has
+    /// counted them: within about a second).
     fn connection_activity(&self, connection: &str, since_ms: i64) -> Result<ConnectionActivity>;
     /// Records a window the stream lost, from `from` (to `to`, or still open);
     /// `recovered` when the stored object filled it. One window is one gap: recording

@@ -397,6 +397,12 @@ fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
             let inner = term_sql(column, false, &positive, now, params);
             format!("user_id {negate}IN (SELECT user_id FROM known_users WHERE {inner})")
         }
+        Filter::Term { field: Field::UserId, op: Op::Is(v) } if SfId::parse(v).is_ok() => {
+            // An id is exact (its 18-character form is how it is stored), so the
+            // (user_id, observed_at) index answers it.
+            params.push(Sql::Text(SfId::parse(v).map(|id| id.to_string()).unwrap_or_default()));
+            format!("user_id = ?{}", params.len())
+        }
         Filter::Term { field, op } => term_sql(field.column(), field.is_numeric(), op, now, params),
     }
 }
@@ -513,6 +519,75 @@ impl Store for SqliteStore {
     fn set_access_token(&self, id: &str, access_token: &str) -> Result<()> {
         let sealed = self.secrets.seal(access_token)?;
         self.db().execute("UPDATE connections SET access_token = ?2 WHERE id = ?1", params![id, sealed])?;
+        Ok(())
+    }
+
+    fn reauthorize(
+        &self,
+        id: &str,
+        refresh_token: &str,
+        access_token: &str,
+        instance_url: &str,
+        actor: &str,
+    ) -> Result<()> {
+        let (refresh, access) = (self.secrets.seal(refresh_token)?, self.secrets.seal(access_token)?);
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let changed = tx.execute(
+            "UPDATE connections SET refresh_token = ?2, access_token = ?3, instance_url = ?4, status = 'initializing',
+             status_detail = NULL WHERE id = ?1",
+            params![id, refresh, access, instance_url],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        tx.execute(
+            "INSERT INTO status_history (connection_id, at, status, detail, actor) VALUES (?1, ?2, 'initializing', NULL, ?3)",
+            params![id, now_ms(), actor],
+        )?;
+        audit(&tx, actor, "connection.reauthorize", id)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_scope(&self, id: &str, scope: &ScopeMode, actor: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let changed = tx.execute(
+            "UPDATE connections SET scope_mode = ?2, scope_entries = ?3 WHERE id = ?1",
+            params![id, scope.name(), serde_json::to_string(scope.entries())?],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        audit(&tx, actor, &format!("connection.scope ({})", scope.name()), id)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_connection(&self, id: &str, actor: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let name: String = tx
+            .query_row("SELECT display_name FROM connections WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("connection {id}")))?;
+        for table in [
+            "checkpoints",
+            "seen_events",
+            "sessions",
+            "login_history",
+            "scope_users",
+            "counters",
+            "gaps",
+            "quarantine",
+            "status_history",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE connection_id = ?1"), [id])?;
+        }
+        tx.execute("DELETE FROM connections WHERE id = ?1", [id])?;
+        audit(&tx, actor, "connection.remove", &format!("{id} ({name})"))?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -805,16 +880,16 @@ impl Store for SqliteStore {
     }
 
     fn connection_activity(&self, connection: &str, since_ms: i64) -> Result<ConnectionActivity> {
+        // From the aggregator's counts (no index on file_events for this).
         let db = self.reader();
-        let events_since: i64 = db.query_row(
-            "SELECT COUNT(*) FROM file_events WHERE connection_id = ?1 AND observed_at >= ?2",
-            params![connection, since_ms],
-            |r| r.get(0),
-        )?;
-        let last_event_at =
-            db.query_row("SELECT MAX(observed_at) FROM file_events WHERE connection_id = ?1", [connection], |r| {
-                r.get(0)
-            })?;
+        let hour = since_ms.div_euclid(3_600_000) * 3_600_000;
+        let events_since: i64 = db
+            .prepare_cached("SELECT IFNULL(SUM(downloads), 0) FROM agg_hourly WHERE hour >= ?1 AND connection_id = ?2")?
+            .query_row(params![hour, connection], |r| r.get(0))?;
+        let last_event_at = db
+            .prepare_cached("SELECT last_at FROM agg_connections WHERE connection_id = ?1")?
+            .query_row([connection], |r| r.get(0))
+            .optional()?;
         Ok(ConnectionActivity { events_since: events_since as u64, last_event_at })
     }
 
@@ -958,53 +1033,112 @@ impl Store for SqliteStore {
     }
 
     fn aggregate(&self, max_events: usize) -> Result<usize> {
+        use std::collections::HashMap;
+        #[derive(Default)]
+        struct Sum {
+            downloads: i64,
+            rows: i64,
+            name: Option<String>,
+            last_at: i64,
+            worst: i64,
+        }
+        impl Sum {
+            fn add(&mut self, rows: i64, name: &Option<String>, at: i64, worst: i64) {
+                self.downloads += 1;
+                self.rows += rows;
+                if name.is_some() {
+                    self.name.clone_from(name);
+                }
+                self.last_at = self.last_at.max(at);
+                self.worst = self.worst.max(worst);
+            }
+        }
         let mut db = self.db();
         let tx = db.transaction()?;
         let last: i64 = tx.query_row("SELECT last_seq FROM agg_position WHERE id = 1", [], |r| r.get(0))?;
-        let mut read = tx.prepare_cached(
-            "SELECT seq, observed_at, connection_id, destination, severity, rows, user_id, username, report_id, report_name
-             FROM file_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let mut rows = read.query(params![last, max_events as i64])?;
+        // Summed in memory first: one upsert per (hour, ...) key, not per event.
+        let mut hourly: HashMap<(i64, String, String, String), Sum> = HashMap::new();
+        let mut user_hours: HashMap<(i64, String), Sum> = HashMap::new();
+        let mut user_days: HashMap<(i64, String), Sum> = HashMap::new();
+        let mut report_hours: HashMap<(i64, String), Sum> = HashMap::new();
+        let mut report_days: HashMap<(i64, String), Sum> = HashMap::new();
+        let mut users: HashMap<String, Sum> = HashMap::new();
+        let mut connections: HashMap<String, i64> = HashMap::new();
         let (mut n, mut top) = (0usize, last);
-        while let Some(r) = rows.next()? {
-            let seq: i64 = r.get(0)?;
-            let hour = r.get::<_, i64>(1)?.div_euclid(3_600_000) * 3_600_000;
-            let count: i64 = r.get(5)?;
+        {
+            let mut read = tx.prepare_cached(
+                "SELECT seq, observed_at, connection_id, destination, severity, rows, user_id, username, report_id, report_name
+                 FROM file_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = read.query(params![last, max_events as i64])?;
+            while let Some(r) = rows.next()? {
+                let at: i64 = r.get(1)?;
+                let (hour, day) = (at.div_euclid(3_600_000) * 3_600_000, at.div_euclid(86_400_000) * 86_400_000);
+                let severity: String = r.get(4)?;
+                // The declaration order of severities is their rank.
+                let rank = parsed::<crate::events::Severity>(r, 4)? as i64;
+                let count: i64 = r.get(5)?;
+                let user: String = r.get(6)?;
+                let username: Option<String> = r.get(7)?;
+                let report_id: Option<String> = r.get(8)?;
+                let report_name: Option<String> = r.get(9)?;
+                let report = report_id.or_else(|| report_name.clone()).unwrap_or_default();
+                let connection: String = r.get(2)?;
+                let newest = connections.entry(connection.clone()).or_default();
+                *newest = (*newest).max(at);
+                hourly.entry((hour, connection, r.get(3)?, severity)).or_default().add(count, &None, at, rank);
+                user_hours.entry((hour, user.clone())).or_default().add(count, &username, at, rank);
+                user_days.entry((day, user.clone())).or_default().add(count, &username, at, rank);
+                report_hours.entry((hour, report.clone())).or_default().add(count, &report_name, at, rank);
+                report_days.entry((day, report)).or_default().add(count, &report_name, at, rank);
+                users.entry(user).or_default().add(count, &username, at, rank);
+                n += 1;
+                top = r.get(0)?;
+            }
+        }
+        for ((hour, connection, destination, severity), sum) in &hourly {
             tx.prepare_cached(
-                "INSERT INTO agg_hourly (hour, connection_id, destination, severity, downloads, rows) VALUES (?1, ?2, ?3, ?4, 1, ?5)
-                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows",
+                "INSERT INTO agg_hourly (hour, connection_id, destination, severity, downloads, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows",
             )?
-            .execute(params![hour, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, count])?;
+            .execute(params![hour, connection, destination, severity, sum.downloads, sum.rows])?;
+        }
+        for (table, sums) in [("agg_user_hourly", &user_hours), ("agg_user_daily", &user_days)] {
+            let mut upsert = tx.prepare_cached(&format!(
+                "INSERT INTO {table} (hour, user_id, username, downloads, rows) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows,
+                 username = COALESCE(excluded.username, username)"
+            ))?;
+            for ((at, user), sum) in sums {
+                upsert.execute(params![at, user, sum.name, sum.downloads, sum.rows])?;
+            }
+        }
+        for (table, sums) in [("agg_report_hourly", &report_hours), ("agg_report_daily", &report_days)] {
+            let mut upsert = tx.prepare_cached(&format!(
+                "INSERT INTO {table} (hour, report, report_name, downloads, rows) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows,
+                 report_name = COALESCE(excluded.report_name, report_name)"
+            ))?;
+            for ((at, report), sum) in sums {
+                upsert.execute(params![at, report, sum.name, sum.downloads, sum.rows])?;
+            }
+        }
+        for (user, sum) in &users {
             tx.prepare_cached(
-                "INSERT INTO agg_user_hourly (hour, user_id, username, downloads, rows) VALUES (?1, ?2, ?3, 1, ?4)
-                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows,
-                 username = COALESCE(excluded.username, username)",
-            )?
-            .execute(params![hour, r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?, count])?;
-            // The declaration order of severities is their rank.
-            let rank = parsed::<crate::events::Severity>(r, 4)? as i64;
-            tx.prepare_cached(
-                "INSERT INTO agg_users (user_id, username, downloads, rows, last_at, worst) VALUES (?1, ?2, 1, ?3, ?4, ?5)
-                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows,
+                "INSERT INTO agg_users (user_id, username, downloads, rows, last_at, worst) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows,
                  username = COALESCE(excluded.username, username), last_at = MAX(last_at, excluded.last_at),
                  worst = MAX(worst, excluded.worst)",
             )?
-            .execute(params![r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?, count, r.get::<_, i64>(1)?, rank])?;
-            let report_id: Option<String> = r.get(8)?;
-            let report_name: Option<String> = r.get(9)?;
-            let key = report_id.or_else(|| report_name.clone()).unwrap_or_default();
-            tx.prepare_cached(
-                "INSERT INTO agg_report_hourly (hour, report, report_name, downloads, rows) VALUES (?1, ?2, ?3, 1, ?4)
-                 ON CONFLICT DO UPDATE SET downloads = downloads + 1, rows = rows + excluded.rows,
-                 report_name = COALESCE(excluded.report_name, report_name)",
-            )?
-            .execute(params![hour, key, report_name, count])?;
-            n += 1;
-            top = seq;
+            .execute(params![user, sum.name, sum.downloads, sum.rows, sum.last_at, sum.worst])?;
         }
-        drop(rows);
-        drop(read);
+        for (connection, at) in &connections {
+            tx.prepare_cached(
+                "INSERT INTO agg_connections (connection_id, last_at) VALUES (?1, ?2)
+                 ON CONFLICT DO UPDATE SET last_at = MAX(last_at, excluded.last_at)",
+            )?
+            .execute(params![connection, at])?;
+        }
         if n > 0 {
             tx.execute("UPDATE agg_position SET last_seq = ?1 WHERE id = 1", [top])?;
         }
@@ -1059,14 +1193,18 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(list)
         };
-        let top_users = ranked(
-            "SELECT user_id, MAX(username), SUM(downloads) AS d, SUM(rows) FROM agg_user_hourly
-             WHERE hour >= ?1 AND hour < ?2 GROUP BY user_id ORDER BY d DESC, user_id LIMIT ?3",
-        )?;
-        let top_reports = ranked(
-            "SELECT report, MAX(report_name), SUM(downloads) AS d, SUM(rows) FROM agg_report_hourly
-             WHERE hour >= ?1 AND hour < ?2 GROUP BY report ORDER BY d DESC, report LIMIT ?3",
-        )?;
+        // Whole days come from the daily tables (30 times fewer rows to add up).
+        let whole_days = from_hour % 86_400_000 == 0 && to_hour % 86_400_000 == 0;
+        let (users, reports) =
+            if whole_days { ("agg_user_daily", "agg_report_daily") } else { ("agg_user_hourly", "agg_report_hourly") };
+        let top_users = ranked(&format!(
+            "SELECT user_id, MAX(username), SUM(downloads) AS d, SUM(rows) FROM {users}
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY user_id ORDER BY d DESC, user_id LIMIT ?3"
+        ))?;
+        let top_reports = ranked(&format!(
+            "SELECT report, MAX(report_name), SUM(downloads) AS d, SUM(rows) FROM {reports}
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY report ORDER BY d DESC, report LIMIT ?3"
+        ))?;
         Ok(Dashboard { hours, top_users, top_reports, severities })
     }
 
