@@ -10,7 +10,8 @@ if [[ ! -x target/bench-pyenv/bin/python ]] || ! cmp -s bench/python-requirement
   target/bench-pyenv/bin/pip install --quiet --disable-pip-version-check -r bench/python-requirements.txt
   cp bench/python-requirements.txt target/bench-pyenv/requirements.txt
 fi
-cargo build --release --locked -p sfsim --example bench -p tripline --example ingest_bench --example live_bench --example search_bench
+cargo build --release --locked -p sfsim --example bench -p tripline --example ingest_bench --example live_bench --example search_bench \
+  --example console_bench
 echo "== sfsim: preload 1,000,000 retained events, drain with one Subscribe client"
 ./target/release/examples/bench "${SFSIM_BENCH_EVENTS:-1000000}"
 echo "== catch-up: 1,000,000 retained events from EARLIEST into SQLite, Tripline and the Python peer (bench/peer.py) alternating"
@@ -23,4 +24,8 @@ db="$(mktemp -d)/search-bench.db"
 ./target/release/examples/search_bench load "$db" "${SEARCH_BENCH_EVENTS:-10000000}"
 ./target/release/examples/search_bench query "$db"
 ./target/release/examples/search_bench export "$db" 1000000
+echo "== console: every page's server time on the same 10,000,000 events (the dashboard's counts built first)"
+./target/release/examples/console_bench pages "$db" --requests 30
 rm -rf "$(dirname "$db")"
+echo "== console: catch-up of 1,000,000 events alone, then while 20 signed-in people search and browse"
+./target/release/examples/console_bench ingest --events 1000000 --people 20

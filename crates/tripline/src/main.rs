@@ -115,8 +115,10 @@ enum TokenAction {
 
 #[derive(Args)]
 struct ConnectionsArgs {
-    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
+    #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db", global = true)]
     database: PathBuf,
+    #[command(subcommand)]
+    action: Option<ConnectionsAction>,
     /// Also print each connection's status history.
     #[arg(long)]
     history: bool,
@@ -130,8 +132,43 @@ struct ConnectionsArgs {
     #[arg(long, value_name = "ID")]
     deauthorize: Option<String>,
     /// Origins allowed besides Salesforce's own hosts (for --deauthorize against sfsim).
-    #[arg(long = "allow-origin", env = "TRIPLINE_ALLOW_ORIGINS", value_delimiter = ',')]
+    #[arg(long = "allow-origin", env = "TRIPLINE_ALLOW_ORIGINS", value_delimiter = ',', global = true)]
     allow_origins: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ConnectionsAction {
+    /// Add a Salesforce connection from a terminal: prints the address to authorize at
+    /// (open it in any browser and sign in as the service account), listens on the
+    /// callback URL for Salesforce's answer, and stores the connection. Run it while
+    /// `tripline serve` is stopped (it listens where serve would); serve monitors the
+    /// connection from its next start.
+    Add(AddArgs),
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// The display name (unique, in any case).
+    #[arg(long)]
+    name: String,
+    /// Who to monitor: `all`, `users FILE` or `groups FILE` (a CSV, as in the console).
+    #[arg(long, num_args = 1..=2, value_names = ["MODE", "FILE"], required = true)]
+    scope: Vec<String>,
+    /// The org's My Domain URL (default: login.salesforce.com).
+    #[arg(long)]
+    my_domain: Option<String>,
+    /// The connected app's consumer key.
+    #[arg(long, env = "TRIPLINE_SALESFORCE_CLIENT_ID")]
+    salesforce_client_id: String,
+    /// The connected app's consumer secret.
+    #[arg(long, env = "TRIPLINE_SALESFORCE_CLIENT_SECRET", hide_env_values = true)]
+    salesforce_client_secret: String,
+    /// The callback URL registered on the connected app; this command listens there.
+    #[arg(long, env = "TRIPLINE_REDIRECT_URI", default_value = "http://127.0.0.1:8080/oauth/salesforce/callback")]
+    redirect_uri: url::Url,
+    /// Corporate IP ranges (CIDR), as for `serve`.
+    #[arg(long = "corporate-ip-range", env = "TRIPLINE_CORPORATE_IP_RANGES", value_delimiter = ',')]
+    corporate_ip_ranges: Vec<String>,
 }
 
 #[derive(Args)]
@@ -609,6 +646,10 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
     }
     let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
     let actor = cli_actor();
+    if let Some(ConnectionsAction::Add(add)) = args.action {
+        let runtime = tokio::runtime::Runtime::new()?;
+        return runtime.block_on(run_connections_add(&store, add, args.allow_origins));
+    }
     if let Some(id) = &args.pause {
         tripline::connector::lifecycle::pause(&store, id, &actor)?;
     }
@@ -651,6 +692,100 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn run_connections_add(
+    store: &tripline::store::sqlite::SqliteStore,
+    args: AddArgs,
+    allowed_origins: Vec<String>,
+) -> anyhow::Result<()> {
+    use tripline::connector::scope_csv::{CsvKind, ScopeCsv};
+    use tripline::store::Store;
+
+    let new = match args.scope.as_slice() {
+        [mode] if mode == "all" => tripline::connector::NewConnection {
+            display_name: args.name.clone(),
+            scope: tripline::connection::ScopeMode::All,
+            scope_lines: None,
+            corporate_cidrs: args.corporate_ip_ranges.clone(),
+        },
+        [mode, file] if mode == "users" || mode == "groups" => {
+            let kind = if mode == "users" { CsvKind::Users } else { CsvKind::Groups };
+            let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+            let csv = ScopeCsv::parse(&bytes, kind).map_err(|e| {
+                let lines: Vec<String> = e.problems.iter().map(|(l, m)| format!("{file}, line {l}: {m}")).collect();
+                anyhow::anyhow!("the scope file cannot be used:\n  {}", lines.join("\n  "))
+            })?;
+            tripline::connector::NewConnection::from_csv(&args.name, &csv, args.corporate_ip_ranges.clone())
+        }
+        _ => anyhow::bail!("--scope is `all`, `users FILE` or `groups FILE`"),
+    };
+    let login = match &args.my_domain {
+        Some(url) => salesforce::login::LoginHost::parse(url, &allowed_origins)?,
+        None => salesforce::login::LoginHost::production(),
+    };
+    let app = tripline::connector::SalesforceApp {
+        client_id: args.salesforce_client_id,
+        client_secret: args.salesforce_client_secret,
+        redirect_uri: args.redirect_uri.to_string(),
+        pubsub: salesforce::pubsub::Endpoint { url: salesforce::pubsub::SALESFORCE_ENDPOINT.into(), ca_pem: None },
+        allowed_origins,
+    };
+    let host = args.redirect_uri.host_str().context("the callback URL has no host")?.to_owned();
+    let port = args.redirect_uri.port_or_known_default().context("the callback URL has no port")?;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await.with_context(|| {
+        format!(
+            "listening for Salesforce's answer on {host}:{port}: is `tripline serve` running there? Add the connection in its console instead, or stop it first"
+        )
+    })?;
+    let start = app.oauth(login.clone(), reqwest::Client::new()).start(salesforce::oauth::MONITORING_SCOPE);
+    println!("Open this address in a browser, sign in as the Salesforce service account and click Allow:");
+    println!("  {}", start.url);
+    println!("Waiting for Salesforce's answer on {}", args.redirect_uri);
+    // The first answer at the callback path ends the wait.
+    let (tx, rx) = tokio::sync::oneshot::channel::<std::collections::HashMap<String, String>>();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+    let path = args.redirect_uri.path().to_owned();
+    let router = axum::Router::new().route(
+        &path,
+        axum::routing::get(
+            move |axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| {
+                let tx = tx.clone();
+                async move {
+                    if let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        let _ = tx.send(q);
+                    }
+                    "Tripline received Salesforce's answer. Return to the terminal; you may close this window."
+                }
+            },
+        ),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let answer = rx.await.context("the callback listener stopped")?;
+    let _ = stop.send(());
+    let _ = server.await;
+    if let Some(error) = answer.get("error") {
+        let why = answer.get("error_description").map(String::as_str).unwrap_or(error);
+        anyhow::bail!("Salesforce did not authorize the connection ({why}); nothing was added");
+    }
+    let code = answer.get("code").context("Salesforce's answer carried no code; nothing was added")?;
+    let state = answer.get("state").cloned().unwrap_or_default();
+    let record = tripline::connector::finish_authorization(store, &app, &login, &new, &start, &state, code).await?;
+    store.audit(&cli_actor(), "connection.add", &record.id)?;
+    println!(
+        "Connection {:?} added (id {}, org {}). `tripline serve` monitors it from its next start.",
+        clean(&record.display_name),
+        record.id,
+        record.org_id.as_str()
+    );
     Ok(())
 }
 

@@ -128,3 +128,41 @@ fn the_demo_connects_and_stores_downloads() {
     let first: Value = serde_json::from_str(found.lines().next().expect("a download was stored")).expect("json");
     assert_eq!(first["event"]["action"], "salesforce-report-download");
 }
+
+/// `tripline connections add` from a terminal: it prints where to authorize, listens on
+/// the callback URL, and stores the connection once Salesforce answers.
+#[tokio::test]
+async fn connections_add_prints_the_address_and_completes_at_the_callback() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let s = Scenario::new(10).await;
+    // A free port for this command's callback, registered on the connected app.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let callback = format!("http://127.0.0.1:{port}/oauth/salesforce/callback");
+    s.control("/connected-app/callbacks", json!({ "url": callback })).await;
+    let (client_id, client_secret) = s.org.connected_app();
+    let mut add = Command::new(env!("CARGO_BIN_EXE_tripline"))
+        .args(["connections", "add", "--name", "From the terminal", "--scope", "all"])
+        .args(["--my-domain", s.org.base_url(), "--allow-origin", s.org.base_url()])
+        .args(["--salesforce-client-id", &client_id, "--salesforce-client-secret", &client_secret])
+        .args(["--redirect-uri", &callback, "--database"])
+        .arg(s.dir.path().join("tripline.db"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("connections add starts");
+    let mut lines = BufReader::new(add.stdout.take().expect("stdout")).lines().map_while(Result::ok);
+    let url =
+        lines.by_ref().find_map(|l| l.trim().starts_with("http").then(|| l.trim().to_owned())).expect("an address");
+    let (user, password) = s.org.service_account();
+    let answer = sfsim::browser::sign_in_and_allow(&url, &user, &password).await.expect("allowed");
+    // The browser follows Salesforce's redirect to the command.
+    let r = reqwest::get(&answer.url).await.expect("callback");
+    assert!(r.status().is_success());
+    let status = tokio::task::spawn_blocking(move || add.wait()).await.expect("joined").expect("exited");
+    assert!(status.success());
+    let rest: Vec<String> = lines.collect();
+    assert!(rest.iter().any(|l| l.contains("\"From the terminal\" added")), "{rest:?}");
+    let stored = s.store.connections().expect("connections");
+    assert_eq!(stored.iter().map(|c| c.display_name.as_str()).collect::<Vec<_>>(), ["From the terminal"]);
+}
