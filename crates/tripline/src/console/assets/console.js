@@ -117,9 +117,22 @@
     });
   }
 
+  // From and To apply to a custom range only.
+  function rangeInputs() {
+    const range = document.getElementById('range');
+    if (!range) return;
+    const sync = () => ['from', 'to'].forEach((id) => {
+      const input = document.getElementById(id);
+      if (input) input.disabled = range.value !== 'custom';
+    });
+    range.addEventListener('change', sync);
+    sync();
+  }
+
   document.addEventListener('DOMContentLoaded', () => {
     localTimes(document);
     gates();
+    rangeInputs();
     live();
   });
 })();
