@@ -255,6 +255,9 @@ test('pause and resume from the detail panel take effect at once and are audited
   assert.equal(api.status, 200);
   await page.goto(demo.url + '/admin/accounts');
   await shot(page, 'accounts');
+  await page.goto(demo.url + '/admin/settings');
+  assert.match(await page.inputValue('#ranges'), /10\.20\.0\.0\/16/, 'the demo\'s corporate ranges');
+  await shot(page, 'settings');
   await page.context().close();
 });
 

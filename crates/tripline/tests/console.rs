@@ -465,3 +465,33 @@ async fn a_deauthorized_connection_is_authorized_again_from_its_panel_then_remov
     }
     served.stop().await;
 }
+
+#[tokio::test]
+async fn corporate_ranges_are_set_for_every_connection_and_a_bad_line_changes_nothing() {
+    let s = Scenario::new(10).await;
+    let record = s.connect("Acme", ScopeMode::All).await;
+    account(&s, "adam", Role::Admin);
+    let served = s.serve().await;
+    let base = &served.base;
+    let admin = client();
+    let csrf = sign_in(base, &admin, "adam").await;
+    let save = |ranges: &'static str| {
+        admin
+            .post(format!("{base}/admin/settings"))
+            .form(&[("csrf", csrf.as_str()), ("corporate_ranges", ranges)])
+            .send()
+    };
+    let r = save("10.0.0.0/8\nnot a range\n").await.expect("bad");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.expect("text").contains("Line 2"), "the line is named");
+    let before = s.store.connection(&record.id).expect("record").corporate_cidrs;
+    assert_ne!(before, ["10.0.0.0/8"]);
+    let r = save("10.0.0.0/8\n\n  192.168.0.0/16  \n").await.expect("good");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(s.store.connection(&record.id).expect("record").corporate_cidrs, ["10.0.0.0/8", "192.168.0.0/16"]);
+    assert_eq!(
+        s.store.corporate_ranges().expect("setting"),
+        Some(vec!["10.0.0.0/8".to_owned(), "192.168.0.0/16".to_owned()])
+    );
+    served.stop().await;
+}

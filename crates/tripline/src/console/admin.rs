@@ -402,3 +402,99 @@ pub(crate) async fn change_password(
     db(&console, move |s| s.set_account_password(id, &hash, &who)).await?;
     Ok(Redirect::to("/login").into_response())
 }
+
+/// The corporate ranges in force: set in the console, else given to `serve`.
+pub(crate) async fn corporate_ranges(console: &Console) -> Result<Vec<String>, ConsoleError> {
+    let stored = db(console, |s| s.corporate_ranges()).await?;
+    Ok(stored.unwrap_or_else(|| console.settings.corporate_cidrs.clone()))
+}
+
+async fn settings_page(
+    console: &Console,
+    signed: &Signed,
+    text: Option<String>,
+    notice: Option<Markup>,
+    status: StatusCode,
+) -> Result<Response, ConsoleError> {
+    let frame = Frame::load(console, signed).await?;
+    let text = match text {
+        Some(t) => t,
+        None => corporate_ranges(console).await?.join("\n"),
+    };
+    let body = html! {
+        div.page-head {
+            div {
+                div.crumbs { "Administration" }
+                h1 { "Settings" }
+            }
+        }
+        @if let Some(n) = notice { (n) }
+        div.grid {
+            section.panel {
+                h2 { "Corporate IP ranges" }
+                p { "A download from one of these ranges went to a corporate device; from anywhere else, to an unmonitored device (a risk indicator). One range per line, such as " code { "10.0.0.0/8" } " or " code { "2001:db8::/32" } "." }
+                form.stack method="post" action="/admin/settings" {
+                    (frame.csrf_field())
+                    div {
+                        label for="ranges" { "Ranges" }
+                        textarea #ranges name="corporate_ranges" rows="8" spellcheck="false" { (text) }
+                        div.hint { "Applies to every connection at once, for downloads from now on; stored downloads keep their destination." }
+                    }
+                    button.primary type="submit" { "Save ranges" }
+                }
+            }
+            section.panel {
+                h2 { "This server" }
+                dl.facts {
+                    dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) }
+                    dt { "OAuth callback URL" } dd { code { (console.fleet.app().redirect_uri) } }
+                    dt { "Connected app" } dd { code { (console.fleet.app().client_id) } }
+                }
+                p.hint { "Time zone, working hours and retention come with alerts and scale-out." }
+            }
+        }
+    };
+    Ok((status, page::shell(&frame, Nav::Settings, "Settings", body)).into_response())
+}
+
+pub(crate) async fn settings(State(console): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
+    settings_page(&console, &signed, None, None, StatusCode::OK).await
+}
+
+pub(crate) async fn save_settings(
+    State(console): State<Console>,
+    signed: Signed,
+    body: bytes::Bytes,
+) -> Result<Response, ConsoleError> {
+    let form = FormData::parse(&body, &["corporate_ranges"])?;
+    let text = form.text("corporate_ranges");
+    let mut ranges = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match crate::events::Cidr::parse(line) {
+            Ok(_) => ranges.push(line.to_owned()),
+            Err(m) => errors.push(format!("Line {}: {m}", i + 1)),
+        }
+    }
+    if !errors.is_empty() {
+        let notice =
+            html! { div.errors role="alert" #errors { "Nothing changed:" ul { @for e in &errors { li { (e) } } } } };
+        return settings_page(&console, &signed, Some(text), Some(notice), StatusCode::BAD_REQUEST).await;
+    }
+    let (who, stored) = (actor(&signed.0.account), ranges.clone());
+    db(&console, move |s| s.set_corporate_ranges(&stored, &who)).await?;
+    // Running connectors read their ranges at start: restart them.
+    for context in console.fleet.contexts().await {
+        let id = context.connection_id.clone();
+        console.fleet.stop(&id).await;
+        let key = id.clone();
+        let record = db(&console, move |s| s.connection(&key)).await?;
+        let _ = console.fleet.start(&record).await;
+    }
+    let notice = html! { div.notice.ok role="status" { "Saved " (ranges.len()) " corporate IP range(s); every connection uses them from now on." } };
+    settings_page(&console, &signed, None, Some(notice), StatusCode::OK).await
+}

@@ -163,6 +163,8 @@ fn routes() -> Routes {
         .get("/admin/tokens", ADMIN, admin::tokens)
         .post("/admin/tokens", ADMIN, admin::create_token)
         .post("/admin/tokens/revoke", ADMIN, admin::revoke_token)
+        .get("/admin/settings", ADMIN, admin::settings)
+        .post("/admin/settings", ADMIN, admin::save_settings)
         .get("/account", VIEWER, admin::my_account)
         .post("/account/password", VIEWER, admin::change_password)
 }

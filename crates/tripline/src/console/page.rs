@@ -61,6 +61,7 @@ pub(crate) enum Nav {
     Accounts,
     Tokens,
     Audit,
+    Settings,
     Account,
 }
 
@@ -113,6 +114,7 @@ pub(crate) fn shell(frame: &Frame, nav: Nav, title: &str, body: Markup) -> Marku
                             (item(Nav::Accounts, "/admin/accounts", "Accounts"))
                             (item(Nav::Tokens, "/admin/tokens", "API tokens"))
                             (item(Nav::Audit, "/admin/audit", "Audit log"))
+                            (item(Nav::Settings, "/admin/settings", "Settings"))
                         }
                     }
                     div.who {

@@ -385,7 +385,7 @@ pub(crate) async fn callback(
         display_name: draft.name.clone(),
         scope: scope.clone(),
         scope_lines: scope_lines.clone(),
-        corporate_cidrs: console.settings.corporate_cidrs.clone(),
+        corporate_cidrs: super::admin::corporate_ranges(&console).await?,
     };
     let app = console.fleet.app().clone();
     let record = match crate::connector::finish_authorization(&*console.store, &app, login, &new, start, &state, code)

@@ -160,6 +160,10 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     /// A new scope (audited); the next scan applies it.
     fn set_scope(&self, id: &str, scope: &ScopeMode, actor: &str) -> Result<()>;
+    /// The corporate IP ranges set in the console, if they were.
+    fn corporate_ranges(&self) -> Result<Option<Vec<String>>>;
+    /// Sets the corporate IP ranges for every connection, now and added later (audited).
+    fn set_corporate_ranges(&self, ranges: &[String], actor: &str) -> Result<()>;
     /// Removes a connection and what only it used (checkpoints, sessions, scope, gaps,
     /// events kept aside, history); its stored downloads stay searchable (audited).
     fn delete_connection(&self, id: &str, actor: &str) -> Result<()>;

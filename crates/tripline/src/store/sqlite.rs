@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_console_accounts.sql"),
     include_str!("../../migrations/sqlite/0007_saved_searches.sql"),
     include_str!("../../migrations/sqlite/0008_dashboard_aggregates.sql"),
+    include_str!("../../migrations/sqlite/0009_settings.sql"),
 ];
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
@@ -561,6 +562,29 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound(format!("connection {id}")));
         }
         audit(&tx, actor, &format!("connection.scope ({})", scope.name()), id)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn corporate_ranges(&self) -> Result<Option<Vec<String>>> {
+        let text: Option<String> = self
+            .reader()
+            .query_row("SELECT value FROM settings WHERE name = 'corporate_ranges'", [], |r| r.get(0))
+            .optional()?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    }
+
+    fn set_corporate_ranges(&self, ranges: &[String], actor: &str) -> Result<()> {
+        let value = serde_json::to_string(ranges)?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES ('corporate_ranges', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [&value],
+        )?;
+        tx.execute("UPDATE connections SET corporate_cidrs = ?1", [&value])?;
+        audit(&tx, actor, "settings.corporate-ranges", &ranges.join(" "))?;
         tx.commit()?;
         Ok(())
     }
