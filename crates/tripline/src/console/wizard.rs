@@ -357,8 +357,8 @@ pub(crate) async fn callback(
         };
         (StatusCode::BAD_REQUEST, render(&console, &frame, step, Some((&id, &draft)), entered)).into_response()
     };
-    if let Some(connection) = draft.reauthorize.clone() {
-        return reauthorized(&console, &frame, &signed, &id, &draft, &connection, &answer, &state).await;
+    if draft.reauthorize.is_some() {
+        return reauthorized(&console, &frame, &signed, &id, &draft, &answer).await;
     }
     let (Some((start, login)), Some((scope, scope_lines))) = (&draft.pending, &draft.scope) else {
         return Err(ConsoleError::BadRequest("the draft has no sign-in in progress".into()));
@@ -648,18 +648,18 @@ pub(crate) async fn reauthorize_start(
     Ok(Redirect::to(&to).into_response())
 }
 
-/// The callback of a reauthorization: Deny and failures go back to its page.
-#[allow(clippy::too_many_arguments)]
+/// The callback of a reauthorization (`draft.reauthorize` names the connection):
+/// Deny and failures go back to its page.
 async fn reauthorized(
     console: &Console,
     frame: &Frame,
     signed: &Signed,
     draft_id: &str,
     draft: &Draft,
-    connection: &str,
     answer: &Callback,
-    state: &str,
 ) -> Result<Response, ConsoleError> {
+    let connection = draft.reauthorize.as_deref().unwrap_or_default();
+    let state = answer.state.as_deref().unwrap_or_default();
     let key = connection.to_owned();
     let record = db(console, move |s| s.connection(&key)).await?;
     let failed = |message: String| {
