@@ -569,7 +569,17 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let public = match &args.public_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
-        None => format!("http://{}", listener.local_addr()?),
+        None => {
+            let mut local = listener.local_addr()?;
+            if local.ip().is_unspecified() {
+                // Listening on every interface: no one browses to 0.0.0.0.
+                eprintln!(
+                    "note: set --public-url to the address people open the console at (used for the OAuth callback)"
+                );
+                local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{local}")
+        }
     };
     let app = tripline::connector::SalesforceApp {
         client_id: args.salesforce_client_id,
