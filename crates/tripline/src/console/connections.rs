@@ -175,6 +175,11 @@ fn live_events(console: Console, admin: bool) -> impl Stream<Item = Result<Event
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
+            // The page was closed: stop reading for it (a send would fail only when
+            // the state changes).
+            if tx.is_closed() {
+                return;
+            }
             let state = match live_state(&console, admin).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -187,7 +192,7 @@ fn live_events(console: Console, admin: bool) -> impl Stream<Item = Result<Event
             }
             let Ok(event) = Event::default().event("status").json_data(&state) else { continue };
             if tx.send(Ok(event)).await.is_err() {
-                return; // the page was closed
+                return;
             }
             last = Some(state);
         }
