@@ -24,6 +24,7 @@ pub mod model;
 mod names;
 mod oauth;
 pub mod org;
+mod partner;
 mod pubsub;
 mod rest;
 mod rng;
@@ -156,6 +157,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(
             rest::routes(sim.clone())
                 .merge(metadata::routes().with_state(sim.clone()))
+                .merge(partner::routes().with_state(sim.clone()))
                 .layer(axum::middleware::from_fn_with_state(sim.clone(), control::stall)),
         )
         .nest("/control/v1", control::routes(sim.clone(), people.clone()))

@@ -206,3 +206,56 @@ async fn sign_in_failures_deny_and_bad_clients() {
         .expect("html");
     assert!(!html.contains("<script>alert(1)"), "state is escaped");
 }
+
+/// The SOAP `login()` envelope a client sends.
+fn soap_login(username: &str, password: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8" ?><env:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body><n1:login xmlns:n1="urn:partner.soap.sforce.com"><n1:username>{username}</n1:username><n1:password>{password}</n1:password></n1:login></env:Body></env:Envelope>"#
+    )
+}
+
+/// The text of the first `<name>` element.
+fn element(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml.find(&open).map(|i| i + open.len()).unwrap_or_else(|| panic!("no <{name}> in {xml}"));
+    xml[start..].split('<').next().expect("text").to_owned()
+}
+
+#[tokio::test]
+async fn soap_login_gives_a_session_the_other_apis_accept_and_refuses_bad_credentials() {
+    let org = start(config(20)).await;
+    let (username, password) = org.service_login();
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        http.post(org.url("/services/Soap/u/62.0"))
+            .header("content-type", "text/xml; charset=UTF-8")
+            .header("SOAPAction", "login")
+            .body(body)
+            .send()
+    };
+    let r = post(soap_login(&username, &password)).await.expect("login");
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.expect("text");
+    let session = element(&xml, "sessionId");
+    let server = element(&xml, "serverUrl");
+    assert_eq!(server, format!("{}/services/Soap/u/62.0/{}", org.running.base_url(), org.org_id()));
+    assert!(element(&xml, "userId").starts_with("005"));
+    assert_eq!(element(&xml, "userName"), username);
+    assert_eq!(element(&xml, "organizationId"), org.org_id());
+    // The session id is a bearer token for REST.
+    let query = org.get(&session, "/services/data/v62.0/query?q=SELECT+Id+FROM+User+LIMIT+1").await;
+    assert_eq!(query.status(), 200);
+
+    let r = post(soap_login(&username, "wrong password")).await.expect("refused");
+    assert_eq!(r.status(), 500);
+    let xml = r.text().await.expect("text");
+    assert_eq!(element(&xml, "faultcode"), "sf:INVALID_LOGIN");
+    assert_eq!(element(&xml, "sf:exceptionCode"), "INVALID_LOGIN");
+    // A frozen user cannot sign in, whatever the password.
+    let service = org.running.sim.org().service_user.to_string();
+    org.control(&format!("/users/{service}/state"), json!({"frozen": true})).await;
+    let r = post(soap_login(&username, &password)).await.expect("frozen");
+    assert_eq!(r.status(), 500);
+    let r = post("<not xml".into()).await.expect("garbage");
+    assert_eq!(r.status(), 500);
+}
