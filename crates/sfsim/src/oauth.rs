@@ -298,7 +298,7 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
         (org.app.client_id.clone(), org.app.client_secret.clone())
     };
     let grant = get("grant_type");
-    if !matches!(grant, "authorization_code" | "refresh_token") {
+    if !matches!(grant, "authorization_code" | "refresh_token" | "client_credentials") {
         return token_error("unsupported_grant_type", "grant type not supported");
     }
     if get("client_id") != client_id {
@@ -308,7 +308,11 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
         return token_error("invalid_client", "invalid client credentials");
     }
     let now = now_ms();
-    let (user, scope, refresh) = if grant == "authorization_code" {
+    let (user, scope, refresh) = if grant == "client_credentials" {
+        // The connected app's run-as user (sfsim's: the service account); no refresh
+        // token, as Salesforce gives none for this flow.
+        (sim.org().service_user.clone(), "api".to_owned(), None)
+    } else if grant == "authorization_code" {
         let Some(code) = sim.sessions().take_code(get("code"), now) else {
             return token_error("invalid_grant", "invalid authorization code");
         };

@@ -259,3 +259,30 @@ async fn soap_login_gives_a_session_the_other_apis_accept_and_refuses_bad_creden
     let r = post("<not xml".into()).await.expect("garbage");
     assert_eq!(r.status(), 500);
 }
+
+#[tokio::test]
+async fn client_credentials_run_as_the_apps_user_without_a_refresh_token() {
+    let org = start(config(20)).await;
+    let http = reqwest::Client::new();
+    let grant = |secret: String| {
+        http.post(org.url("/services/oauth2/token"))
+            .form(&[
+                ("grant_type", "client_credentials".to_owned()),
+                ("client_id", org.client_id()),
+                ("client_secret", secret),
+            ])
+            .send()
+    };
+    let r = grant(org.client_secret()).await.expect("token");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    let info: Value = org.get(&token, "/services/oauth2/userinfo").await.json().await.expect("userinfo");
+    assert_eq!(info["preferred_username"], org.service_login().0.as_str(), "the app's run-as user");
+    let r = grant("not the secret".into()).await.expect("refused");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_client");
+}
