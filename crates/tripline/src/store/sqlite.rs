@@ -351,6 +351,24 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
 }
 
 /// An audit entry, in the transaction of the change it records.
+const SESSION_COLUMNS: &str =
+    "session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at";
+
+fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        session_key: r.get(0)?,
+        login_key: r.get(1)?,
+        user_id: parsed(r, 2)?,
+        username: r.get(3)?,
+        source_ip: r.get(4)?,
+        browser: r.get(5)?,
+        platform: r.get(6)?,
+        city: r.get(7)?,
+        country: r.get(8)?,
+        login_at: r.get(9)?,
+    })
+}
+
 const ACCOUNT_COLUMNS: &str = "accounts.id, accounts.username, accounts.role, accounts.created_at";
 
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
@@ -834,26 +852,10 @@ impl Store for SqliteStore {
 
     fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>> {
         let db = self.reader();
-        let mut stmt = db.prepare_cached(
-            "SELECT session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at
-             FROM sessions WHERE connection_id = ?1 AND session_key = ?2",
-        )?;
-        Ok(stmt
-            .query_row(params![connection, session_key], |r| {
-                Ok(Session {
-                    session_key: r.get(0)?,
-                    login_key: r.get(1)?,
-                    user_id: parsed(r, 2)?,
-                    username: r.get(3)?,
-                    source_ip: r.get(4)?,
-                    browser: r.get(5)?,
-                    platform: r.get(6)?,
-                    city: r.get(7)?,
-                    country: r.get(8)?,
-                    login_at: r.get(9)?,
-                })
-            })
-            .optional()?)
+        let mut stmt = db.prepare_cached(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE connection_id = ?1 AND session_key = ?2"
+        ))?;
+        Ok(stmt.query_row(params![connection, session_key], session_from_row).optional()?)
     }
 
     fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool> {
@@ -1277,26 +1279,11 @@ impl Store for SqliteStore {
 
     fn person_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>> {
         let db = self.reader();
-        let mut stmt = db.prepare_cached(
-            "SELECT session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at
-             FROM sessions WHERE user_id = ?1 ORDER BY login_at DESC LIMIT ?2",
-        )?;
-        let sessions = stmt
-            .query_map(params![user_id, limit as i64], |r| {
-                Ok(Session {
-                    session_key: r.get(0)?,
-                    login_key: r.get(1)?,
-                    user_id: parsed(r, 2)?,
-                    username: r.get(3)?,
-                    source_ip: r.get(4)?,
-                    browser: r.get(5)?,
-                    platform: r.get(6)?,
-                    city: r.get(7)?,
-                    country: r.get(8)?,
-                    login_at: r.get(9)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = db.prepare_cached(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 ORDER BY login_at DESC LIMIT ?2"
+        ))?;
+        let sessions =
+            stmt.query_map(params![user_id, limit as i64], session_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(sessions)
     }
 
