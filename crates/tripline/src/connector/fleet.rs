@@ -60,6 +60,14 @@ impl Fleet {
         }
     }
 
+    /// Stops the connection if it runs and starts it again from its stored record, so
+    /// new tokens, scope or ranges take effect; it resumes from its checkpoints.
+    pub async fn restart(&self, id: &str) -> Result<(), Error> {
+        self.stop(id).await;
+        let record = self.store.connection(id)?;
+        self.start(&record).await
+    }
+
     /// The running connection's context (for rescans, stream health).
     pub async fn context(&self, id: &str) -> Option<Arc<ConnectionContext>> {
         self.running.lock().await.get(id).map(|r| r.context.clone())

@@ -489,11 +489,7 @@ pub(crate) async fn save_settings(
     db(&console, move |s| s.set_corporate_ranges(&stored, &who)).await?;
     // Running connectors read their ranges at start: restart them.
     for context in console.fleet.contexts().await {
-        let id = context.connection_id.clone();
-        console.fleet.stop(&id).await;
-        let key = id.clone();
-        let record = db(&console, move |s| s.connection(&key)).await?;
-        let _ = console.fleet.start(&record).await;
+        super::restart(&console, &context.connection_id).await?;
     }
     let notice = html! { div.notice.ok role="status" { "Saved " (ranges.len()) " corporate IP range(s); every connection uses them from now on." } };
     settings_page(&console, &signed, None, Some(notice), StatusCode::OK).await

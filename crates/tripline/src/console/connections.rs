@@ -671,10 +671,7 @@ pub(crate) async fn scope_save(
     }
     // Restarted, so the new scope is scanned now.
     if console.fleet.context(&id).await.is_some() {
-        console.fleet.stop(&id).await;
-        let key = id.clone();
-        let record = db(&console, move |s| s.connection(&key)).await?;
-        let _ = console.fleet.start(&record).await;
+        super::restart(&console, &id).await?;
     }
     Ok(Redirect::to(&format!("/admin/connections/{id}?done=given+a+new+scope")).into_response())
 }

@@ -271,6 +271,15 @@ async fn db<T: Send + 'static>(
     }
 }
 
+/// Restarts a connection after a change to it. A connection that cannot start shows
+/// Error with the cause on its panel; only the store failing is this request's error.
+async fn restart(console: &Console, id: &str) -> Result<(), ConsoleError> {
+    match console.fleet.restart(id).await {
+        Err(crate::connector::Error::Store(e)) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// The signed-in person, put in front of every handler of a signed route.
 #[derive(Debug, Clone)]
 pub(crate) struct Signed(pub ConsoleSession);

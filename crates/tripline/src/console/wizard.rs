@@ -683,9 +683,6 @@ async fn reauthorized(
     }
     console.drafts.remove(draft_id);
     // Restarted with the new token, from its checkpoints.
-    console.fleet.stop(connection).await;
-    let key = connection.to_owned();
-    let record = db(console, move |s| s.connection(&key)).await?;
-    let _ = console.fleet.start(&record).await;
+    super::restart(console, connection).await?;
     Ok(Redirect::to(&format!("/admin/connections/{connection}?done=authorized+again")).into_response())
 }
