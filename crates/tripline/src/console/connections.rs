@@ -617,28 +617,15 @@ pub(crate) async fn scope_save(
     State(console): State<Console>,
     signed: Signed,
     Path(id): Path<String>,
-    mut form: axum::extract::Multipart,
+    form: axum::extract::Multipart,
 ) -> Result<Response, ConsoleError> {
     use crate::connector::scope_csv::{CsvKind, ScopeCsv};
     let frame = Frame::load(&console, &signed).await?;
     let key = id.clone();
     let c = db(&console, move |s| s.connection(&key)).await?;
-    let bad = |m: String| ConsoleError::BadRequest(m);
-    let (mut chosen, mut file) = (String::new(), None::<(String, Vec<u8>)>);
-    while let Some(field) = form.next_field().await.map_err(|e| bad(format!("the form could not be read: {e}")))? {
-        match field.name().unwrap_or_default() {
-            "csrf" => {}
-            "scope" => chosen = field.text().await.map_err(|e| bad(e.to_string()))?,
-            "file" => {
-                let name = field.file_name().unwrap_or("upload.csv").to_owned();
-                let bytes = field.bytes().await.map_err(|e| bad(e.to_string()))?;
-                if !bytes.is_empty() {
-                    file = Some((name, bytes.to_vec()));
-                }
-            }
-            other => return Err(bad(format!("the form has an unknown field {other:?}"))),
-        }
-    }
+    let form = super::wizard::read_form(form, &["scope"]).await?;
+    let chosen = form.fields.get("scope").cloned().unwrap_or_default();
+    let file = form.file;
     let invalid = |errors: Vec<String>| {
         (axum::http::StatusCode::BAD_REQUEST, scope_page(&frame, &c, &chosen, &errors)).into_response()
     };
@@ -656,7 +643,7 @@ pub(crate) async fn scope_save(
                 let new = crate::connector::NewConnection::from_csv(&c.display_name, &csv, Vec::new());
                 (new.scope, new.scope_lines, name.clone())
             }
-            Err(e) => return Ok(invalid(e.problems.iter().map(|(l, m)| format!("{name}, line {l}: {m}")).collect())),
+            Err(e) => return Ok(invalid(super::wizard::csv_errors(name, &e))),
         },
     };
     let who = actor(&signed.0.account);
@@ -664,7 +651,7 @@ pub(crate) async fn scope_save(
     match crate::connector::lifecycle::change_scope(&*console.store, &app, &id, &scope, lines, &who).await {
         Ok(()) => {}
         Err(crate::connector::Error::Scope(e)) => {
-            return Ok(invalid(e.problems.iter().map(|(l, m)| format!("{file_name}, line {l}: {m}")).collect()));
+            return Ok(invalid(super::wizard::csv_errors(&file_name, &e)));
         }
         Err(crate::connector::Error::Store(e)) => return Err(e.into()),
         Err(e) => return Ok(invalid(vec![e.problem().message])),

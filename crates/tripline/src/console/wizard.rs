@@ -135,14 +135,15 @@ pub(crate) async fn step_page(
     Ok(render(&console, &frame, step, Some((&id, &draft)), entered).into_response())
 }
 
-/// The form's parts: text fields, and the uploaded file (name and bytes).
-struct Submitted {
-    fields: HashMap<String, String>,
-    file: Option<(String, Vec<u8>)>,
+/// A multipart form's parts: text fields, and the uploaded file (name and bytes).
+pub(crate) struct Submitted {
+    pub fields: HashMap<String, String>,
+    pub file: Option<(String, Vec<u8>)>,
 }
 
-async fn read_form(mut form: Multipart) -> Result<Submitted, ConsoleError> {
-    const KNOWN: [&str; 7] = ["csrf", "draft", "step", "name", "completed", "scope", "my_domain"];
+/// Reads a form with a scope file (`file`) and the `known` text fields (besides
+/// `csrf`); any other field is refused, and so is a file over [`MAX_CSV`].
+pub(crate) async fn read_form(mut form: Multipart, known: &[&str]) -> Result<Submitted, ConsoleError> {
     let bad = |m: String| ConsoleError::BadRequest(m);
     let mut submitted = Submitted { fields: HashMap::new(), file: None };
     while let Some(field) = form.next_field().await.map_err(|e| bad(format!("the form could not be read: {e}")))? {
@@ -156,7 +157,7 @@ async fn read_form(mut form: Multipart) -> Result<Submitted, ConsoleError> {
             if !bytes.is_empty() {
                 submitted.file = Some((file_name, bytes.to_vec()));
             }
-        } else if KNOWN.contains(&name.as_str()) {
+        } else if name == "csrf" || known.contains(&name.as_str()) {
             let text = field.text().await.map_err(|e| bad(format!("the form could not be read: {e}")))?;
             submitted.fields.insert(name, text);
         } else {
@@ -171,7 +172,7 @@ pub(crate) async fn step_submit(
     signed: Signed,
     form: Multipart,
 ) -> Result<Response, ConsoleError> {
-    let form = read_form(form).await?;
+    let form = read_form(form, &["draft", "step", "name", "completed", "scope", "my_domain"]).await?;
     let frame = Frame::load(&console, &signed).await?;
     let owner = signed.0.account.id;
     let field = |name: &str| form.fields.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
@@ -255,7 +256,7 @@ pub(crate) async fn step_submit(
                         draft.file_name = Some(file_name.clone());
                     }
                     Err(e) => {
-                        entered.errors = csv_errors(file_name, &e);
+                        entered.errors = file_errors(file_name, &e);
                         return Ok(invalid(2, entered, Some((&draft_id, &draft))));
                     }
                 },
@@ -307,15 +308,20 @@ pub(crate) async fn step_submit(
     }
 }
 
-/// A CSV's problems as form errors, by line.
-fn csv_errors(file_name: &str, e: &CsvError) -> Vec<(String, String)> {
+/// A CSV's problems, by line ("people.csv, line 3: ...").
+pub(crate) fn csv_errors(file_name: &str, e: &CsvError) -> Vec<String> {
     e.problems
         .iter()
         .map(|(line, m)| {
             let at = if *line == 0 { file_name.to_owned() } else { format!("{file_name}, line {line}") };
-            ("file".to_owned(), format!("{at}: {m}"))
+            format!("{at}: {m}")
         })
         .collect()
+}
+
+/// A CSV's problems as errors of the form's file field.
+fn file_errors(file_name: &str, e: &CsvError) -> Vec<(String, String)> {
+    csv_errors(file_name, e).into_iter().map(|m| ("file".to_owned(), m)).collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -398,7 +404,7 @@ pub(crate) async fn callback(
                     2,
                     "The org does not have everything the uploaded list names. Nothing was added: correct the file and upload it again."
                         .into(),
-                    csv_errors(&file, &e),
+                    file_errors(&file, &e),
                 ));
         }
         Err(crate::connector::Error::Store(e)) => return Err(e.into()),
