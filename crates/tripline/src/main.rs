@@ -723,10 +723,8 @@ async fn run_connections_add(
         [mode, file] if mode == "users" || mode == "groups" => {
             let kind = if mode == "users" { CsvKind::Users } else { CsvKind::Groups };
             let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
-            let csv = ScopeCsv::parse(&bytes, kind).map_err(|e| {
-                let lines: Vec<String> = e.problems.iter().map(|(l, m)| format!("{file}, line {l}: {m}")).collect();
-                anyhow::anyhow!("the scope file cannot be used:\n  {}", lines.join("\n  "))
-            })?;
+            let csv = ScopeCsv::parse(&bytes, kind)
+                .map_err(|e| anyhow::anyhow!("the scope file cannot be used:\n  {}", e.messages(file).join("\n  ")))?;
             tripline::connector::NewConnection::from_csv(&args.name, &csv, args.corporate_ip_ranges.clone())
         }
         _ => anyhow::bail!("--scope is `all`, `users FILE` or `groups FILE`"),

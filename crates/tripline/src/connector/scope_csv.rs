@@ -31,6 +31,21 @@ pub struct CsvError {
     pub problems: Vec<(usize, String)>,
 }
 
+impl CsvError {
+    /// Each problem as a person reads it: "people.csv, line 3: ...", or the file's name
+    /// alone for the whole file.
+    pub fn messages(&self, file_name: &str) -> Vec<String> {
+        self.problems
+            .iter()
+            .map(
+                |(line, m)| {
+                    if *line == 0 { format!("{file_name}: {m}") } else { format!("{file_name}, line {line}: {m}") }
+                },
+            )
+            .collect()
+    }
+}
+
 fn whole(message: impl Into<String>) -> CsvError {
     CsvError { problems: vec![(0, message.into())] }
 }
@@ -139,6 +154,13 @@ impl ScopeCsv {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn problems_read_as_file_and_line() {
+        let e = CsvError { problems: vec![(0, "empty".into()), (3, "not a username".into())] };
+        assert_eq!(e.messages("people.csv"), ["people.csv: empty", "people.csv, line 3: not a username"]);
+    }
+
     use super::*;
 
     #[test]

@@ -643,7 +643,7 @@ pub(crate) async fn scope_save(
                 let new = crate::connector::NewConnection::from_csv(&c.display_name, &csv, Vec::new());
                 (new.scope, new.scope_lines, name.clone())
             }
-            Err(e) => return Ok(invalid(super::wizard::csv_errors(name, &e))),
+            Err(e) => return Ok(invalid(e.messages(name))),
         },
     };
     let who = actor(&signed.0.account);
@@ -651,7 +651,7 @@ pub(crate) async fn scope_save(
     match crate::connector::lifecycle::change_scope(&*console.store, &app, &id, &scope, lines, &who).await {
         Ok(()) => {}
         Err(crate::connector::Error::Scope(e)) => {
-            return Ok(invalid(super::wizard::csv_errors(&file_name, &e)));
+            return Ok(invalid(e.messages(&file_name)));
         }
         Err(crate::connector::Error::Store(e)) => return Err(e.into()),
         Err(e) => return Ok(invalid(vec![e.problem().message])),

@@ -308,20 +308,9 @@ pub(crate) async fn step_submit(
     }
 }
 
-/// A CSV's problems, by line ("people.csv, line 3: ...").
-pub(crate) fn csv_errors(file_name: &str, e: &CsvError) -> Vec<String> {
-    e.problems
-        .iter()
-        .map(|(line, m)| {
-            let at = if *line == 0 { file_name.to_owned() } else { format!("{file_name}, line {line}") };
-            format!("{at}: {m}")
-        })
-        .collect()
-}
-
 /// A CSV's problems as errors of the form's file field.
 fn file_errors(file_name: &str, e: &CsvError) -> Vec<(String, String)> {
-    csv_errors(file_name, e).into_iter().map(|m| ("file".to_owned(), m)).collect()
+    e.messages(file_name).into_iter().map(|m| ("file".to_owned(), m)).collect()
 }
 
 #[derive(serde::Deserialize)]
