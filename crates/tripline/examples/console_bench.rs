@@ -24,7 +24,6 @@ use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
 const PASSWORD: &str = "benchmark password";
-const CALLBACK: &str = "http://127.0.0.1:9/callback";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -110,7 +109,7 @@ async fn pages(db: &str, requests: usize) -> anyhow::Result<()> {
     let app = SalesforceApp {
         client_id: String::new(),
         client_secret: String::new(),
-        redirect_uri: CALLBACK.into(),
+        redirect_uri: support::CALLBACK.into(),
         pubsub: salesforce::pubsub::Endpoint { url: String::new(), ca_pem: None },
         allowed_origins: Vec::new(),
     };
@@ -178,22 +177,17 @@ async fn pages(db: &str, requests: usize) -> anyhow::Result<()> {
 }
 
 async fn ingest(events: usize, people: usize) -> anyhow::Result<()> {
-    let org =
-        sfsim::start(sfsim::Config { users: 500, callback_urls: vec![CALLBACK.into()], ..Default::default() }).await?;
-    org.sim.org().settings.set(sfsim::org::EventType::Report, None, Some(false));
-    let sim = org.sim.clone();
-    let published = tokio::task::spawn_blocking(move || sfsim::activity::preload(&sim, events, 3_600_000, 9)).await?;
-    let app = tripline::emulated::app(&org, CALLBACK);
-    let last = org.sim.topic(sfsim::org::EventType::Report).latest_replay().to_be_bytes().to_vec();
+    let backlog = support::backlog(events).await?;
+    let (org, app, published) = (&backlog.org, &backlog.app, backlog.published);
     println!("{published} retained events; catch-up alone, then with {people} people using the console");
     for with_people in [0, people] {
         let dir = tempfile::tempdir()?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?);
-        let record = support::connect(&*store, &app, &org, "bench").await?;
+        let record = support::connect(&*store, app, org, "bench").await?;
         store.create_account("bench", Role::Admin, &hash_password(PASSWORD).map_err(anyhow::Error::msg)?, "bench")?;
         let settings = RunSettings { monitor_from_ms: Some(0), ..Default::default() };
         let started = Instant::now();
-        let (base, server) = serve(store.clone(), &app, settings).await?;
+        let (base, server) = serve(store.clone(), app, settings).await?;
         // The people: each signs in, then searches, pages and opens the dashboard.
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
@@ -223,12 +217,7 @@ async fn ingest(events: usize, people: usize) -> anyhow::Result<()> {
                 anyhow::Ok(())
             }));
         }
-        loop {
-            if store.checkpoint(&record.id, sfwire::pubsub::REPORT_TOPIC)?
-                == Some(tripline::store::Checkpoint::At(last.clone()))
-            {
-                break;
-            }
+        while !backlog.caught_up(&*store, &record.id)? {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = started.elapsed().as_secs_f64();

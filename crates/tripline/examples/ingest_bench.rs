@@ -17,8 +17,6 @@ use tripline::connector::RunSettings;
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
-const CALLBACK: &str = "http://127.0.0.1:9/callback";
-
 struct Run {
     /// What the pipeline says it stored.
     stored: String,
@@ -40,13 +38,8 @@ async fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown argument {other:?} (ingest_bench [--events N] [--runs R] [--python PATH])"),
         }
     }
-    let org =
-        sfsim::start(sfsim::Config { users: 500, callback_urls: vec![CALLBACK.into()], ..Default::default() }).await?;
-    org.sim.org().settings.set(sfsim::org::EventType::Report, None, Some(false));
-    let sim = org.sim.clone();
-    let published = tokio::task::spawn_blocking(move || sfsim::activity::preload(&sim, events, 3_600_000, 9)).await?;
-    let app = tripline::emulated::app(&org, CALLBACK);
-    let last = org.sim.topic(sfsim::org::EventType::Report).latest_replay().to_be_bytes().to_vec();
+    let backlog = support::backlog(events).await?;
+    let (org, app, published, last) = (&backlog.org, &backlog.app, backlog.published, &backlog.last);
     println!("{published} retained events, {runs} run(s) each, alternating");
     // The connector's memory: anonymous memory (heap, not mapped files) above what the
     // process held with sfsim's log loaded. Later runs can reuse heap an earlier run
@@ -57,8 +50,8 @@ async fn main() -> anyhow::Result<()> {
     for run in 1..=runs {
         let dir = tempfile::tempdir()?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?);
-        let record = support::connect(&*store, &app, &org, "bench").await?;
-        let r = tripline_run(&dir.path().join("bench.db"), &store, &record, &app, &last, published, baseline).await?;
+        let record = support::connect(&*store, app, org, "bench").await?;
+        let r = tripline_run(&dir.path().join("bench.db"), &store, &record, &backlog, baseline).await?;
         println!(
             "run {run} tripline: {:.0} events/s, {:.1} CPU s per 1M (sfsim included), connector memory {:.0} MB ({})",
             r.events_per_s, r.cpu_s_per_million, r.memory_mb, r.stored
@@ -67,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         drop(store);
         if let Some(python) = &python {
             let token = record.access_token.clone();
-            let r = peer_run(python, &org, &token, record.org_id.as_str(), &last, published, dir.path()).await?;
+            let r = peer_run(python, org, &token, record.org_id.as_str(), last, published, dir.path()).await?;
             println!(
                 "run {run} python:   {:.0} events/s, {:.1} CPU s per 1M (sfsim included), peer memory {:.0} MB ({})",
                 r.events_per_s, r.cpu_s_per_million, r.memory_mb, r.stored
@@ -88,26 +81,23 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The connector from EARLIEST until the report checkpoint reaches `last`.
+/// The connector from EARLIEST until the report checkpoint reaches the backlog's last event.
 async fn tripline_run(
     db: &std::path::Path,
     store: &Arc<dyn Store>,
     record: &tripline::connection::ConnectionRecord,
-    app: &tripline::connector::SalesforceApp,
-    last: &[u8],
-    published: usize,
+    backlog: &support::Backlog,
     baseline_mb: f64,
 ) -> anyhow::Result<Run> {
+    let published = backlog.published;
     let settings = RunSettings { monitor_from_ms: Some(0), ..Default::default() };
     let cpu_before = support::cpu_seconds();
     let started = Instant::now();
-    let running = tripline::connector::start(store.clone(), record, app, settings).await?;
+    let running = tripline::connector::start(store.clone(), record, &backlog.app, settings).await?;
     let mut anon_peak = baseline_mb;
     loop {
         anon_peak = anon_peak.max(support::anon_rss_mb());
-        if store.checkpoint(&record.id, sfwire::pubsub::REPORT_TOPIC)?
-            == Some(tripline::store::Checkpoint::At(last.to_vec()))
-        {
+        if backlog.caught_up(&**store, &record.id)? {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -15,8 +15,6 @@ use tripline::search::{Field, Filter, Op, SearchQuery};
 use tripline::store::Store;
 use tripline::store::sqlite::SqliteStore;
 
-const CALLBACK: &str = "http://127.0.0.1:9/callback";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (mut probes, mut rate) = (400_usize, 1_000.0_f64);
@@ -30,11 +28,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let org =
-        sfsim::start(sfsim::Config { users: 500, callback_urls: vec![CALLBACK.into()], ..Default::default() }).await?;
+        sfsim::start(sfsim::Config { users: 500, callback_urls: vec![support::CALLBACK.into()], ..Default::default() })
+            .await?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("live.db");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&path)?);
-    let app = tripline::emulated::app(&org, CALLBACK);
+    let app = tripline::emulated::app(&org, support::CALLBACK);
     let record = support::connect(&*store, &app, &org, "live").await?;
     let running = tripline::connector::start(store.clone(), &record, &app, RunSettings::default()).await?;
     // The probe exporter: someone holding Export Reports.

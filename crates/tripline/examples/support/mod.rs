@@ -48,3 +48,37 @@ pub async fn connect(
     };
     Ok(tripline::emulated::authorize(store, app, org, &new).await?)
 }
+
+/// The callback registered on the emulated org's connected app (never called: the
+/// benchmarks authorize without a browser).
+pub const CALLBACK: &str = "http://127.0.0.1:9/callback";
+
+/// An emulated org of 500 people whose ReportEventStream retains a preloaded backlog
+/// (40% exports, all by holders of Export Reports; the stored ReportEvent object off),
+/// with the app settings that reach it.
+pub struct Backlog {
+    pub org: sfsim::Running,
+    pub app: tripline::connector::SalesforceApp,
+    pub published: usize,
+    /// The replay id of the last retained event.
+    pub last: Vec<u8>,
+}
+
+pub async fn backlog(events: usize) -> anyhow::Result<Backlog> {
+    let org =
+        sfsim::start(sfsim::Config { users: 500, callback_urls: vec![CALLBACK.into()], ..Default::default() }).await?;
+    org.sim.org().settings.set(sfsim::org::EventType::Report, None, Some(false));
+    let sim = org.sim.clone();
+    let published = tokio::task::spawn_blocking(move || sfsim::activity::preload(&sim, events, 3_600_000, 9)).await?;
+    let app = tripline::emulated::app(&org, CALLBACK);
+    let last = org.sim.topic(sfsim::org::EventType::Report).latest_replay().to_be_bytes().to_vec();
+    Ok(Backlog { org, app, published, last })
+}
+
+impl Backlog {
+    /// Has the connection's report checkpoint reached the last retained event?
+    pub fn caught_up(&self, store: &dyn tripline::store::Store, connection: &str) -> anyhow::Result<bool> {
+        Ok(store.checkpoint(connection, sfwire::pubsub::REPORT_TOPIC)?
+            == Some(tripline::store::Checkpoint::At(self.last.clone())))
+    }
+}
