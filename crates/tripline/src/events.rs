@@ -1,13 +1,14 @@
 //! File events: what Tripline records for each report download, and the pure rules
-//! that fill one in (predicted file name, destination, risk).
+//! that fill one in (predicted file name, destination); risk is `risk`'s.
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sfwire::id::SfId;
 
 use crate::named::named_enum;
+use crate::risk::{RiskIndicator, Severity};
 
 named_enum! {
     /// How the user behind an export was identified.
@@ -36,29 +37,6 @@ named_enum! {
     pub enum ReportType ("report type") {
         Saved = "saved",
         AdHoc = "ad-hoc",
-    }
-}
-
-named_enum! {
-    /// Something about an export that makes it riskier.
-    pub enum RiskIndicator ("risk indicator") {
-        /// At least [`LARGE_EXPORT_ROWS`] rows.
-        LargeExport = "large-export",
-        UnmonitoredDevice = "unmonitored-device",
-        /// Outside 06:00-20:00 UTC.
-        OffHours = "off-hours",
-        FirstExportByUser = "first-export-by-user",
-    }
-}
-
-named_enum! {
-    /// How risky an export is, from its score; ordered from no risk to critical.
-    pub enum Severity ("severity") {
-        NoRisk = "no-risk",
-        Low = "low",
-        Moderate = "moderate",
-        High = "high",
-        Critical = "critical",
     }
 }
 
@@ -214,55 +192,6 @@ pub(crate) fn predicted_file_name(report_name: &str, export_format: Option<&str>
     }
 }
 
-/// Risk indicators and the resulting score and severity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Risk {
-    pub indicators: Vec<RiskIndicator>,
-    pub score: i64,
-    pub severity: Severity,
-}
-
-/// What the risk rules look at.
-pub(crate) struct RiskInputs {
-    pub rows: i64,
-    pub destination: Destination,
-    pub at_ms: i64,
-    pub first_export_by_user: bool,
-}
-
-/// Rows at or above this make an export "large".
-pub(crate) const LARGE_EXPORT_ROWS: i64 = 10_000;
-
-pub(crate) fn assess(inputs: &RiskInputs) -> Risk {
-    let mut indicators = Vec::new();
-    let mut score = 0;
-    if inputs.rows >= LARGE_EXPORT_ROWS {
-        indicators.push(RiskIndicator::LargeExport);
-        score += if inputs.rows >= 100_000 { 5 } else { 3 };
-    }
-    if inputs.destination == Destination::Unmonitored {
-        indicators.push(RiskIndicator::UnmonitoredDevice);
-        score += 3;
-    }
-    let hour = DateTime::<Utc>::from_timestamp_millis(inputs.at_ms).map_or(12, |d| d.hour());
-    if !(6..20).contains(&hour) {
-        indicators.push(RiskIndicator::OffHours);
-        score += 2;
-    }
-    if inputs.first_export_by_user {
-        indicators.push(RiskIndicator::FirstExportByUser);
-        score += 1;
-    }
-    let severity = match score {
-        0 => Severity::NoRisk,
-        1..=2 => Severity::Low,
-        3..=5 => Severity::Moderate,
-        6..=8 => Severity::High,
-        _ => Severity::Critical,
-    };
-    Risk { indicators, score, severity }
-}
-
 #[cfg(test)]
 impl FileEvent {
     /// A quiet export by a user, for tests.
@@ -330,24 +259,5 @@ mod tests {
         assert_eq!(predicted_file_name("Pipeline", Some("CSV"), at), "report1764190711123.csv");
         assert_eq!(predicted_file_name("Q3 / Pipeline", Some("Excel"), at), "Q3 _ Pipeline 2025-11-26-20-58-31.xlsx");
         assert_eq!(predicted_file_name("x", Some("XLS"), at), "report1764190711123.xls");
-    }
-
-    #[test]
-    fn risk_levels() {
-        let quiet = assess(&RiskInputs {
-            rows: 10,
-            destination: Destination::Corporate,
-            at_ms: 1_764_158_400_000,
-            first_export_by_user: false,
-        });
-        assert_eq!((quiet.score, quiet.severity), (0, Severity::NoRisk));
-        let loud = assess(&RiskInputs {
-            rows: 200_000,
-            destination: Destination::Unmonitored,
-            at_ms: 1_764_122_400_000,
-            first_export_by_user: true,
-        });
-        assert_eq!(loud.severity, Severity::Critical);
-        assert!(loud.indicators.contains(&RiskIndicator::OffHours));
     }
 }

@@ -8,6 +8,8 @@
 //! one server; [`emulated`] connects to the emulated org (sfsim) without a browser.
 
 pub mod access;
+pub mod alerting;
+pub mod alerts;
 pub mod api;
 pub mod connection;
 pub mod connector;
@@ -16,6 +18,7 @@ pub mod emulated;
 pub mod events;
 mod named;
 pub mod people;
+pub mod risk;
 pub mod search;
 pub mod server;
 pub mod store;

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::alerting::Alerting;
 use crate::connector::{self, Fleet, RunSettings, SalesforceApp};
 use crate::console::ConsoleSettings;
+use crate::risk::{PolicyState, RiskPolicy};
 use crate::store::Store;
 
 /// A server with its connections running, ready to listen.
@@ -17,6 +19,9 @@ pub struct Server {
     pub store: Arc<dyn Store>,
     pub fleet: Arc<Fleet>,
     pub console: ConsoleSettings,
+    /// Risk settings and watch lists in force (shared with every connector).
+    pub risk: Arc<RiskPolicy>,
+    pub alerting: Arc<Alerting>,
 }
 
 impl Server {
@@ -25,8 +30,11 @@ impl Server {
     pub async fn start(
         store: Arc<dyn Store>,
         app: &SalesforceApp,
-        settings: RunSettings,
+        mut settings: RunSettings,
     ) -> Result<Server, crate::store::StoreError> {
+        let risk = Arc::new(RiskPolicy::new(PolicyState::new(store.risk_settings()?, &store.watchlist()?)));
+        settings.risk = risk.clone();
+        let alerting = Arc::new(Alerting::new(store.clone(), settings.stored.clone()));
         let fleet = Arc::new(Fleet::new(store.clone(), app.clone(), settings));
         for record in store.connections()? {
             if record.status.is_held() {
@@ -39,7 +47,7 @@ impl Server {
                 Err(_) => {}
             }
         }
-        Ok(Server { store, fleet, console: ConsoleSettings::default() })
+        Ok(Server { store, fleet, console: ConsoleSettings::default(), risk, alerting })
     }
 
     /// The HTTP routes this server answers: the JSON API and the console.
@@ -62,10 +70,13 @@ impl Server {
     ) -> std::io::Result<()> {
         let app = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let aggregator = tokio::spawn(aggregate(self.store.clone(), stopped));
+        let aggregator = tokio::spawn(aggregate(self.store.clone(), stopped.clone()));
+        self.alerting.set_console_url(self.console.public_url.clone());
+        let alerting = tokio::spawn(self.alerting.clone().run(stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         let _ = stop.send(true);
         let _ = aggregator.await;
+        let _ = alerting.await;
         self.fleet.stop_all().await;
         Ok(())
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tripline::connection::{ConnectionStatus, ScopeMode};
-use tripline::events::{Attribution, Destination, RiskIndicator};
+use tripline::events::{Attribution, Destination};
+use tripline::risk::RiskIndicator;
 
 use common::{Scenario, id, no_body};
 

@@ -12,8 +12,9 @@ use sfwire::id::{SfId, prefix};
 use tripline::access::{Role, hash_password};
 use tripline::connection::ScopeMode;
 use tripline::console::{Access, ConsoleSettings, route_table};
-use tripline::events::{Attribution, Destination, Evidence, FileEvent, Severity};
+use tripline::events::{Attribution, Destination, Evidence, FileEvent};
 use tripline::people::SalesforceUser;
+use tripline::risk::Severity;
 use tripline::store::{ExportChunk, ReportBatch};
 
 const PASSWORD: &str = "correct horse battery";

@@ -1,7 +1,8 @@
 //! The store's behaviour, independent of Salesforce: paging visits every result once.
 
 use sfwire::id::{SfId, prefix};
-use tripline::events::{Attribution, Destination, FileEvent, Severity};
+use tripline::events::{Attribution, Destination, FileEvent};
+use tripline::risk::Severity;
 use tripline::search::{Field, Filter, Op, SearchQuery, Sort};
 use tripline::store::sqlite::SqliteStore;
 use tripline::store::{ExportChunk, ReportBatch, Store};

@@ -27,10 +27,9 @@ use sfwire::pubsub::{LOGIN_TOPIC, LOGOUT_TOPIC, REPORT_TOPIC, is_export_operatio
 use sha2::{Digest, Sha256};
 
 use crate::connection::{QuarantinedEvent, ScopeMode};
-use crate::events::{
-    Attribution, Cidr, Evidence, FileEvent, ReportType, RiskInputs, assess, destination, predicted_file_name,
-};
+use crate::events::{Attribution, Cidr, Evidence, FileEvent, ReportType, destination, predicted_file_name};
 use crate::people::{LoginRecord, SalesforceUser, Session};
+use crate::risk::{RiskInputs, RiskPolicy, assess};
 use crate::store::{Checkpoint, ExportChunk, ReportBatch, Store, StoreError};
 
 /// What every topic's sink of one connection shares.
@@ -39,6 +38,10 @@ pub struct ConnectionContext {
     pub(crate) store: Arc<dyn Store>,
     pub api: Arc<SalesforceApi>,
     corporate: Vec<Cidr>,
+    /// Risk settings and watch lists, as the admin last set them.
+    risk: Arc<RiskPolicy>,
+    /// Told after a commit that stored file events.
+    stored: Arc<tokio::sync::Notify>,
     /// Who the connection monitors, as configured.
     pub(crate) mode: ScopeMode,
     /// Exports before this time (ms) predate the connection and are not recorded.
@@ -51,6 +54,9 @@ pub struct ConnectionContext {
     /// Users known to have stored exports (a cache for the "first export" indicator),
     /// by 15-character id.
     exporters: RwLock<HashSet<String>>,
+    /// (user, source IP) pairs known to have stored exports (for "new source IP"),
+    /// by 15-character user id.
+    sources: RwLock<HashSet<(String, String)>>,
     /// What the subscribers last reported, by topic, and since when it has been so.
     health: RwLock<HashMap<String, (StreamHealth, Instant)>>,
     /// Told whenever a subscriber's report changes, so health is judged at once.
@@ -67,6 +73,7 @@ impl ConnectionContext {
         store: Arc<dyn Store>,
         api: Arc<SalesforceApi>,
         corporate: Vec<Cidr>,
+        settings: &super::RunSettings,
         mode: ScopeMode,
         monitor_from_ms: i64,
     ) -> ConnectionContext {
@@ -75,11 +82,14 @@ impl ConnectionContext {
             store,
             api,
             corporate,
+            risk: settings.risk.clone(),
+            stored: settings.stored.clone(),
             mode,
             monitor_from_ms,
             scope: RwLock::default(),
             scope_ready: tokio::sync::watch::Sender::new(false),
             exporters: RwLock::default(),
+            sources: RwLock::default(),
             health: RwLock::default(),
             changed: tokio::sync::Notify::new(),
             scan_problem: RwLock::default(),
@@ -306,6 +316,7 @@ impl ConnectionContext {
             return Err(IngestError::ScopeUnknown);
         }
         let mut batch = ReportBatch::default();
+        let policy = self.risk.current();
         let mut sessions: HashMap<String, Option<Session>> = HashMap::new();
         for event in events {
             let event = match event {
@@ -360,7 +371,25 @@ impl ConnectionContext {
             let source_ip = given(event.SourceIp).or_else(|| session.as_ref().and_then(|s| s.source_ip.clone()));
             let dest = destination(source_ip.as_deref(), &self.corporate);
             let first_export = !self.has_exported(&user.user_id)?;
-            let risk = assess(&RiskInputs { rows, destination: dest, at_ms: at, first_export_by_user: first_export });
+            // A first export comes from a new address by definition: counted once.
+            let new_source_ip = match &source_ip {
+                Some(ip) => !self.has_exported_from(&user.user_id, ip)? && !first_export,
+                None => false,
+            };
+            let risk = assess(
+                &RiskInputs {
+                    rows,
+                    unmonitored: dest == crate::events::Destination::Unmonitored,
+                    at_ms: at,
+                    first_export_by_user: first_export,
+                    new_source_ip,
+                    queried_entities: event.QueriedEntities.as_deref(),
+                    operation: &operation,
+                    policy_outcome: event.PolicyOutcome.as_deref(),
+                    watch: policy.watch(&user.username),
+                },
+                &policy.settings,
+            );
             let report_name = given(event.Name);
             let export_format = given(event.ExportFileFormat);
             let execution_id = given(event.ExecutionIdentifier);
@@ -420,6 +449,18 @@ impl ConnectionContext {
         }
         let has = self.store.user_has_file_events(&self.connection_id, user_id)?;
         self.exporters.write().unwrap_or_else(|e| e.into_inner()).insert(user_id.short().to_owned());
+        Ok(has)
+    }
+
+    /// Whether the user has exported from this address before (stored, or in a batch
+    /// being built or committed).
+    fn has_exported_from(&self, user_id: &SfId, ip: &str) -> Result<bool, StoreError> {
+        let key = (user_id.short().to_owned(), ip.to_owned());
+        if self.sources.read().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+            return Ok(true);
+        }
+        let has = self.store.user_has_exported_from(&self.connection_id, user_id, ip)?;
+        self.sources.write().unwrap_or_else(|e| e.into_inner()).insert(key);
         Ok(has)
     }
 
@@ -564,7 +605,11 @@ fn store(ctx: &ConnectionContext, topic: &str, prepared: &Prepared, checkpoint: 
     let id = &ctx.connection_id;
     match prepared {
         Prepared::Logins(records, aside) => ctx.store.apply_logins(id, topic, records, aside, checkpoint).map(|_| ()),
-        Prepared::Reports(batch) => ctx.store.apply_reports(id, topic, batch, Some(checkpoint)).map(|_| ()),
+        Prepared::Reports(batch) => ctx.store.apply_reports(id, topic, batch, Some(checkpoint)).map(|outcome| {
+            if outcome.new_file_events > 0 {
+                ctx.stored.notify_waiters();
+            }
+        }),
     }
     .map_err(sink_error)
 }

@@ -92,6 +92,10 @@ pub struct RunSettings {
     pub stream: RunOptions,
     /// Record exports from this time on (default: when the connection was created).
     pub monitor_from_ms: Option<i64>,
+    /// Risk settings and watch lists (a server shares one among its connectors).
+    pub risk: Arc<crate::risk::RiskPolicy>,
+    /// Told after each commit that stored file events (alerting waits on it).
+    pub stored: Arc<tokio::sync::Notify>,
 }
 
 impl Default for RunSettings {
@@ -105,6 +109,8 @@ impl Default for RunSettings {
             reconcile_lag: Duration::from_secs(2 * 60),
             stream: RunOptions::default(),
             monitor_from_ms: None,
+            risk: Arc::default(),
+            stored: Arc::default(),
         }
     }
 }
@@ -146,6 +152,7 @@ pub async fn start(
         store.clone(),
         api.clone(),
         corporate,
+        &settings,
         record.scope.clone(),
         // A little before creation, so clock skew between us and Salesforce loses nothing.
         settings.monitor_from_ms.unwrap_or(record.created_at - 5 * 60_000),

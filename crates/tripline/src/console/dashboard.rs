@@ -13,7 +13,7 @@ use super::search::{Comparison, Range, search_link_within, severity_label};
 use super::{Console, ConsoleError, Signed, db};
 use crate::access::Role;
 use crate::connection::ConnectionStatus;
-use crate::events::Severity;
+use crate::risk::Severity;
 use crate::search::Field;
 use crate::store::{HourCount, Ranked};
 

@@ -53,6 +53,8 @@ pub struct ConsoleSettings {
     pub corporate_cidrs: Vec<String>,
     /// The My Domain the wizard suggests (the emulated org, in `tripline demo`).
     pub suggested_my_domain: Option<String>,
+    /// The address people open the console at (links in notifications).
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone)]

@@ -15,7 +15,8 @@ use super::auth::actor;
 use super::page::{self, Frame, Nav};
 use super::{Console, ConsoleError, FormData, Signed, db};
 use crate::access::Role;
-use crate::events::{Destination, FileEvent, Severity};
+use crate::events::{Destination, FileEvent};
+use crate::risk::Severity;
 use crate::search::output::{self, Format};
 use crate::search::{Field, Filter, Op, SearchQuery, Sort};
 

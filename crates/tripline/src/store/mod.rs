@@ -11,11 +11,16 @@ pub mod sqlite;
 use sfwire::id::SfId;
 
 use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
+use crate::alerts::engine::Decision;
+use crate::alerts::{
+    Alert, AlertFilter, AlertNote, AlertUpdate, Channel, ChannelHealth, Delivery, Rule, RuleDraft, Target,
+};
 use crate::connection::{
     ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
 };
 use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
+use crate::risk::{RiskSettings, Severity, WatchEntry, WatchKind};
 use crate::search::{QueryError, SearchPage, SearchQuery};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -114,7 +119,7 @@ pub struct Dashboard {
     pub hours: Vec<HourCount>,
     pub top_users: Vec<Ranked>,
     pub top_reports: Vec<Ranked>,
-    pub severities: Vec<(crate::events::Severity, u64)>,
+    pub severities: Vec<(crate::risk::Severity, u64)>,
 }
 
 /// A person as the Users list shows them.
@@ -129,7 +134,7 @@ pub struct Person {
     pub downloads: u64,
     pub rows: u64,
     pub last_at: Option<i64>,
-    pub worst: Option<crate::events::Severity>,
+    pub worst: Option<crate::risk::Severity>,
 }
 
 /// A Forensic Search saved by name: the console's query string.
@@ -143,7 +148,7 @@ pub struct SavedSearch {
 }
 
 /// Everything Tripline keeps.
-pub trait Store: Send + Sync {
+pub trait Store: AlertStore + Send + Sync {
     fn create_connection(&self, connection: &ConnectionRecord) -> Result<()>;
     fn connections(&self) -> Result<Vec<ConnectionRecord>>;
     fn connection(&self, id: &str) -> Result<ConnectionRecord>;
@@ -198,6 +203,8 @@ pub trait Store: Send + Sync {
     fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>>;
     /// Has this user any stored export (for the "first export" indicator)?
     fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool>;
+    /// Has this user a stored export from this source IP (for "new source IP")?
+    fn user_has_exported_from(&self, connection: &str, user_id: &SfId, source_ip: &str) -> Result<bool>;
     /// Makes `users` the connection's monitored users, scanned now.
     fn replace_scope(&self, connection: &str, users: &[SalesforceUser]) -> Result<()>;
     fn scope(&self, connection: &str) -> Result<Vec<SalesforceUser>>;
@@ -284,4 +291,91 @@ pub trait Store: Send + Sync {
     fn delete_saved_search(&self, id: i64) -> Result<()>;
     fn search_checkpoint(&self, name: &str) -> Result<i64>;
     fn set_search_checkpoint(&self, name: &str, last_seq: i64) -> Result<()>;
+}
+
+/// What a rule's alert that had been closed became when a new match came (closed
+/// alerts do not grow: the match opened a new alert in their place).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reopened {
+    pub closed: String,
+    pub new: String,
+    pub last_at: i64,
+}
+
+/// How a delivery attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    /// Failed; tried again at `retry_at`, or given up when `None`.
+    Failed {
+        error: String,
+        retry_at: Option<i64>,
+    },
+}
+
+/// Risk settings, watch lists, rules, alerts and their notifications.
+pub trait AlertStore {
+    /// The risk settings in force (the defaults until an admin saves some).
+    fn risk_settings(&self) -> Result<RiskSettings>;
+    /// Saves risk settings (audited); they apply to exports stored from now on.
+    fn set_risk_settings(&self, settings: &RiskSettings, actor: &str) -> Result<()>;
+    fn watchlist(&self) -> Result<Vec<WatchEntry>>;
+    /// Adds entries, or updates the departure date and note of those already listed
+    /// (audited); how many were new.
+    fn add_watch_entries(&self, entries: &[WatchEntry], actor: &str) -> Result<usize>;
+    fn remove_watch_entry(&self, kind: WatchKind, username: &str, actor: &str) -> Result<()>;
+
+    fn rules(&self) -> Result<Vec<Rule>>;
+    fn rule(&self, id: i64) -> Result<Rule>;
+    /// Adds a rule, disabled (audited); Conflict when the name is taken.
+    fn create_rule(&self, draft: &RuleDraft, actor: &str) -> Result<Rule>;
+    /// Changes a rule (audited); an enabled rule applies as changed to events stored
+    /// from now on.
+    fn update_rule(&self, id: i64, draft: &RuleDraft, actor: &str) -> Result<Rule>;
+    /// Enables a rule (for events stored from now on) or disables it (audited).
+    fn set_rule_enabled(&self, id: i64, enabled: bool, actor: &str) -> Result<Rule>;
+    /// Removes a rule (audited); its alerts stay.
+    fn delete_rule(&self, id: i64, actor: &str) -> Result<()>;
+
+    /// Up to `limit` file events stored after `after_seq`, in that order, without their
+    /// raw evidence.
+    fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FileEvent>>;
+    /// Up to `limit` file events observed in `[from_ms, to_ms)` and stored after
+    /// `after_seq`, in the order they were stored, without their raw evidence.
+    fn events_between(&self, from_ms: i64, to_ms: i64, after_seq: i64, limit: usize) -> Result<Vec<FileEvent>>;
+    /// The last file event the alert evaluator has evaluated.
+    fn alert_position(&self) -> Result<i64>;
+    /// Applies the evaluator's decisions and moves its position, in one transaction;
+    /// each new alert's notifications join the outbox in it. A growth of an alert
+    /// closed meanwhile opens a new alert instead (returned).
+    fn apply_alerts(&self, position: i64, decisions: &[Decision]) -> Result<Vec<Reopened>>;
+    /// Alerts not closed whose last event is at or after `since_ms`.
+    fn open_alerts(&self, since_ms: i64) -> Result<Vec<Alert>>;
+    /// A page of alerts, and how many match in all.
+    fn alerts(&self, filter: &AlertFilter) -> Result<(Vec<Alert>, u64)>;
+    fn alert(&self, id: &str) -> Result<Option<(Alert, Vec<AlertNote>)>>;
+    /// The file events behind an alert, oldest first (at most `limit`), without raw.
+    fn alert_events(&self, id: &str, limit: usize) -> Result<Vec<FileEvent>>;
+    /// Triage: state, assignee, a note (audited).
+    fn update_alert(&self, id: &str, update: &AlertUpdate, actor: &str) -> Result<Alert>;
+    /// High and critical file events observed in `[from_ms, to_ms)` that no alert
+    /// holds, newest first (at most `limit`), and how many there are.
+    fn uncovered(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<(Vec<FileEvent>, u64)>;
+    /// Alerts created in `[from_ms, to_ms)` by severity: (severity, all, not closed).
+    fn alert_counts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(Severity, u64, u64)>>;
+
+    fn channels(&self) -> Result<Vec<Channel>>;
+    fn channel(&self, id: i64) -> Result<Channel>;
+    /// Adds (`id` None) or replaces a channel (audited); Conflict when the name is taken.
+    fn save_channel(&self, id: Option<i64>, name: &str, target: &Target, enabled: bool, actor: &str)
+    -> Result<Channel>;
+    /// Removes a channel and its undelivered messages (audited).
+    fn delete_channel(&self, id: i64, actor: &str) -> Result<()>;
+    /// How each channel's deliveries are going, by channel id.
+    fn channel_health(&self) -> Result<std::collections::HashMap<i64, ChannelHealth>>;
+    /// Messages due at `now_ms`, oldest first.
+    fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>>;
+    /// When the next undelivered message is due, if any.
+    fn next_delivery_at(&self) -> Result<Option<i64>>;
+    fn record_attempt(&self, delivery_id: i64, attempt: &Attempt) -> Result<()>;
 }

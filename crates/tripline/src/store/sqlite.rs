@@ -1,5 +1,7 @@
 //! The embedded store: SQLite in WAL mode, schema migrations by `user_version`.
 
+mod alerts;
+
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -30,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_saved_searches.sql"),
     include_str!("../../migrations/sqlite/0008_dashboard_aggregates.sql"),
     include_str!("../../migrations/sqlite/0009_settings.sql"),
+    include_str!("../../migrations/sqlite/0010_alerts.sql"),
 ];
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
@@ -865,6 +868,14 @@ impl Store for SqliteStore {
         Ok(stmt.exists(params![connection, user_id.as_str()])?)
     }
 
+    fn user_has_exported_from(&self, connection: &str, user_id: &SfId, source_ip: &str) -> Result<bool> {
+        let db = self.reader();
+        let mut stmt = db.prepare_cached(
+            "SELECT 1 FROM file_events WHERE user_id = ?2 AND connection_id = ?1 AND source_ip = ?3 LIMIT 1",
+        )?;
+        Ok(stmt.exists(params![connection, user_id.as_str(), source_ip])?)
+    }
+
     fn replace_scope(&self, connection: &str, users: &[SalesforceUser]) -> Result<()> {
         let mut db = self.db();
         let tx = db.transaction()?;
@@ -1102,7 +1113,7 @@ impl Store for SqliteStore {
                 let (hour, day) = (at.div_euclid(3_600_000) * 3_600_000, at.div_euclid(86_400_000) * 86_400_000);
                 let severity: String = r.get(4)?;
                 // The declaration order of severities is their rank.
-                let rank = parsed::<crate::events::Severity>(r, 4)? as i64;
+                let rank = parsed::<crate::risk::Severity>(r, 4)? as i64;
                 let count: i64 = r.get(5)?;
                 let user: String = r.get(6)?;
                 let username: Option<String> = r.get(7)?;
@@ -1200,7 +1211,7 @@ impl Store for SqliteStore {
         )?;
         let mut rows = stmt.query(params![from_hour, to_hour])?;
         while let Some(r) = rows.next()? {
-            severities.push((parsed::<crate::events::Severity>(r, 0)?, r.get::<_, i64>(1)? as u64));
+            severities.push((parsed::<crate::risk::Severity>(r, 0)?, r.get::<_, i64>(1)? as u64));
         }
         drop(rows);
         severities.sort();
@@ -1257,7 +1268,7 @@ impl Store for SqliteStore {
                     downloads: r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
                     rows: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
                     last_at: r.get(7)?,
-                    worst: worst.and_then(|w| crate::events::Severity::ALL.get(w as usize).copied()),
+                    worst: worst.and_then(|w| crate::risk::Severity::ALL.get(w as usize).copied()),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
