@@ -213,3 +213,213 @@ async fn a_burst_of_exports_raises_one_threshold_alert_and_a_receiver_down_gets_
     assert_eq!(s.store.alerts(&AlertFilter { limit: 10, ..Default::default() }).expect("alerts").1, 1);
     served.stop().await;
 }
+
+/// A certificate for `localhost` (and its PEM files, for the SMTP server).
+struct Certificate {
+    pem: String,
+    der: rustls_pki_types::CertificateDer<'static>,
+    key_der: Vec<u8>,
+    key_pem: String,
+}
+
+fn certificate() -> Certificate {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    Certificate {
+        pem: made.cert.pem(),
+        der: made.cert.der().clone(),
+        key_der: made.signing_key.serialize_der(),
+        key_pem: made.signing_key.serialize_pem(),
+    }
+}
+
+/// What a listener received, one message per entry.
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Syslog listeners: UDP datagrams, and octet-counted frames over TCP and TLS.
+async fn syslog_udp(received: Lines) -> u16 {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+    let port = socket.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, _)) = socket.recv_from(&mut buf).await {
+            received.lock().expect("lock").push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    port
+}
+
+async fn read_frames(mut stream: impl tokio::io::AsyncRead + Unpin, received: Lines) {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all).await;
+    let mut rest = &all[..];
+    while let Some(space) = rest.iter().position(|b| *b == b' ') {
+        let len: usize = std::str::from_utf8(&rest[..space]).expect("length").parse().expect("octet count");
+        let frame = &rest[space + 1..space + 1 + len];
+        received.lock().expect("lock").push(String::from_utf8_lossy(frame).into_owned());
+        rest = &rest[space + 1 + len..];
+    }
+}
+
+async fn syslog_stream(received: Lines, tls: Option<&Certificate>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("tcp");
+    let port = listener.local_addr().expect("addr").port();
+    let acceptor = tls.map(|c| {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![c.der.clone()], rustls_pki_types::PrivateKeyDer::Pkcs8(c.key_der.clone().into()))
+            .expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (received, acceptor) = (received.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            read_frames(tls, received).await;
+                        }
+                    }
+                    None => read_frames(tcp, received).await,
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The SMTP server (aiosmtpd, from scripts/python-requirements.txt) and its messages.
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    messages: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Smtp {
+    fn start(dir: &std::path::Path, cert: &Certificate) -> Smtp {
+        use std::io::BufRead;
+        std::fs::write(dir.join("smtp.crt"), &cert.pem).expect("cert");
+        std::fs::write(dir.join("smtp.key"), &cert.key_pem).expect("key");
+        let python = std::env::var("TRIPLINE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = std::process::Command::new(python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/receivers/smtp_server.py"))
+            .arg(dir.join("smtp.crt"))
+            .arg(dir.join("smtp.key"))
+            .args(["alerts", "smtp-password"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the SMTP server starts (scripts/test.sh installs aiosmtpd into target/pyenv)");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().expect("a first line").expect("text");
+        let port = first.strip_prefix("PORT ").expect("PORT n").parse().expect("port");
+        let messages: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let kept = messages.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().expect("lock").push(serde_json::from_str(&line).expect("JSON"));
+            }
+        });
+        Smtp { child, port, messages }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn an_alert_reaches_syslog_over_udp_tcp_and_tls_and_email_over_starttls() {
+    use tripline::alerts::{SmtpSecurity, SyslogFormat, SyslogTransport};
+    let s = Scenario::new(40).await;
+    let cert = certificate();
+    let smtp = Smtp::start(s.dir.path(), &cert);
+    let (udp, tcp, tls): (Lines, Lines, Lines) = Default::default();
+    let syslog =
+        |port, transport, format, ca_pem| Target::Syslog { host: "localhost".into(), port, transport, format, ca_pem };
+    let targets = [
+        syslog(syslog_udp(udp.clone()).await, SyslogTransport::Udp, SyslogFormat::Rfc5424, None),
+        syslog(syslog_stream(tcp.clone(), None).await, SyslogTransport::Tcp, SyslogFormat::Cef, None),
+        syslog(
+            syslog_stream(tls.clone(), Some(&cert)).await,
+            SyslogTransport::Tls,
+            SyslogFormat::Rfc5424,
+            Some(cert.pem.clone()),
+        ),
+        Target::Email {
+            host: "localhost".into(),
+            port: smtp.port,
+            security: SmtpSecurity::StartTls,
+            username: Some("alerts".into()),
+            password: Some("smtp-password".into()),
+            from: "Tripline <tripline@example.com>".into(),
+            to: vec!["soc@example.com".into()],
+            ca_pem: Some(cert.pem.clone()),
+        },
+    ];
+    let mut channels = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        assert!(target.problems().is_empty(), "{:?}", target.problems());
+        channels.push(s.store.save_channel(None, &format!("channel {i}"), target, true, "test").expect("channel").id);
+    }
+    s.connect("Acme", ScopeMode::All).await;
+    let big = Conditions { min_rows: Some(1_000), ..Default::default() };
+    let rule = s.store.create_rule(&draft("Big | exports", big, channels.clone(), 60), "test").expect("rule");
+    s.store.set_rule_enabled(rule.id, true, "test").expect("enabled");
+    let served = s.serve().await;
+    let exporters = s.exporters().await;
+    let ann = &exporters[0];
+    s.export(&id(ann), json!({"rows": 4_321, "source_ip": "198.51.100.7"})).await;
+    let username = ann["username"].as_str().expect("username");
+
+    wait_until("syslog over UDP", || !udp.lock().expect("lock").is_empty()).await;
+    let line = udp.lock().expect("lock")[0].clone();
+    assert!(line.starts_with("<35>1 "), "security/authorization, err (high): {line}");
+    assert!(line.contains(" tripline - alert [tripline@32473 alert=\""), "{line}");
+    assert!(line.contains(&format!("user=\"{username}\"")) && line.contains("rows=\"4321\""), "{line}");
+    assert!(line.contains("rule=\"Big | exports\""), "{line}");
+
+    wait_until("CEF over TCP", || !tcp.lock().expect("lock").is_empty()).await;
+    let line = tcp.lock().expect("lock")[0].clone();
+    assert!(line.contains("CEF:0|Tripline|Tripline|"), "{line}");
+    assert!(line.contains("|Big \\| exports|8|"), "a pipe in a header field is escaped: {line}");
+    assert!(line.contains(&format!("suser={username}")) && line.contains("src=198.51.100.7"), "{line}");
+    assert!(line.contains("cn1Label=rows cn1=4321"), "{line}");
+
+    wait_until("syslog over TLS", || !tls.lock().expect("lock").is_empty()).await;
+    assert!(tls.lock().expect("lock")[0].contains(&format!("user=\"{username}\"")));
+
+    wait_until("the email", || !smtp.messages.lock().expect("lock").is_empty()).await;
+    let mail = smtp.messages.lock().expect("lock")[0].clone();
+    assert_eq!(mail["tls"], true, "STARTTLS");
+    assert_eq!(mail["login"], true, "authenticated");
+    assert_eq!(mail["to"], json!(["soc@example.com"]));
+    // Long headers are folded onto continuation lines.
+    let data = mail["data"].as_str().expect("data").replace("\r\n ", " ").replace("\n ", " ");
+    assert!(data.contains(&format!("Subject: [High] Big | exports: {username} (1 download, 4,321 rows)")), "{data}");
+    assert!(data.contains("Message-ID: <"), "{data}");
+    assert!(data.contains("4,321 rows of"), "{data}");
+
+    wait_until("every delivery recorded", || {
+        let health = s.store.channel_health().expect("health");
+        channels.iter().all(|c| health.get(c).is_some_and(|h| h.delivered == 1))
+    })
+    .await;
+    served.stop().await;
+}

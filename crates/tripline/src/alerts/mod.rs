@@ -343,12 +343,16 @@ pub enum Target {
         password: Option<String>,
         from: String,
         to: Vec<String>,
+        /// A private CA (PEM) to trust besides the public ones.
+        ca_pem: Option<String>,
     },
     Syslog {
         host: String,
         port: u16,
         transport: SyslogTransport,
         format: SyslogFormat,
+        /// A private CA (PEM) to trust besides the public ones (TLS).
+        ca_pem: Option<String>,
     },
 }
 
@@ -366,7 +370,9 @@ impl Target {
         match self {
             Target::Webhook { url, body, .. } => format!("{url} ({body})"),
             Target::Email { host, port, to, .. } => format!("{} via {host}:{port}", to.join(", ")),
-            Target::Syslog { host, port, transport, format } => format!("{host}:{port} over {transport} ({format})"),
+            Target::Syslog { host, port, transport, format, .. } => {
+                format!("{host}:{port} over {transport} ({format})")
+            }
         }
     }
 
@@ -383,7 +389,8 @@ impl Target {
                     problems.push("the signing secret is at least 16 characters".into());
                 }
             }
-            Target::Email { host, from, to, port, .. } => {
+            Target::Email { host, from, to, port, ca_pem, .. } => {
+                check_pem(ca_pem, &mut problems);
                 if host.trim().is_empty() || *port == 0 {
                     problems.push("the SMTP server needs a host and a port".into());
                 }
@@ -394,13 +401,24 @@ impl Target {
                     problems.push("the recipients are one or more email addresses".into());
                 }
             }
-            Target::Syslog { host, port, .. } => {
+            Target::Syslog { host, port, ca_pem, .. } => {
+                check_pem(ca_pem, &mut problems);
                 if host.trim().is_empty() || *port == 0 {
                     problems.push("the syslog receiver needs a host and a port".into());
                 }
             }
         }
         problems
+    }
+}
+
+/// A CA certificate given as PEM must hold one.
+fn check_pem(pem: &Option<String>, problems: &mut Vec<String>) {
+    use rustls_pki_types::pem::PemObject;
+    if let Some(pem) = pem
+        && rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).next().is_none_or(|c| c.is_err())
+    {
+        problems.push("the CA certificate is not a PEM certificate".into());
     }
 }
 
