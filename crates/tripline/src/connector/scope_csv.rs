@@ -50,25 +50,81 @@ fn whole(message: impl Into<String>) -> CsvError {
     CsvError { problems: vec![(0, message.into())] }
 }
 
-/// The first field of a CSV line (quotes and doubled quotes understood).
-fn first_field(line: &str) -> Result<String, String> {
-    let line = line.trim();
-    if let Some(rest) = line.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = rest.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    out.push('"');
+/// The fields of a CSV line (quotes and doubled quotes understood).
+fn fields(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = line.trim().chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+            chars.next();
+        }
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => return Err("a quoted field is not closed".into()),
                 }
-                '"' => return Ok(out),
-                c => out.push(c),
+            }
+            while chars.peek().is_some_and(|c| *c != ',') {
+                chars.next();
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                field.push(c);
             }
         }
-        return Err("a quoted field is not closed".into());
+        fields.push(field.trim().to_owned());
+        if chars.next().is_none() {
+            return Ok(fields);
+        }
     }
-    Ok(line.split(',').next().unwrap_or_default().trim().to_owned())
+}
+
+/// The lines of a file with their fields, and the problems of the lines that could
+/// not be read: bounded in size, UTF-8 (a BOM allowed), blank lines left out.
+type Records = (Vec<(usize, Vec<String>)>, Vec<(usize, String)>);
+
+fn records(bytes: &[u8]) -> Result<Records, CsvError> {
+    if bytes.len() > MAX_BYTES {
+        return Err(whole(format!("the file is {} bytes; at most {MAX_BYTES} are accepted", bytes.len())));
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+            return Err(CsvError { problems: vec![(line, "not UTF-8 text: save the file as UTF-8 CSV".into())] });
+        }
+    };
+    let mut problems = Vec::new();
+    let mut records = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        match fields(raw) {
+            Ok(f) if f.iter().all(String::is_empty) => {}
+            Ok(f) if f.iter().any(|v| v.chars().any(char::is_control)) => {
+                problems.push((i + 1, "control characters are not allowed".into()))
+            }
+            Ok(f) if f.iter().any(|v| v.chars().count() > 255) => {
+                problems.push((i + 1, "longer than 255 characters".into()))
+            }
+            Ok(f) => records.push((i + 1, f)),
+            Err(m) => problems.push((i + 1, m)),
+        }
+    }
+    Ok((records, problems))
+}
+
+/// Is this a Salesforce username (or email) as a file may name one?
+fn username_problem(field: &str) -> Option<String> {
+    (!field.contains('@') || field.contains(char::is_whitespace))
+        .then(|| format!("{field:?} is not a Salesforce username or email"))
 }
 
 const HEADERS: [&str; 9] =
@@ -76,45 +132,21 @@ const HEADERS: [&str; 9] =
 
 impl ScopeCsv {
     pub fn parse(bytes: &[u8], kind: CsvKind) -> Result<ScopeCsv, CsvError> {
-        if bytes.len() > MAX_BYTES {
-            return Err(whole(format!("the file is {} bytes; at most {MAX_BYTES} are accepted", bytes.len())));
-        }
-        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
-                return Err(CsvError { problems: vec![(line, "not UTF-8 text: save the file as UTF-8 CSV".into())] });
-            }
-        };
-        let mut problems = Vec::new();
+        let (records, mut problems) = records(bytes)?;
         let mut entries = Vec::new();
         let mut seen = HashSet::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            let field = match first_field(raw) {
-                Ok(f) => f,
-                Err(m) => {
-                    problems.push((line, m));
-                    continue;
-                }
-            };
+        for (line, fields) in records {
+            let field = fields.into_iter().next().unwrap_or_default();
             if field.is_empty() {
                 continue;
             }
             if entries.is_empty() && problems.is_empty() && HEADERS.contains(&field.to_lowercase().as_str()) {
                 continue; // a header
             }
-            if field.chars().any(char::is_control) {
-                problems.push((line, "control characters are not allowed".into()));
-                continue;
-            }
-            if field.chars().count() > 255 {
-                problems.push((line, "longer than 255 characters".into()));
-                continue;
-            }
-            if kind == CsvKind::Users && (!field.contains('@') || field.contains(char::is_whitespace)) {
-                problems.push((line, format!("{field:?} is not a Salesforce username or email")));
+            if kind == CsvKind::Users
+                && let Some(problem) = username_problem(&field)
+            {
+                problems.push((line, problem));
                 continue;
             }
             if seen.insert(field.to_lowercase()) {
@@ -125,6 +157,7 @@ impl ScopeCsv {
             problems.push((0, format!("{} entries; at most {MAX_ENTRIES} are accepted", entries.len())));
         }
         if !problems.is_empty() {
+            problems.sort_by_key(|(line, _)| *line);
             return Err(CsvError { problems });
         }
         if entries.is_empty() {
@@ -152,6 +185,57 @@ impl ScopeCsv {
     }
 }
 
+/// A watch list file: a username per line, then optionally the departure date
+/// (YYYY-MM-DD) and a note; read with the same rules as scope files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchCsv {
+    /// (line, username in lower case, departure, note)
+    pub entries: Vec<(usize, String, Option<chrono::NaiveDate>, Option<String>)>,
+}
+
+impl WatchCsv {
+    pub fn parse(bytes: &[u8]) -> Result<WatchCsv, CsvError> {
+        let (records, mut problems) = records(bytes)?;
+        let mut entries: Vec<(usize, String, Option<chrono::NaiveDate>, Option<String>)> = Vec::new();
+        for (line, fields) in records {
+            let username = fields[0].to_lowercase();
+            if entries.is_empty() && problems.is_empty() && HEADERS.contains(&username.as_str()) {
+                continue; // a header
+            }
+            if let Some(problem) = username_problem(&username) {
+                problems.push((line, problem));
+                continue;
+            }
+            let departure = match fields.get(1).map(String::as_str).filter(|d| !d.is_empty()) {
+                None => None,
+                Some(text) => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                    Ok(date) => Some(date),
+                    Err(_) => {
+                        problems.push((line, format!("{text:?} is not a date (YYYY-MM-DD)")));
+                        continue;
+                    }
+                },
+            };
+            let note = fields.get(2).filter(|n| !n.is_empty()).cloned();
+            match entries.iter_mut().find(|e| e.1 == username) {
+                Some(known) => *known = (known.0, username, departure, note),
+                None => entries.push((line, username, departure, note)),
+            }
+        }
+        if entries.len() > MAX_ENTRIES {
+            problems.push((0, format!("{} entries; at most {MAX_ENTRIES} are accepted", entries.len())));
+        }
+        if !problems.is_empty() {
+            problems.sort_by_key(|(line, _)| *line);
+            return Err(CsvError { problems });
+        }
+        if entries.is_empty() {
+            return Err(whole("the file names no users"));
+        }
+        Ok(WatchCsv { entries })
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -173,6 +257,18 @@ mod tests {
         assert_eq!(csv.entries, vec![(2, "ana@x.example".into()), (5, "bo@x.example".into())]);
         let groups = ScopeCsv::parse(b"All Sales\nEMEA_Sales\n00G2A000000000AAAA\n", CsvKind::Groups).expect("valid");
         assert_eq!(groups.values().len(), 3);
+    }
+
+    #[test]
+    fn watch_list_files_carry_dates_and_notes() {
+        let csv = WatchCsv::parse(b"username,departure,note\nAna@x.example,2026-12-31,\"Leaves, to a rival\"\nbo@x.example\n")
+            .expect("valid");
+        assert_eq!(csv.entries.len(), 2);
+        assert_eq!(csv.entries[0].1, "ana@x.example");
+        assert_eq!(csv.entries[0].2, chrono::NaiveDate::from_ymd_opt(2026, 12, 31));
+        assert_eq!(csv.entries[0].3.as_deref(), Some("Leaves, to a rival"));
+        let e = WatchCsv::parse(b"ana@x.example,31/12/2026\nnobody\n").expect_err("bad");
+        assert_eq!(e.problems.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

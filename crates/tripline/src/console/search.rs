@@ -105,6 +105,8 @@ const FIELDS: &[(Field, &str)] = &[
     (Field::Destination, "Destination (corporate, unmonitored)"),
     (Field::Severity, "Severity (no-risk ... critical)"),
     (Field::RiskScore, "Risk score"),
+    (Field::Indicators, "Risk indicator (large-export, off-hours, ...)"),
+    (Field::Alert, "Alert ID"),
     (Field::Attribution, "Attribution (login-session, user-lookup)"),
     (Field::ConnectionId, "Data connection ID"),
 ];

@@ -31,6 +31,10 @@ named_enum! {
         Destination = "destination",
         Severity = "severity",
         RiskScore = "risk_score",
+        /// A risk indicator the event carries (`large-export`, ...).
+        Indicators = "indicators",
+        /// The alert (id) the event contributed to.
+        Alert = "alert",
     }
 }
 
@@ -67,6 +71,8 @@ impl Field {
             Field::SourceIp => text(&e.source_ip),
             Field::Destination => e.destination.as_str().to_owned(),
             Field::Severity => e.severity.as_str().to_owned(),
+            Field::Indicators => e.indicators.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(","),
+            Field::Alert => String::new(),
         }
     }
 }

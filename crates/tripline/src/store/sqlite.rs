@@ -425,6 +425,38 @@ fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
             params.push(Sql::Text(SfId::parse(v).map(|id| id.to_string()).unwrap_or_default()));
             format!("user_id = ?{}", params.len())
         }
+        Filter::Term { field: Field::Indicators, op } => {
+            // A JSON array of indicator names: each name is matched whole, quotes and all.
+            let mut one = |v: &str| {
+                params.push(Sql::Text(format!("%\"{}\"%", v.replace(['%', '_', '\\'], ""))));
+                format!("indicators LIKE ?{}", params.len())
+            };
+            match op {
+                Op::Is(v) => one(v),
+                Op::IsNot(v) => format!("NOT {}", one(v)),
+                Op::AnyOf(vs) if !vs.is_empty() => {
+                    format!("({})", vs.iter().map(|v| one(v)).collect::<Vec<_>>().join(" OR "))
+                }
+                Op::Exists(true) => "indicators != '[]'".into(),
+                Op::Exists(false) => "indicators = '[]'".into(),
+                other => term_sql("indicators", false, other, now, params),
+            }
+        }
+        Filter::Term { field: Field::Alert, op } => {
+            let mut inner = |v: &str| {
+                params.push(Sql::Text(v.to_owned()));
+                format!("seq IN (SELECT event_seq FROM alert_events WHERE alert_id = ?{})", params.len())
+            };
+            match op {
+                Op::Is(v) => inner(v),
+                Op::IsNot(v) => format!("NOT {}", inner(v)),
+                Op::AnyOf(vs) if !vs.is_empty() => {
+                    format!("({})", vs.iter().map(|v| inner(v)).collect::<Vec<_>>().join(" OR "))
+                }
+                Op::Exists(false) => "seq NOT IN (SELECT event_seq FROM alert_events)".into(),
+                _ => "seq IN (SELECT event_seq FROM alert_events)".into(),
+            }
+        }
         Filter::Term { field, op } => term_sql(field.column(), field.is_numeric(), op, now, params),
     }
 }
