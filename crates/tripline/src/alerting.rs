@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::alerts::engine::{Decision, Evaluator};
+use crate::alerts::engine::{Backtest, BacktestResult, Decision, Evaluator};
 use crate::alerts::notify::{self, MESSAGE_EVENTS, Message};
-use crate::alerts::{Alert, AlertState, Channel, Delivery};
+use crate::alerts::{Alert, AlertState, Channel, Delivery, Rule};
 use crate::store::{Attempt, Store, StoreError};
 
 /// File events evaluated per transaction.
@@ -28,6 +28,23 @@ const GIVE_UP_AFTER: i64 = 24 * 3_600_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 /// Save the position at least this often when nothing was raised.
 const POSITION_EVERY: Duration = Duration::from_secs(5);
+
+/// File events read per page by a back-test.
+const BACKTEST_PAGE: usize = 20_000;
+
+/// Runs `rule` over the file events observed in `[from_ms, to_ms)`, in the order they
+/// were stored (what enabling it before them would have raised).
+pub fn backtest(store: &dyn Store, rule: &Rule, from_ms: i64, to_ms: i64) -> Result<BacktestResult, StoreError> {
+    let mut run = Backtest::new(rule);
+    let mut after = 0;
+    loop {
+        let events = store.events_between(from_ms, to_ms, after, BACKTEST_PAGE)?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        events.iter().for_each(|e| run.observe(e));
+    }
+    Ok(run.result())
+}
 
 /// What the evaluator, the deliverer and the people changing rules share.
 pub struct Alerting {

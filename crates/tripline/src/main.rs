@@ -494,6 +494,48 @@ fn run_search(args: SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's alerting: the recommended rules (the quieter ones enabled) and two
+/// people who hold Export Reports on the departing employees list.
+fn demo_alerting(store: &dyn tripline::store::Store, org: &sfsim::Running) -> anyhow::Result<()> {
+    const ENABLED: [&str; 4] = [
+        "Departing employee exports",
+        "Mass export within an hour",
+        "Large export of customer data",
+        "Critical-risk export",
+    ];
+    for draft in tripline::alerts::recommended::recommended() {
+        let rule = store.create_rule(&draft, "demo")?;
+        if ENABLED.contains(&rule.name.as_str()) {
+            store.set_rule_enabled(rule.id, true, "demo")?;
+        }
+    }
+    let departing: Vec<String> = {
+        let org = org.sim.org();
+        let now = chrono::Utc::now().timestamp_millis();
+        org.user_ids()
+            .into_iter()
+            .filter(|u| org.user_active(u) && org.user_has_permission(u, "PermissionsExportReport", now))
+            .filter(|u| *u != org.service_user)
+            .take(2)
+            .map(|u| org.username(&u).to_lowercase())
+            .collect()
+    };
+    let now = chrono::Utc::now();
+    let entries: Vec<tripline::risk::WatchEntry> = departing
+        .into_iter()
+        .map(|username| tripline::risk::WatchEntry {
+            kind: tripline::risk::WatchKind::Departing,
+            username,
+            departure: Some((now + chrono::Duration::days(14)).date_naive()),
+            note: Some("Resigned; last day in two weeks".into()),
+            added_at: now.timestamp_millis(),
+            added_by: "demo".into(),
+        })
+        .collect();
+    store.add_watch_entries(&entries, "demo")?;
+    Ok(())
+}
+
 async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     use tripline::store::Store;
@@ -525,6 +567,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     store.create_account("admin", tripline::access::Role::Admin, &hash, "demo")?;
     let app = tripline::emulated::app(&org, &callback);
     let corporate: Vec<String> = sfsim::activity::CORPORATE_CIDRS.iter().map(|c| (*c).to_owned()).collect();
+    demo_alerting(&*store, &org)?;
     if args.auto_connect {
         let new = tripline::connector::NewConnection {
             display_name: "Salesforce (demo)".into(),
@@ -537,6 +580,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut server = tripline::server::Server::start(store, &app, Default::default()).await?;
     server.console.corporate_cidrs = corporate;
     server.console.suggested_my_domain = Some(org.base_url().to_owned());
+    server.console.public_url = Some(console_url.clone());
     let (service, service_password) = org.service_account();
     println!("Tripline demo");
     println!("  console           : {console_url}");
@@ -603,6 +647,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut server = tripline::server::Server::start(store, &app, settings).await?;
     server.console.secure_cookies = public.starts_with("https://");
     server.console.corporate_cidrs = args.corporate_ip_ranges;
+    server.console.public_url = Some(public.clone());
     println!("tripline serve: console on {public}/ ; JSON API on {public}/api/v1 (OpenAPI: /api/v1/openapi.json)");
     if no_accounts {
         let token = salesforce::oauth::random_token(24);

@@ -54,10 +54,15 @@ impl Server {
     pub fn router(&self) -> Router {
         // Streamed exports are bounded across the API and the console together.
         let exports = Arc::new(crate::api::export::Slots::default());
-        crate::api::router(self.store.clone(), self.fleet.clone(), exports.clone()).merge(crate::console::router(
+        let parts = crate::console::Parts {
+            fleet: self.fleet.clone(),
+            exports: exports.clone(),
+            alerting: self.alerting.clone(),
+            risk: self.risk.clone(),
+        };
+        crate::api::router(self.store.clone(), self.fleet.clone(), exports).merge(crate::console::router(
             self.store.clone(),
-            self.fleet.clone(),
-            exports,
+            parts,
             self.console.clone(),
         ))
     }

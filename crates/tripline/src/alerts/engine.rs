@@ -219,33 +219,51 @@ pub struct BacktestResult {
 /// How many alerts a back-test lists.
 pub const BACKTEST_SAMPLE: usize = 50;
 
-/// Runs one rule over stored events, in the order they were stored, as if it had been
-/// enabled before the first.
-pub fn backtest<'a>(rule: &Rule, events: impl IntoIterator<Item = &'a FileEvent>) -> BacktestResult {
-    let mut rule = rule.clone();
-    rule.enabled = true;
-    rule.active_from_seq = i64::MIN;
-    let conditions = rule.conditions.clone();
-    let mut evaluator = Evaluator::new(vec![rule]);
-    let mut result = BacktestResult::default();
-    for e in events {
-        result.events += 1;
-        if conditions.matches(e) {
-            result.matched += 1;
+/// One rule run over stored events, in the order they were stored, as if it had been
+/// enabled before the first: fed page by page.
+pub struct Backtest {
+    evaluator: Evaluator,
+    conditions: super::Conditions,
+    result: BacktestResult,
+}
+
+impl Backtest {
+    pub fn new(rule: &Rule) -> Backtest {
+        let mut rule = rule.clone();
+        rule.enabled = true;
+        rule.active_from_seq = i64::MIN;
+        let conditions = rule.conditions.clone();
+        Backtest { evaluator: Evaluator::new(vec![rule]), conditions, result: BacktestResult::default() }
+    }
+
+    pub fn observe(&mut self, e: &FileEvent) {
+        self.result.events += 1;
+        if self.conditions.matches(e) {
+            self.result.matched += 1;
         }
-        for decision in evaluator.observe(e) {
+        for decision in self.evaluator.observe(e) {
             match decision {
                 Decision::Open(alert) => {
-                    result.alerts += 1;
-                    if result.sample.len() < BACKTEST_SAMPLE {
-                        result.sample.push(alert);
+                    self.result.alerts += 1;
+                    if self.result.sample.len() < BACKTEST_SAMPLE {
+                        self.result.sample.push(alert);
                     }
                 }
-                Decision::Grow { .. } => result.grown += 1,
+                Decision::Grow { .. } => self.result.grown += 1,
             }
         }
     }
-    result
+
+    pub fn result(self) -> BacktestResult {
+        self.result
+    }
+}
+
+/// [`Backtest`] over events at hand.
+pub fn backtest<'a>(rule: &Rule, events: impl IntoIterator<Item = &'a FileEvent>) -> BacktestResult {
+    let mut run = Backtest::new(rule);
+    events.into_iter().for_each(|e| run.observe(e));
+    run.result()
 }
 
 #[cfg(test)]

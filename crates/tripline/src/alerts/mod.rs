@@ -207,6 +207,67 @@ impl Conditions {
     }
 }
 
+impl Conditions {
+    /// The conditions as a person reads them, one phrase each.
+    pub fn describe(&self) -> Vec<String> {
+        let list = |items: &[String]| items.join(", ");
+        let mut out = Vec::new();
+        if let Some(s) = self.min_severity {
+            out.push(format!("Severity {} or higher", s.label().to_lowercase()));
+        }
+        if !self.indicators.is_empty() {
+            let names: Vec<&str> = self.indicators.iter().map(|i| i.label()).collect();
+            out.push(format!("Any of: {}", names.join(", ")));
+        }
+        if let Some(r) = self.min_rows {
+            out.push(format!("At least {} rows", notify::thousands(r)));
+        }
+        if let Some(p) = &self.report_name {
+            out.push(format!("Report name like \"{p}\""));
+        }
+        if !self.queried_objects.is_empty() {
+            out.push(format!("Queries {}", list(&self.queried_objects)));
+        }
+        if !self.export_formats.is_empty() {
+            out.push(format!("Format {}", list(&self.export_formats)));
+        }
+        if !self.operations.is_empty() {
+            let ops: Vec<&str> = self.operations.iter().map(|o| o.as_str()).collect();
+            out.push(format!("Operation {}", ops.join(", ")));
+        }
+        if let Some(d) = self.destination {
+            out.push(match d {
+                Destination::Unmonitored => "To an unmonitored device".to_owned(),
+                Destination::Corporate => "From a corporate address".to_owned(),
+            });
+        }
+        if !self.watch_lists.is_empty() {
+            let lists: Vec<&str> = self.watch_lists.iter().map(|w| w.label()).collect();
+            out.push(format!("On a watch list: {}", lists.join(", ")));
+        }
+        if !self.include_users.is_empty() {
+            out.push(format!("Only {}", list(&self.include_users)));
+        }
+        if !self.exclude_users.is_empty() {
+            out.push(format!("Except {}", list(&self.exclude_users)));
+        }
+        if !self.connections.is_empty() {
+            out.push(format!("{} data connection(s) only", self.connections.len()));
+        }
+        if let Some(t) = &self.threshold {
+            let mut parts = Vec::new();
+            if let Some(k) = t.exports {
+                parts.push(format!("more than {k} downloads"));
+            }
+            if let Some(r) = t.rows {
+                parts.push(format!("{} rows or more", notify::thousands(r)));
+            }
+            out.push(format!("Per person: {} within {} min", parts.join(" or "), t.window_minutes));
+        }
+        out
+    }
+}
+
 /// `*` matches any text; everything else itself, in any case.
 fn glob(pattern: &str, text: &str) -> bool {
     let (pattern, text) = (pattern.to_lowercase(), text.to_lowercase());

@@ -261,8 +261,10 @@ mod tests {
 
     #[test]
     fn watch_list_files_carry_dates_and_notes() {
-        let csv = WatchCsv::parse(b"username,departure,note\nAna@x.example,2026-12-31,\"Leaves, to a rival\"\nbo@x.example\n")
-            .expect("valid");
+        let csv = WatchCsv::parse(
+            b"username,departure,note\nAna@x.example,2026-12-31,\"Leaves, to a rival\"\nbo@x.example\n",
+        )
+        .expect("valid");
         assert_eq!(csv.entries.len(), 2);
         assert_eq!(csv.entries[0].1, "ana@x.example");
         assert_eq!(csv.entries[0].2, chrono::NaiveDate::from_ymd_opt(2026, 12, 31));

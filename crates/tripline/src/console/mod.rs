@@ -9,12 +9,16 @@
 //! request, call the library the API and CLI use, and render a page.
 
 mod admin;
+mod alerts;
 mod assets;
 mod auth;
+mod channels;
 mod connections;
 mod dashboard;
 mod page;
 mod people;
+mod risk;
+mod rules;
 mod search;
 mod wizard;
 
@@ -34,9 +38,11 @@ use axum::routing::{MethodFilter, on};
 use salesforce::error::error_chain;
 
 use crate::access::{ConsoleSession, Role};
+use crate::alerting::Alerting;
 use crate::api::Failures;
 use crate::api::export::Slots;
 use crate::connector::Fleet;
+use crate::risk::RiskPolicy;
 use crate::store::{Store, StoreError};
 
 /// How the console is served.
@@ -72,6 +78,10 @@ pub(crate) struct Console {
     db_slots: Arc<tokio::sync::Semaphore>,
     /// Set once the setup link has created the first admin.
     setup_used: Arc<std::sync::atomic::AtomicBool>,
+    /// Rules reloaded, channels tested.
+    alerting: Arc<Alerting>,
+    /// Risk settings and watch lists in force (replaced when an admin changes them).
+    risk: Arc<RiskPolicy>,
 }
 
 /// Who may use a route.
@@ -138,6 +148,31 @@ fn routes() -> Routes {
         .post("/logout/everywhere", VIEWER, auth::logout_everywhere)
         .get("/", VIEWER, dashboard::page)
         .get("/search", ANALYST, search::page)
+        .get("/alerts", ANALYST, alerts::list)
+        .get("/alerts/{id}", ANALYST, alerts::detail)
+        .post("/alerts/{id}", ANALYST, alerts::update)
+        .get("/rules", ANALYST, rules::list)
+        .get("/rules/new", ADMIN, rules::new_page)
+        .post("/rules/new", ADMIN, rules::create)
+        .get("/rules/uncovered", ANALYST, rules::uncovered)
+        .get("/rules/{id}", ADMIN, rules::edit_page)
+        .post("/rules/{id}", ADMIN, rules::save)
+        .post("/rules/{id}/enable", ADMIN, rules::enable)
+        .post("/rules/{id}/disable", ADMIN, rules::disable)
+        .post("/rules/{id}/delete", ADMIN, rules::delete)
+        .get("/risk", ADMIN, risk::settings_page)
+        .post("/risk", ADMIN, risk::save_settings)
+        .get("/watchlists", ANALYST, risk::watchlists)
+        .post("/watchlists", ADMIN, risk::add_watch)
+        .post("/watchlists/upload", ADMIN, risk::upload_watch)
+        .post("/watchlists/remove", ADMIN, risk::remove_watch)
+        .get("/channels", ADMIN, channels::list)
+        .get("/channels/new/{kind}", ADMIN, channels::new_page)
+        .post("/channels/new/{kind}", ADMIN, channels::create)
+        .get("/channels/{id}", ADMIN, channels::edit_page)
+        .post("/channels/{id}", ADMIN, channels::save)
+        .post("/channels/{id}/test", ADMIN, channels::test)
+        .post("/channels/{id}/delete", ADMIN, channels::delete)
         .get("/users", ANALYST, people::list)
         .get("/users/{id}", ANALYST, people::person)
         .get("/search/export", ANALYST, search::export)
@@ -176,12 +211,16 @@ pub fn route_table() -> Vec<RouteInfo> {
     routes().list
 }
 
-pub(crate) fn router(
-    store: Arc<dyn Store>,
-    fleet: Arc<Fleet>,
-    exports: Arc<Slots>,
-    settings: ConsoleSettings,
-) -> Router {
+/// What the console works with besides the store.
+pub(crate) struct Parts {
+    pub fleet: Arc<Fleet>,
+    pub exports: Arc<Slots>,
+    pub alerting: Arc<Alerting>,
+    pub risk: Arc<RiskPolicy>,
+}
+
+pub(crate) fn router(store: Arc<dyn Store>, parts: Parts, settings: ConsoleSettings) -> Router {
+    let Parts { fleet, exports, alerting, risk } = parts;
     let console = Console {
         store,
         fleet,
@@ -191,6 +230,8 @@ pub(crate) fn router(
         drafts: Arc::default(),
         db_slots: Arc::new(tokio::sync::Semaphore::new(DB_SLOTS)),
         setup_used: Arc::default(),
+        alerting,
+        risk,
     };
     // The guard in front of each route finds the console in the request.
     routes().router.layer(axum::Extension(console.clone())).layer(middleware::from_fn(observe)).with_state(console)
@@ -425,6 +466,11 @@ impl FormData {
 
     fn text(&self, name: &str) -> String {
         self.get(name).unwrap_or_default().to_owned()
+    }
+
+    /// Every value of a repeated field (checkboxes).
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 }
 

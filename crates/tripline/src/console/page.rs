@@ -55,6 +55,7 @@ pub(crate) fn broken(c: crate::connection::ConnectionRecord) -> Option<Broken> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Nav {
     Dashboard,
+    Alerts,
     Search,
     Users,
     Connections,
@@ -105,6 +106,7 @@ pub(crate) fn shell(frame: &Frame, nav: Nav, title: &str, body: Markup) -> Marku
                     nav aria-label="Main" {
                         (item(Nav::Dashboard, "/", "Dashboard"))
                         @if frame.account.role.includes(Role::Analyst) {
+                            (item(Nav::Alerts, "/alerts", "Alerts"))
                             (item(Nav::Search, "/search", "Forensic Search"))
                             (item(Nav::Users, "/users", "Users"))
                         }
@@ -135,6 +137,34 @@ pub(crate) fn shell(frame: &Frame, nav: Nav, title: &str, body: Markup) -> Marku
                     (body)
                 }
             }
+        }
+    }
+}
+
+/// The pages of the Alerts section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AlertsTab {
+    Alerts,
+    Rules,
+    Uncovered,
+    Risk,
+    Watchlists,
+    Channels,
+}
+
+/// The Alerts section's tabs (admin pages for admins only).
+pub(crate) fn alerts_tabs(frame: &Frame, current: AlertsTab) -> Markup {
+    let tab = |target: AlertsTab, href: &str, label: &str| {
+        html! { a href=(href) aria-current=[(current == target).then_some("page")] { (label) } }
+    };
+    html! {
+        nav.tabs aria-label="Alerts" {
+            (tab(AlertsTab::Alerts, "/alerts", "Alerts"))
+            (tab(AlertsTab::Rules, "/rules", "Rules"))
+            (tab(AlertsTab::Uncovered, "/rules/uncovered", "Risks not covered"))
+            @if frame.is_admin() { (tab(AlertsTab::Risk, "/risk", "Risk settings")) }
+            (tab(AlertsTab::Watchlists, "/watchlists", "Watch lists"))
+            @if frame.is_admin() { (tab(AlertsTab::Channels, "/channels", "Notification channels")) }
         }
     }
 }
@@ -208,15 +238,7 @@ pub(crate) fn ago(ms: i64, now: i64) -> String {
 
 /// 1234567 → "1,234,567".
 pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::alerts::notify::thousands(n.min(i64::MAX as u64) as i64)
 }
 
 /// "1 user", "1,234 users".
