@@ -111,6 +111,7 @@ impl Alerting {
     pub async fn send_test(&self, channel: &Channel) -> Result<(), notify::SendError> {
         let message = Message {
             alert: Alert {
+                seq: 0,
                 id: "test".into(),
                 rule_id: 0,
                 rule_name: "Test message from Tripline".into(),

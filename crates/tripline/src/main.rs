@@ -30,6 +30,9 @@ enum Command {
     Connections(ConnectionsArgs),
     /// Forensic Search from the terminal.
     Search(SearchArgs),
+    /// Alerts from the terminal: list (formats and --checkpoint as for search), show
+    /// one with its downloads and notes, update its state, assignee or notes.
+    Alerts(AlertsArgs),
     /// The server: the web console, the JSON API (`/api/v1`, OpenAPI at
     /// `/api/v1/openapi.json`) and the connectors of every stored connection.
     Serve(ServeArgs),
@@ -262,6 +265,56 @@ struct SearchArgs {
     oldest_first: bool,
 }
 
+#[derive(Args)]
+struct AlertsArgs {
+    /// The database.
+    #[arg(long, global = true, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
+    database: PathBuf,
+    #[command(subcommand)]
+    action: AlertsAction,
+}
+
+#[derive(Subcommand)]
+enum AlertsAction {
+    /// Alerts, newest first (with --checkpoint: those not listed before, oldest first).
+    List {
+        /// States (repeatable): open, in-progress, true-positive, benign, false-positive.
+        #[arg(long)]
+        state: Vec<String>,
+        /// This severity or higher: low, moderate, high, critical.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Only this rule (its id).
+        #[arg(long)]
+        rule: Option<i64>,
+        /// Only this user (username or Salesforce id).
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many (without --checkpoint).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: tripline::search::output::Format,
+        /// Return only alerts not returned before under this name, then remember them.
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
+    /// One alert: its details, downloads and notes (JSON).
+    Show { id: String },
+    /// Triage an alert (audited).
+    Update {
+        id: String,
+        /// open, in-progress, true-positive, benign or false-positive.
+        #[arg(long)]
+        state: Option<String>,
+        /// A console account's username ("" unassigns).
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
 /// Every flag can also be set by the environment variable named beside it.
 #[derive(Args)]
 struct SfsimArgs {
@@ -339,6 +392,7 @@ fn main() -> std::process::ExitCode {
             Command::ApiToken(args) => run_api_token(args),
             Command::Connections(args) => run_connections(args),
             Command::Search(args) => run_search(args).or_else(quiet_broken_pipe),
+            Command::Alerts(args) => run_alerts(args).or_else(quiet_broken_pipe),
             Command::Serve(args) => runtime.block_on(run_serve(args)),
             Command::Sfsim(args) => runtime.block_on(run_sfsim(args)),
         });
@@ -890,6 +944,75 @@ fn run_api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
 }
 
 /// Who acts from this terminal, for the audit log.
+fn run_alerts(args: AlertsArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    use tripline::alerts::output::{AlertWriter, alert_json};
+    use tripline::alerts::{AlertFilter, AlertUpdate};
+    use tripline::store::{AlertStore, Store};
+
+    if !args.database.exists() {
+        anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
+    }
+    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    match args.action {
+        AlertsAction::List { state, severity, rule, user, limit, format, checkpoint } => {
+            let mut filter = AlertFilter {
+                states: state.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
+                min_severity: severity.map(|s| s.parse()).transpose()?,
+                rule_id: rule,
+                user,
+                limit: limit.max(1),
+                ..AlertFilter::default()
+            };
+            // A checkpoint's name lives beside search checkpoints, apart from them.
+            let key = checkpoint.as_ref().map(|name| format!("alerts/{name}"));
+            if let Some(key) = &key {
+                filter.after_seq = Some(store.search_checkpoint(key)?);
+                filter.limit = 1_000;
+            }
+            let mut out = AlertWriter::new(std::io::stdout().lock(), format);
+            out.header()?;
+            let mut last = filter.after_seq.unwrap_or(0);
+            loop {
+                let (alerts, _) = store.alerts(&filter)?;
+                out.rows(&alerts)?;
+                last = alerts.iter().map(|a| a.seq).fold(last, i64::max);
+                if key.is_none() || alerts.len() < filter.limit {
+                    break;
+                }
+                filter.after_seq = Some(last);
+            }
+            out.finish()?;
+            if let Some(key) = &key {
+                store.set_search_checkpoint(key, last)?;
+            }
+        }
+        AlertsAction::Show { id } => {
+            let (alert, notes) = store.alert(&id)?.with_context(|| format!("no alert {id}"))?;
+            let events = store.alert_events(&id, 10_000)?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &alert_json(&alert, Some(&notes), Some(&events)))?;
+            writeln!(out)?;
+        }
+        AlertsAction::Update { id, state, assignee, note } => {
+            if let Some(name) = assignee.as_deref().filter(|a| !a.is_empty())
+                && !store.accounts()?.iter().any(|a| a.username == name)
+            {
+                anyhow::bail!("no console account {name:?}");
+            }
+            let update = AlertUpdate { state: state.map(|s| s.parse()).transpose()?, assignee, note };
+            let alert = store.update_alert(&id, &update, &cli_actor())?;
+            eprintln!(
+                "Alert {} is {} ({}).",
+                alert.id,
+                alert.state.label(),
+                alert.assignee.as_deref().unwrap_or("unassigned")
+            );
+        }
+    }
+    Ok(())
+}
+
 fn cli_actor() -> String {
     format!("cli ({})", std::env::var("USER").unwrap_or_else(|_| "unknown user".into()))
 }

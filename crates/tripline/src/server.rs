@@ -60,11 +60,8 @@ impl Server {
             alerting: self.alerting.clone(),
             risk: self.risk.clone(),
         };
-        crate::api::router(self.store.clone(), self.fleet.clone(), exports).merge(crate::console::router(
-            self.store.clone(),
-            parts,
-            self.console.clone(),
-        ))
+        crate::api::router(self.store.clone(), self.fleet.clone(), exports, self.alerting.clone(), self.risk.clone())
+            .merge(crate::console::router(self.store.clone(), parts, self.console.clone()))
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops the connectors.

@@ -166,3 +166,89 @@ async fn connections_add_prints_the_address_and_completes_at_the_callback() {
     let stored = s.store.connections().expect("connections");
     assert_eq!(stored.iter().map(|c| c.display_name.as_str()).collect::<Vec<_>>(), ["From the terminal"]);
 }
+
+fn alerts(s: &Scenario, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tripline"))
+        .arg("alerts")
+        .args(args)
+        .arg("--database")
+        .arg(s.dir.path().join("tripline.db"))
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn alerts_are_listed_incrementally_shown_and_triaged_from_the_terminal() {
+    use tripline::alerts::{AlertFilter, Conditions, RuleDraft};
+    use tripline::risk::Severity;
+
+    let s = Scenario::new(40).await;
+    s.connect("CLI", ScopeMode::All).await;
+    let draft = RuleDraft {
+        name: "Any export".into(),
+        description: String::new(),
+        severity: Severity::Low,
+        conditions: Conditions { min_rows: Some(0), ..Conditions::default() },
+        channels: vec![],
+        suppress_minutes: 0,
+    };
+    let rule = s.store.create_rule(&draft, "test").expect("rule");
+    s.store.set_rule_enabled(rule.id, true, "test").expect("enabled");
+    let served = s.serve().await;
+    let exporters = s.exporters().await;
+    let store = s.store.clone();
+    let wait_alerts = |n: u64| {
+        let store = store.clone();
+        async move {
+            for _ in 0..300 {
+                if store.alerts(&AlertFilter { limit: 1, ..AlertFilter::default() }).expect("alerts").1 >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("fewer than {n} alerts");
+        }
+    };
+    s.export(&id(&exporters[0]), json!({"rows": 10})).await;
+    s.export(&id(&exporters[1]), json!({"rows": 20})).await;
+    wait_alerts(2).await;
+
+    let (ok, out, err) = alerts(&s, &["list", "--checkpoint", "soar", "--format", "jsonl"]);
+    assert!(ok, "{err}");
+    let listed: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed[0]["seq"].as_i64() < listed[1]["seq"].as_i64(), "oldest first");
+    let (_, again, _) = alerts(&s, &["list", "--checkpoint", "soar", "--format", "jsonl"]);
+    assert_eq!(again.lines().count(), 0, "each alert once per checkpoint");
+    s.export(&id(&exporters[2]), json!({"rows": 30})).await;
+    wait_alerts(3).await;
+    let (_, third, _) = alerts(&s, &["list", "--checkpoint", "soar", "--format", "jsonl"]);
+    assert_eq!(third.lines().count(), 1);
+
+    let (ok, csv, _) = alerts(&s, &["list", "--format", "csv"]);
+    assert!(ok);
+    assert_eq!(csv.lines().count(), 4, "a header and three alerts: {csv}");
+    assert!(csv.starts_with("created,severity,state,rule,username"));
+    let (ok, table, _) = alerts(&s, &["list", "--severity", "high"]);
+    assert!(ok && table.contains("0 alert(s)"), "{table}");
+
+    let id = listed[0]["id"].as_str().expect("id");
+    let (ok, _, err) = alerts(&s, &["update", id, "--state", "benign", "--note", "a scheduled job"]);
+    assert!(ok, "{err}");
+    let (ok, shown, _) = alerts(&s, &["show", id]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&shown).expect("JSON");
+    assert_eq!(shown["state"], "benign");
+    assert_eq!(shown["notes"][0]["text"], "a scheduled job");
+    assert_eq!(shown["file_events"].as_array().map(Vec::len), Some(1));
+    let (ok, _, err) = alerts(&s, &["update", id, "--state", "closed"]);
+    assert!(!ok && err.contains("is not a alert state"), "{err}");
+    let (ok, _, err) = alerts(&s, &["update", id, "--assignee", "nobody"]);
+    assert!(!ok && err.contains("no console account"), "{err}");
+    served.stop().await;
+}

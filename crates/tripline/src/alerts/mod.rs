@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod notify;
+pub mod output;
 pub mod recommended;
 
 use serde::{Deserialize, Serialize};
@@ -292,6 +293,8 @@ fn glob(pattern: &str, text: &str) -> bool {
 /// An alert: a rule's matches of one user, grouped while the suppression window is open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
+    /// Creation order (assigned by the store): `--checkpoint` and API paging follow it.
+    pub seq: i64,
     pub id: String,
     pub rule_id: i64,
     pub rule_name: String,
@@ -340,8 +343,9 @@ pub struct AlertFilter {
     pub to_ms: Option<i64>,
     /// Newest first (default) or oldest first.
     pub oldest_first: bool,
-    /// Only alerts created after this `seq`-like position (the CLI's `--checkpoint`).
-    pub after_rowid: Option<i64>,
+    /// Only alerts created after this one (`seq`), oldest first: the CLI's
+    /// `--checkpoint` and API paging.
+    pub after_seq: Option<i64>,
     pub limit: usize,
     pub offset: usize,
 }

@@ -497,6 +497,7 @@ mod tests {
         e.rows = 12_345;
         Message {
             alert: Alert {
+                seq: 1,
                 id: "a1".into(),
                 rule_id: 1,
                 rule_name: "Mass export".into(),

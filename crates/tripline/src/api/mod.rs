@@ -9,6 +9,7 @@
 //! status, duration, token, id); repeated failed authentication from one address is
 //! refused for a while.
 
+mod alerts;
 pub(crate) mod export;
 mod openapi;
 
@@ -48,10 +49,20 @@ pub(crate) struct Api {
     fleet: Arc<Fleet>,
     exports: Arc<export::Slots>,
     failures: Arc<Failures>,
+    /// Told when rules change.
+    alerting: Arc<crate::alerting::Alerting>,
+    /// Replaced when risk settings or watch lists change.
+    risk: Arc<crate::risk::RiskPolicy>,
 }
 
-pub(crate) fn router(store: Arc<dyn Store>, fleet: Arc<Fleet>, exports: Arc<export::Slots>) -> Router {
-    let api = Api { store, fleet, exports, failures: Arc::default() };
+pub(crate) fn router(
+    store: Arc<dyn Store>,
+    fleet: Arc<Fleet>,
+    exports: Arc<export::Slots>,
+    alerting: Arc<crate::alerting::Alerting>,
+    risk: Arc<crate::risk::RiskPolicy>,
+) -> Router {
+    let api = Api { store, fleet, exports, failures: Arc::default(), alerting, risk };
     Router::new()
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/search", post(search))
@@ -61,6 +72,17 @@ pub(crate) fn router(store: Arc<dyn Store>, fleet: Arc<Fleet>, exports: Arc<expo
         .route("/api/v1/tokens", get(tokens))
         .route("/api/v1/tokens/{name}", delete(revoke_token))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{alert}", get(alerts::show).patch(alerts::update))
+        .route("/api/v1/rules", get(alerts::rules).post(alerts::create_rule))
+        .route("/api/v1/rules/{rule}", get(alerts::rule).put(alerts::replace_rule).delete(alerts::delete_rule))
+        .route("/api/v1/rules/{rule}/enable", post(alerts::enable))
+        .route("/api/v1/rules/{rule}/disable", post(alerts::disable))
+        .route("/api/v1/rules/{rule}/backtest", post(alerts::backtest))
+        .route("/api/v1/channels", get(alerts::channels))
+        .route("/api/v1/risk", get(alerts::risk).put(alerts::set_risk))
+        .route("/api/v1/watchlists", get(alerts::watchlists).post(alerts::add_watch))
+        .route("/api/v1/watchlists/{kind}/{username}", delete(alerts::remove_watch))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(observe))

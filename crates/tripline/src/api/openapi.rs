@@ -5,6 +5,8 @@
 use axum::Json;
 use serde_json::{Value, json};
 
+use crate::alerts::AlertState;
+use crate::risk::{RiskIndicator, Severity, WatchKind};
 use crate::search::{Field, MAX_DEPTH, MAX_PAGE, MAX_TERMS, MAX_TEXT, MAX_VALUES, Op};
 
 fn error(description: &str) -> Value {
@@ -19,7 +21,52 @@ fn answers(ok: &str) -> Value {
     })
 }
 
+/// `answers` with one more status.
+fn with(mut responses: Value, status: &str, description: &str) -> Value {
+    responses[status] = error(description);
+    responses
+}
+
+fn path(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+}
+
+fn body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
 pub(super) async fn document() -> Json<Value> {
+    let states: Vec<&str> = AlertState::ALL.iter().map(|s| s.as_str()).collect();
+    let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    let watch_kinds: Vec<&str> = WatchKind::ALL.iter().map(|s| s.as_str()).collect();
+    let indicators: Vec<&str> = RiskIndicator::ALL.iter().map(|s| s.as_str()).collect();
+    let rule_draft = json!({
+        "type": "object", "additionalProperties": false, "required": ["name", "severity"],
+        "properties": {
+            "name": { "type": "string", "maxLength": 120 },
+            "description": { "type": "string" },
+            "severity": { "type": "string", "enum": &severities[1..] },
+            "suppress_minutes": { "type": "integer", "minimum": 0, "maximum": crate::alerts::MAX_MINUTES, "default": 60 },
+            "channels": { "type": "array", "items": { "type": "integer" } },
+            "conditions": { "type": "object", "additionalProperties": false, "properties": {
+                "min_severity": { "type": "string", "enum": severities },
+                "indicators": { "type": "array", "items": { "type": "string", "enum": indicators } },
+                "min_rows": { "type": "integer" },
+                "report_name": { "type": "string", "description": "* matches any text, any case." },
+                "queried_objects": { "type": "array", "items": { "type": "string" } },
+                "export_formats": { "type": "array", "items": { "type": "string" } },
+                "operations": { "type": "array", "items": { "type": "string", "enum": crate::alerts::ExportOperation::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>() } },
+                "destination": { "type": "string", "enum": ["corporate", "unmonitored"] },
+                "watch_lists": { "type": "array", "items": { "type": "string", "enum": watch_kinds } },
+                "include_users": { "type": "array", "items": { "type": "string" } },
+                "exclude_users": { "type": "array", "items": { "type": "string" } },
+                "connections": { "type": "array", "items": { "type": "string" } },
+                "threshold": { "type": "object", "additionalProperties": false, "required": ["window_minutes"], "properties": {
+                    "window_minutes": { "type": "integer", "minimum": 1 }, "exports": { "type": "integer", "description": "More than this many downloads." },
+                    "rows": { "type": "integer", "description": "At least this many rows." } } }
+            } }
+        }
+    });
     let fields: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
     let query = json!({
         "type": "object",
@@ -31,7 +78,7 @@ pub(super) async fn document() -> Json<Value> {
             "filter": { "$ref": "#/components/schemas/Filter" },
             "sort": { "type": "object", "additionalProperties": false, "required": ["field", "descending"], "properties": {
                 "field": { "$ref": "#/components/schemas/Field" }, "descending": { "type": "boolean" } },
-                "description": "Default: observed_at, newest first." },
+                "description": "Default: observed_at, newest first. Any field but alert." },
             "page_size": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 500 },
             "after": { "type": "string", "description": "The `next` of the previous page." },
             "after_seq": { "type": "integer", "description": "Only events stored after this ingest sequence." }
@@ -55,7 +102,7 @@ pub(super) async fn document() -> Json<Value> {
     Json(json!({
         "openapi": "3.1.0",
         "info": { "title": "Tripline API", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Forensic Search over Salesforce report downloads, data connections, API tokens and the audit log." },
+                  "description": "Forensic Search over Salesforce report downloads, alerts and their rules, risk settings and watch lists, data connections, API tokens and the audit log." },
         "components": {
             "securitySchemes": { "token": { "type": "http", "scheme": "bearer", "description": "An API token (tripline api-token create --name NAME)." } },
             "schemas": {
@@ -112,6 +159,67 @@ pub(super) async fn document() -> Json<Value> {
                 "parameters": [{ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000, "default": 100 } }],
                 "responses": audit
             } },
+            "/api/v1/alerts": { "get": {
+                "summary": "Alerts in creation order, after `after` (a `seq`); `next` continues.",
+                "parameters": [
+                    { "name": "state", "in": "query", "schema": { "type": "string" }, "description": format!("Comma-separated: {}.", states.join(", ")) },
+                    { "name": "severity", "in": "query", "schema": { "type": "string", "enum": severities }, "description": "This severity or higher." },
+                    { "name": "rule", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "user", "in": "query", "schema": { "type": "string" }, "description": "Username or Salesforce user id." },
+                    { "name": "after", "in": "query", "schema": { "type": "integer", "default": 0 } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }
+                ],
+                "responses": with(answers("Alerts and `next`."), "400", "A parameter is not valid.")
+            } },
+            "/api/v1/alerts/{alert}": {
+                "get": { "summary": "One alert with its notes and file events.", "parameters": [path("alert")],
+                         "responses": with(answers("The alert."), "404", "No such alert.") },
+                "patch": { "summary": "Triage: state, assignee (\"\" unassigns), a note (audited).", "parameters": [path("alert")],
+                           "requestBody": body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                               "state": { "type": "string", "enum": states }, "assignee": { "type": "string" }, "note": { "type": "string", "maxLength": 4000 } } })),
+                           "responses": with(with(answers("The alert as changed."), "404", "No such alert or account."), "400", "The body is not valid.") }
+            },
+            "/api/v1/rules": {
+                "get": { "summary": "The alert rules.", "responses": answers("Rules.") },
+                "post": { "summary": "Add a rule, disabled (audited).", "requestBody": body(rule_draft.clone()),
+                          "responses": with(with(answers("The rule."), "400", "The rule is not valid (the message says why)."), "409", "The name is taken.") }
+            },
+            "/api/v1/rules/{rule}": {
+                "get": { "summary": "One rule.", "parameters": [path("rule")], "responses": with(answers("The rule."), "404", "No such rule.") },
+                "put": { "summary": "Change a rule (audited); an enabled rule applies as changed to downloads stored from then on.",
+                         "parameters": [path("rule")], "requestBody": body(rule_draft),
+                         "responses": with(with(answers("The rule."), "400", "The rule is not valid."), "404", "No such rule.") },
+                "delete": { "summary": "Remove a rule; its alerts stay (audited).", "parameters": [path("rule")],
+                            "responses": with(answers("Removed."), "404", "No such rule.") }
+            },
+            "/api/v1/rules/{rule}/enable": { "post": { "summary": "Enable a rule for downloads stored from now on (audited).",
+                "parameters": [path("rule")], "responses": with(answers("The rule."), "404", "No such rule.") } },
+            "/api/v1/rules/{rule}/disable": { "post": { "summary": "Disable a rule (audited).",
+                "parameters": [path("rule")], "responses": with(answers("The rule."), "404", "No such rule.") } },
+            "/api/v1/rules/{rule}/backtest": { "post": {
+                "summary": "What the rule would have raised over the downloads observed in a window, in the order they were stored.",
+                "parameters": [path("rule")],
+                "requestBody": body(json!({ "type": "object", "additionalProperties": false, "required": ["from_ms", "to_ms"],
+                    "properties": { "from_ms": { "type": "integer" }, "to_ms": { "type": "integer" } } })),
+                "responses": with(with(answers("events, matched, alerts, grown, the first alerts, seconds."), "400", "The window is not valid."), "404", "No such rule.")
+            } },
+            "/api/v1/channels": { "get": { "summary": "Notification channels and their deliveries (never their secrets).", "responses": answers("Channels.") } },
+            "/api/v1/risk": {
+                "get": { "summary": "Risk settings: indicator scores, large-export rows, working hours and time zone, sensitive objects, severity thresholds.", "responses": answers("Risk settings.") },
+                "put": { "summary": "Replace the risk settings (audited); they apply to downloads stored from now on.",
+                         "requestBody": body(json!({ "type": "object", "description": "The whole settings object as GET returns it; unknown keys are refused." })),
+                         "responses": with(answers("The settings."), "400", "The settings are not valid.") }
+            },
+            "/api/v1/watchlists": {
+                "get": { "summary": "Everyone on a watch list.", "responses": answers("Entries: kind, username, departure, note, added.") },
+                "post": { "summary": "Add people to watch lists, or update their departure and note (audited).",
+                          "requestBody": body(json!({ "type": "array", "items": { "type": "object", "additionalProperties": false, "required": ["kind", "username"],
+                              "properties": { "kind": { "type": "string", "enum": watch_kinds }, "username": { "type": "string" },
+                                              "departure": { "type": "string", "format": "date" }, "note": { "type": "string" } } } })),
+                          "responses": with(answers("How many were new."), "400", "An entry is not valid.") }
+            },
+            "/api/v1/watchlists/{kind}/{username}": { "delete": { "summary": "Take someone off a watch list (audited).",
+                "parameters": [path("kind"), path("username")], "responses": with(answers("Removed."), "404", "Not on that list.") } },
             "/api/v1/openapi.json": { "get": { "security": [], "summary": "This document.", "responses": { "200": { "description": "OpenAPI 3.1." } } } }
         }
     }))

@@ -44,6 +44,11 @@ impl Field {
         self.as_str()
     }
 
+    /// Can results be sorted by it? (The alert is a filter only: not a column.)
+    pub fn is_sortable(self) -> bool {
+        self != Field::Alert
+    }
+
     pub(crate) fn is_numeric(self) -> bool {
         matches!(self, Field::ObservedAt | Field::Rows | Field::RiskScore)
     }
@@ -71,7 +76,8 @@ impl Field {
             Field::SourceIp => text(&e.source_ip),
             Field::Destination => e.destination.as_str().to_owned(),
             Field::Severity => e.severity.as_str().to_owned(),
-            Field::Indicators => e.indicators.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(","),
+            // As stored: the JSON array.
+            Field::Indicators => serde_json::to_string(&e.indicators).unwrap_or_default(),
             Field::Alert => String::new(),
         }
     }
@@ -209,6 +215,9 @@ impl SearchQuery {
         }
         if self.page_size == 0 || self.page_size > MAX_PAGE {
             return Err(QueryError(format!("page size must be between 1 and {MAX_PAGE}")));
+        }
+        if !self.sort.field.is_sortable() {
+            return Err(QueryError(format!("{} filters results but does not sort them", self.sort.field)));
         }
         #[derive(Default)]
         struct Size {

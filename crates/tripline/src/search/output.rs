@@ -96,7 +96,7 @@ const FORMULA_STARTS: [char; 11] =
     ['=', '+', '-', '@', '|', '\t', '\r', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}'];
 
 /// A CSV field: formula triggers neutralised with a leading quote, then RFC 4180 quoting.
-pub(crate) fn csv_field(text: &str) -> String {
+pub fn csv_field(text: &str) -> String {
     let neutral = if text.starts_with(FORMULA_STARTS) { format!("'{text}") } else { text.to_owned() };
     if neutral.contains([',', '"', '\n', '\r']) { format!("\"{}\"", neutral.replace('"', "\"\"")) } else { neutral }
 }
@@ -126,7 +126,7 @@ pub fn terminal_safe(text: &str, width: usize) -> String {
 }
 
 /// The nested form of a file event (JSON, JSON Lines, the API).
-pub(crate) fn nested(e: &FileEvent) -> Value {
+pub fn nested(e: &FileEvent) -> Value {
     json!({
         "event": {
             "id": e.id,

@@ -1599,7 +1599,7 @@ mod tests {
         #[test]
         fn paging_by_any_field_visits_each_result_once_in_order(
             events in prop::collection::vec(event(), 0..40),
-            field in prop::sample::select(Field::ALL.to_vec()),
+            field in prop::sample::select(Field::ALL.iter().copied().filter(|f| f.is_sortable()).collect::<Vec<_>>()),
             descending: bool,
             page_size in 1usize..6,
         ) {

@@ -59,7 +59,7 @@ fn definition(draft: &RuleDraft) -> Result<String> {
 }
 
 const ALERT_COLUMNS: &str = "id, rule_id, rule_name, severity, connection_id, user_id, username, state, assignee, \
-    first_at, last_at, events, rows, created_at, updated_at";
+    first_at, last_at, events, rows, created_at, updated_at, ord";
 
 fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
@@ -78,6 +78,7 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         rows: r.get(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+        seq: r.get(15)?,
     })
 }
 
@@ -450,7 +451,7 @@ impl AlertStore for SqliteStore {
         if let Some(to) = filter.to_ms {
             clauses.push(format!("created_at < {}", bind(&mut params, Sql::Integer(to))));
         }
-        if let Some(after) = filter.after_rowid {
+        if let Some(after) = filter.after_seq {
             clauses.push(format!("ord > {}", bind(&mut params, Sql::Integer(after))));
         }
         let db = self.reader();
@@ -460,7 +461,7 @@ impl AlertStore for SqliteStore {
             rusqlite::params_from_iter(params.iter()),
             |r| r.get(0),
         )?;
-        let order = if filter.oldest_first || filter.after_rowid.is_some() { "ord ASC" } else { "ord DESC" };
+        let order = if filter.oldest_first || filter.after_seq.is_some() { "ord ASC" } else { "ord DESC" };
         let sql = format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE {where_} ORDER BY {order} LIMIT {} OFFSET {}",
             filter.limit.max(1),
