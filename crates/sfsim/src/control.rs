@@ -91,6 +91,8 @@ pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
         .route("/reports", get(reports))
         .route("/event-settings", get(event_settings).post(set_event_settings))
         .route("/licence", post(licence))
+        .route("/policies", get(policies).post(add_policy))
+        .route("/policies/{id}/delete", post(delete_policy))
         .route("/tokens/revoke", post(revoke_tokens))
         .route("/sessions/expire", post(expire_sessions))
         .route("/api-limit", post(api_limit))
@@ -400,6 +402,31 @@ struct Enabled {
 async fn licence(State(sim): State<Arc<Sim>>, Json(body): Json<Enabled>) -> Json<J> {
     sim.org().settings.licence = body.enabled;
     Json(json!({ "licence": body.enabled }))
+}
+
+async fn policies(State(sim): State<Arc<Sim>>) -> Json<J> {
+    Json(serde_json::to_value(&sim.org().policies).unwrap_or_default())
+}
+
+/// Adds a transaction security policy on report events (after those there are).
+async fn add_policy(State(sim): State<Arc<Sim>>, Json(mut policy): Json<crate::org::SecurityPolicy>) -> Reply {
+    if !crate::org::SecurityPolicy::OUTCOMES.contains(&policy.outcome.as_str()) {
+        return Err(bad(format!("outcome is one of {:?}", crate::org::SecurityPolicy::OUTCOMES)));
+    }
+    let mut org = sim.org();
+    policy.id = org.new_id(sfwire::id::prefix::TRANSACTION_SECURITY_POLICY);
+    org.policies.push(policy.clone());
+    Ok(Json(serde_json::to_value(policy).unwrap_or_default()))
+}
+
+async fn delete_policy(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Reply {
+    let mut org = sim.org();
+    let before = org.policies.len();
+    org.policies.retain(|p| p.id.as_str() != id && p.id.short() != id);
+    if org.policies.len() == before {
+        return Err(missing(format!("no policy {id}")));
+    }
+    Ok(Json(json!({ "deleted": id })))
 }
 
 #[derive(Deserialize, Default)]

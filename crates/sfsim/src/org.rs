@@ -125,7 +125,43 @@ pub struct Org {
     pub service_user: SfId,
     pub reports: Vec<Report>,
     pub settings: EventSettings,
+    /// Transaction security policies on report events, in the order they apply.
+    pub policies: Vec<SecurityPolicy>,
     next_number: u64,
+}
+
+/// A transaction security policy on `ReportEvent`: an export of at least `min_rows`
+/// rows (by one of `users`, or anyone when empty) is blocked, or notified about. The
+/// event carries the policy's id and outcome, as Salesforce's do.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityPolicy {
+    #[serde(default = "SecurityPolicy::no_id")]
+    pub id: SfId,
+    pub name: String,
+    #[serde(default)]
+    pub min_rows: u64,
+    #[serde(default)]
+    pub users: Vec<SfId>,
+    /// `Block` or `Notified` (the `PolicyOutcome` the event carries).
+    pub outcome: String,
+}
+
+impl SecurityPolicy {
+    fn no_id() -> SfId {
+        SfId::generate(prefix::TRANSACTION_SECURITY_POLICY, "00", 0)
+    }
+
+    /// The outcomes a policy may have.
+    pub const OUTCOMES: [&str; 2] = ["Block", "Notified"];
+
+    pub fn applies(&self, user: Option<&str>, rows: u64) -> bool {
+        rows >= self.min_rows
+            && (self.users.is_empty()
+                || user
+                    .and_then(|u| SfId::parse(u).ok())
+                    .is_some_and(|u| self.users.iter().any(|p| p.short() == u.short())))
+    }
 }
 
 /// What `--users` and `--seed` ask for.
@@ -171,6 +207,7 @@ impl Org {
             service_user: SfId::generate(prefix::USER, "00", 0),
             reports: Vec::new(),
             settings: EventSettings::default(),
+            policies: Vec::new(),
             next_number: 1000,
         }
     }

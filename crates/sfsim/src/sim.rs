@@ -58,10 +58,19 @@ impl Sim {
     /// Publishes report events to the stream (if streaming is on) and stores them
     /// (if storing is on). Returns their EventIdentifiers, and whether Salesforce
     /// recorded them at all (streamed or stored: without the licence, neither).
-    pub fn emit_report(&self, events: Vec<ReportEventStream>) -> (Vec<String>, bool) {
+    pub fn emit_report(&self, mut events: Vec<ReportEventStream>) -> (Vec<String>, bool) {
         let ids = events.iter().filter_map(|e| e.EventIdentifier.clone()).collect();
         let (stream, store) = {
             let org = self.org();
+            // The first transaction security policy that applies to an export decides.
+            for e in &mut events {
+                let export = e.Operation.as_deref().is_some_and(sfwire::pubsub::is_export_operation);
+                let rows = e.RowsProcessed.unwrap_or_default() as u64;
+                if let Some(p) = org.policies.iter().find(|p| export && p.applies(e.UserId.as_deref(), rows)) {
+                    e.PolicyId = Some(p.id.to_string());
+                    e.PolicyOutcome = Some(p.outcome.clone());
+                }
+            }
             (org.settings.streaming(EventType::Report), org.settings.storing(EventType::Report))
         };
         let events: Vec<Arc<ReportEventStream>> = events.into_iter().map(Arc::new).collect();

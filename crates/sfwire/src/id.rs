@@ -20,6 +20,7 @@ pub mod prefix {
     pub const DASHBOARD: &str = "01Z";
     pub const CONNECTED_APP: &str = "0H4";
     pub const REPORT_EVENT: &str = "0Yw";
+    pub const TRANSACTION_SECURITY_POLICY: &str = "0NI";
     pub const LOGIN_EVENT: &str = "0Yq";
     pub const USER_LOGIN: &str = "060";
     pub const PERMISSION_SET_GROUP_COMPONENT: &str = "0PH";

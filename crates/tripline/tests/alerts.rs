@@ -423,3 +423,48 @@ async fn an_alert_reaches_syslog_over_udp_tcp_and_tls_and_email_over_starttls() 
     .await;
     served.stop().await;
 }
+
+#[tokio::test]
+async fn a_salesforce_policy_outcome_is_a_risk_indicator_that_a_recommended_rule_alerts_on() {
+    use tripline::alerts::recommended::recommended;
+    use tripline::risk::RiskIndicator;
+
+    let s = Scenario::new(40).await;
+    s.connect("Acme", ScopeMode::All).await;
+    let draft = recommended().into_iter().find(|d| d.name.contains("Salesforce policy")).expect("recommended");
+    let rule = s.store.create_rule(&draft, "test").expect("rule");
+    s.store.set_rule_enabled(rule.id, true, "test").expect("enabled");
+    let served = s.serve().await;
+    let exporters = s.exporters().await;
+    let (ann, bob) = (id(&exporters[0]), id(&exporters[1]));
+    let block =
+        s.control("/policies", json!({"name": "Block big exports", "min_rows": 50_000, "outcome": "Block"})).await;
+    assert!(block["id"].as_str().is_some_and(|i| i.starts_with("0NI")), "{block}");
+    s.control("/policies", json!({"name": "Watch Bob", "users": [bob], "outcome": "Notified"})).await;
+    s.export(&ann, json!({"rows": 60_000})).await;
+    s.export(&ann, json!({"rows": 10})).await;
+    s.export(&bob, json!({"rows": 10})).await;
+    let events = s.wait_for("three exports", |e| e.len() == 3).await;
+    let blocked = events.iter().find(|e| e.rows == 60_000).expect("blocked");
+    assert!(blocked.indicators.contains(&RiskIndicator::PolicyBlocked), "{:?}", blocked.indicators);
+    let notified = events.iter().find(|e| e.user_id.as_str() == bob).expect("notified");
+    assert!(notified.indicators.contains(&RiskIndicator::PolicyNotified), "{:?}", notified.indicators);
+    let quiet = events.iter().find(|e| e.user_id.as_str() == ann && e.rows == 10).expect("quiet");
+    assert!(
+        !quiet.indicators.iter().any(|i| matches!(i, RiskIndicator::PolicyBlocked | RiskIndicator::PolicyNotified))
+    );
+    let mut alerts = Vec::new();
+    for _ in 0..200 {
+        alerts = s.store.alerts(&AlertFilter { limit: 10, ..Default::default() }).expect("alerts").0;
+        if alerts.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut users: Vec<&str> = alerts.iter().map(|a| a.user_id.as_str()).collect();
+    users.sort_unstable();
+    let mut expected = vec![ann.as_str(), bob.as_str()];
+    expected.sort_unstable();
+    assert_eq!(users, expected);
+    served.stop().await;
+}

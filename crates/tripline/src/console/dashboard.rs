@@ -9,7 +9,7 @@ use chrono::Utc;
 use maud::{Markup, html};
 
 use super::page::{self, Frame, Nav};
-use super::search::{Comparison, Range, search_link_within, severity_label};
+use super::search::{Comparison, Range, search_link_within, severity_badge, severity_label};
 use super::{Console, ConsoleError, Signed, db};
 use crate::access::Role;
 use crate::connection::ConnectionStatus;
@@ -216,6 +216,32 @@ fn ranked_chart(title: &str, items: &[Ranked], link: impl Fn(&Ranked) -> String)
     }
 }
 
+/// Alerts raised in the range by severity, and how many of them are still open.
+fn alerts_table(counts: &[(Severity, u64, u64)], links: bool) -> Markup {
+    html! {
+        h3 { "Alerts by severity" }
+        @if counts.is_empty() {
+            p.muted { "No alerts raised in this range." }
+        } @else {
+            table.compact #dashboard-alerts {
+                thead { tr { th { "Severity" } th.num { "Raised" } th.num { "Still open" } } }
+                tbody {
+                    @for (severity, all, open) in counts {
+                        tr {
+                            td {
+                                @if links { a href={ "/alerts?state=all&severity=" (severity.as_str()) } { (severity_badge(*severity)) } }
+                                @else { (severity_badge(*severity)) }
+                            }
+                            td.num { (page::thousands(*all)) }
+                            td.num { (page::thousands(*open)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn severity_chart(severities: &[(Severity, u64)], link: impl Fn(Severity) -> String) -> Markup {
     let total: u64 = severities.iter().map(|(_, n)| n).sum();
     html! {
@@ -266,7 +292,9 @@ pub(crate) async fn page(
     let width = if span == Span::Day { HOUR } else { 24 * HOUR };
     let to = (now.div_euclid(width) + 1) * width;
     let from = to - span.hours() * HOUR;
-    let (figures, connections) = db(&console, move |s| Ok((s.dashboard(from, to, 8)?, s.connections()?))).await?;
+    let (figures, connections, alerts) =
+        db(&console, move |s| Ok((s.dashboard(from, to, 8)?, s.connections()?, s.alert_counts(from, to)?))).await?;
+    let open_alerts: u64 = alerts.iter().map(|(_, _, open)| open).sum();
     let bars = buckets(&figures.hours, from, span);
     let downloads: u64 = bars.iter().map(|b| b.corporate + b.unmonitored).sum();
     let unmonitored: u64 = bars.iter().map(|b| b.unmonitored).sum();
@@ -312,6 +340,9 @@ pub(crate) async fn page(
                 a.kpi href=(search(&[(Field::Severity, Comparison::AnyOf, "high,critical")], window)) {
                     div.label { "High or critical" } div.value { (page::thousands(risky)) }
                 }
+                a.kpi href=[analyst.then_some("/alerts")] {
+                    div.label { "Open alerts raised" } div.value { (page::thousands(open_alerts)) }
+                }
                 a.kpi href=[frame.is_admin().then_some("/admin/connections")] {
                     div.label { "Connections monitoring" } div.value { (healthy) " of " (connections.len()) }
                 }
@@ -340,6 +371,7 @@ pub(crate) async fn page(
                 }
                 div.panel {
                     (severity_chart(&figures.severities, |s| search(&[(Field::Severity, Comparison::Is, s.as_str())], window)))
+                    (alerts_table(&alerts, analyst))
                     h3 { "Connection health" }
                     @if connections.is_empty() {
                         p.muted { "No data connections yet." }
