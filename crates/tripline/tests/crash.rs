@@ -93,3 +93,87 @@ async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
         events.into_iter().map(|e| (e.execution_id.unwrap_or_default(), e.chunk_count as u64)).collect();
     assert_eq!(stored, expected, "seed {seed}: stored exports differ from published in-scope exports");
 }
+
+/// Alerts and their notifications survive SIGKILLs too: each export raises one alert,
+/// each alert reaches the webhook (at least once, with the same idempotency key when
+/// sent again), and none is raised twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_delivery_every_alert_is_raised_once_and_delivered() {
+    use tripline::alerts::{AlertFilter, Conditions, RuleDraft, Target, WebhookBody};
+    use tripline::risk::Severity;
+
+    let s = Scenario::new(40).await;
+    s.connect("Crash test", ScopeMode::All).await;
+    // A slow receiver (up to 400 ms an answer): kills land while messages are in flight.
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let kept = kept.clone();
+            async move {
+                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let pause = key.bytes().map(u64::from).sum::<u64>() % 400;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                kept.lock().expect("lock").push(key);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let target = Target::Webhook { url, secret: "a-secret-of-enough-length".into(), body: WebhookBody::Json };
+    let channel = s.store.save_channel(None, "hook", &target, true, "test").expect("channel");
+    let every = RuleDraft {
+        name: "Every export".into(),
+        description: String::new(),
+        severity: Severity::Low,
+        conditions: Conditions { min_rows: Some(0), ..Conditions::default() },
+        channels: vec![channel.id],
+        suppress_minutes: 0,
+    };
+    let rule = s.store.create_rule(&every, "test").expect("rule");
+    s.store.set_rule_enabled(rule.id, true, "test").expect("enabled");
+    let exporters: Vec<String> = s.exporters().await.iter().map(id).collect();
+
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
+    println!("seed {seed}");
+    let mut rng = Lcg(seed);
+    let mut published = 0;
+    for _ in 0..6 {
+        let mut child = s.serve_process();
+        for _ in 0..4 {
+            let user = &exporters[rng.below(exporters.len() as u64) as usize];
+            s.export(user, json!({ "rows": 1 + rng.below(100) })).await;
+            published += 1;
+            tokio::time::sleep(Duration::from_millis(rng.below(150))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(600))).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    let delivered_before_last_run =
+        s.store.channel_health().expect("health").get(&channel.id).map_or(0, |h| h.delivered);
+    println!("delivered before the last run: {delivered_before_last_run} of {published}");
+
+    let mut child = s.serve_process();
+    let mut health = Default::default();
+    for _ in 0..600 {
+        health = s.store.channel_health().expect("health").get(&channel.id).cloned().unwrap_or_default();
+        if health.delivered >= published && health.pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let (alerts, total) = s.store.alerts(&AlertFilter { limit: 1_000, ..AlertFilter::default() }).expect("alerts");
+    assert_eq!(total, published, "seed {seed}: one alert per export");
+    assert_eq!(alerts.iter().map(|a| a.events).sum::<i64>(), published as i64, "each export in one alert");
+    assert_eq!((health.delivered, health.pending, health.failed), (published, 0, 0), "seed {seed}: {health:?}");
+    let keys: HashSet<String> = received.lock().expect("lock").iter().cloned().collect();
+    let expected: HashSet<String> = alerts.iter().map(|a| format!("{}:{}", a.id, channel.id)).collect();
+    assert_eq!(keys, expected, "seed {seed}: every alert reached the receiver, under its own key");
+}
