@@ -11,7 +11,7 @@ if [[ ! -x target/bench-pyenv/bin/python ]] || ! cmp -s bench/python-requirement
   cp bench/python-requirements.txt target/bench-pyenv/requirements.txt
 fi
 cargo build --release --locked -p sfsim --example bench -p tripline --example ingest_bench --example live_bench --example search_bench \
-  --example console_bench
+  --example console_bench --example alert_bench
 echo "== sfsim: preload 1,000,000 retained events, drain with one Subscribe client"
 ./target/release/examples/bench "${SFSIM_BENCH_EVENTS:-1000000}"
 echo "== catch-up: 1,000,000 retained events from EARLIEST into SQLite, Tripline and the Python peer (bench/peer.py) alternating"
@@ -19,11 +19,17 @@ echo "== catch-up: 1,000,000 retained events from EARLIEST into SQLite, Tripline
   --python target/bench-pyenv/bin/python
 echo "== live: one export among ~1,000 events/s of background, publish to searchable"
 ./target/release/examples/live_bench
+echo "== alerts: one export among ~1,000 events/s of background, publish to the webhook receiver holding its alert"
+./target/release/examples/alert_bench latency
+echo "== alerts: catch-up of 1,000,000 events without rules and with 20 enabled rules, alternating"
+./target/release/examples/alert_bench catchup --events "${INGEST_BENCH_EVENTS:-1000000}" --runs "${INGEST_BENCH_RUNS:-3}"
 echo "== search: 10,000,000 stored file events; typical searches; 1,000,000 exported as CSV"
 db="$(mktemp -d)/search-bench.db"
 ./target/release/examples/search_bench load "$db" "${SEARCH_BENCH_EVENTS:-10000000}"
 ./target/release/examples/search_bench query "$db"
 ./target/release/examples/search_bench export "$db" 1000000
+echo "== alerts: back-tests over the same 10,000,000 events"
+./target/release/examples/alert_bench backtest "$db"
 echo "== console: every page's server time on the same 10,000,000 events (the dashboard's counts built first)"
 ./target/release/examples/console_bench pages "$db" --requests 30
 rm -rf "$(dirname "$db")"

@@ -21,13 +21,15 @@ use crate::alerts::{Alert, AlertState, Channel, Delivery, Rule};
 use crate::store::{Attempt, Store, StoreError};
 
 /// File events evaluated per transaction.
-const BATCH: usize = 5_000;
+const BATCH: usize = 20_000;
 /// Give up on a message this long after it was queued.
 const GIVE_UP_AFTER: i64 = 24 * 3_600_000;
 /// Longest pause between two attempts of a message.
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 /// Save the position at least this often when nothing was raised.
 const POSITION_EVERY: Duration = Duration::from_secs(5);
+/// Most events evaluated before their decisions are written (during a catch-up).
+const APPLY_EVERY: usize = 100_000;
 
 /// File events read per page by a back-test.
 const BACKTEST_PAGE: usize = 20_000;
@@ -157,8 +159,11 @@ impl Alerting {
     /// The evaluator as it stood at the saved position: rules loaded, windows filled
     /// again from the events before it, open alerts restored.
     fn load(store: &dyn Store) -> Result<(Evaluator, i64), StoreError> {
-        let mut evaluator = Evaluator::new(store.rules()?);
-        let position = store.alert_position()?;
+        let rules = store.rules()?;
+        // No rule applies to events stored before it was enabled: those need no reading.
+        let earliest = rules.iter().filter(|r| r.enabled).map(|r| r.active_from_seq).min().unwrap_or(0);
+        let mut evaluator = Evaluator::new(rules);
+        let position = store.alert_position()?.max(earliest);
         let lookback = evaluator.lookback_ms();
         if evaluator.is_empty() || position == 0 {
             return Ok((evaluator, position));
@@ -187,23 +192,25 @@ impl Alerting {
 
     async fn evaluate(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut state: Option<(Evaluator, i64)> = None;
-        let mut saved_at = tokio::time::Instant::now();
-        let mut unsaved = false;
+        // Decisions not written yet, and how many events they cover.
+        let mut pending: Vec<Decision> = Vec::new();
+        let mut pending_events = 0;
+        let (mut saved, mut saved_at) = (0, tokio::time::Instant::now());
         let mut wait = Duration::from_millis(200);
         loop {
             if *stop.borrow() {
                 return;
             }
             if self.rules_changed.swap(false, Ordering::SeqCst) {
-                state = None;
+                // Reloaded from the saved position: what is pending is evaluated again.
+                (state, pending, pending_events) = (None, Vec::new(), 0);
             }
-            let result = match state.take() {
-                None => self.blocking(Self::load).await.map(Some),
-                Some(s) => Ok(Some(s)),
+            let loaded = match state.take() {
+                None => self.blocking(Self::load).await.inspect(|(_, at)| saved = *at),
+                Some(s) => Ok(s),
             };
-            let (mut evaluator, position) = match result {
-                Ok(Some(s)) => s,
-                Ok(None) => unreachable!("loaded above"),
+            let (mut evaluator, position) = match loaded {
+                Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("alert rules cannot be loaded: {}", salesforce::error::error_chain(&e));
                     tokio::select! {
@@ -217,6 +224,15 @@ impl Alerting {
             // Listen before reading, so a commit between the read and the wait is not missed.
             let stored = self.stored.notified();
             let woken = self.wake_evaluator.notified();
+            if evaluator.is_empty() {
+                // Nothing to evaluate until a rule is enabled.
+                state = Some((evaluator, position));
+                tokio::select! {
+                    _ = woken => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
             let events = match self.blocking(move |s| s.events_after(position, BATCH)).await {
                 Ok(events) => events,
                 Err(e) => {
@@ -226,55 +242,55 @@ impl Alerting {
                     continue;
                 }
             };
-            let Some(last) = events.last().map(|e| e.seq) else {
-                self.evaluated.send_replace(position);
-                if unsaved
-                    && saved_at.elapsed() >= POSITION_EVERY
-                    && self.blocking(move |s| s.apply_alerts(position, &[])).await.is_ok()
-                {
-                    unsaved = false;
-                    saved_at = tokio::time::Instant::now();
+            let more = events.len() == BATCH;
+            let last = events.last().map_or(position, |e| e.seq);
+            pending.extend(events.iter().flat_map(|e| evaluator.observe(e)));
+            pending_events += events.len();
+            drop(events);
+            // Written when nothing more waits (live: at once), or after a large batch
+            // (catch-up: few, large writes, one row per alert); the position alone now
+            // and then.
+            let write = if pending.is_empty() {
+                !more && last > saved && saved_at.elapsed() >= POSITION_EVERY
+            } else {
+                !more || pending_events >= APPLY_EVERY
+            };
+            if write {
+                let decisions = std::mem::take(&mut pending);
+                pending_events = 0;
+                let opened = decisions.iter().any(|d| matches!(d, Decision::Open(_)));
+                match self.blocking(move |s| s.apply_alerts(last, &decisions)).await {
+                    Ok(reopened) => {
+                        for r in reopened {
+                            evaluator.replace_open(&r.closed, Some((&r.new, r.last_at)));
+                        }
+                        (saved, saved_at, wait) = (last, tokio::time::Instant::now(), Duration::from_millis(200));
+                        if opened {
+                            self.wake_deliverer.notify_one();
+                        }
+                    }
+                    Err(e) => {
+                        // Evaluated again from the saved position once the database answers.
+                        tracing::warn!("alerts cannot be stored: {}", salesforce::error::error_chain(&e));
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = stop.changed() => return,
+                        }
+                        wait = (wait * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
                 }
-                state = Some((evaluator, position));
+            }
+            if pending.is_empty() {
+                self.evaluated.send_replace(last);
+            }
+            state = Some((evaluator, last));
+            if last == position {
                 tokio::select! {
                     _ = stored => {}
                     _ = woken => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.changed() => return,
-                }
-                continue;
-            };
-            let decisions: Vec<Decision> = events.iter().flat_map(|e| evaluator.observe(e)).collect();
-            if decisions.is_empty() && saved_at.elapsed() < POSITION_EVERY {
-                // Nothing raised: the position can wait (evaluating again is harmless).
-                unsaved = true;
-                self.evaluated.send_replace(last);
-                state = Some((evaluator, last));
-                continue;
-            }
-            let opened = decisions.iter().any(|d| matches!(d, Decision::Open(_)));
-            match self.blocking(move |s| s.apply_alerts(last, &decisions)).await {
-                Ok(reopened) => {
-                    for r in reopened {
-                        evaluator.replace_open(&r.closed, Some((&r.new, r.last_at)));
-                    }
-                    unsaved = false;
-                    saved_at = tokio::time::Instant::now();
-                    wait = Duration::from_millis(200);
-                    self.evaluated.send_replace(last);
-                    state = Some((evaluator, last));
-                    if opened {
-                        self.wake_deliverer.notify_one();
-                    }
-                }
-                Err(e) => {
-                    // Evaluated again from the saved position once the database answers.
-                    tracing::warn!("alerts cannot be stored: {}", salesforce::error::error_chain(&e));
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => return,
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(30));
                 }
             }
         }

@@ -42,13 +42,21 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_created ON alerts (created_at);
 CREATE INDEX alerts_open ON alerts (state, last_at);
 
--- The file events behind each alert.
-CREATE TABLE alert_events (
-    alert_id  TEXT NOT NULL,
-    event_seq INTEGER NOT NULL,
-    PRIMARY KEY (alert_id, event_seq)
+-- The file events behind each alert: one row per alert and evaluator transaction,
+-- holding the `seq`s it added (a JSON array), keyed by the alert's `ord` and the first
+-- of them. Far fewer rows than one per contribution, which catch-up could not afford.
+CREATE TABLE alert_event_blocks (
+    alert     INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    seqs      TEXT NOT NULL,
+    PRIMARY KEY (alert, first_seq)
 ) WITHOUT ROWID;
-CREATE INDEX alert_events_event ON alert_events (event_seq);
+
+-- The high and critical file events some alert holds (for "risks not covered"),
+-- appended in `seq` order.
+CREATE TABLE alerted_events (
+    event_seq INTEGER PRIMARY KEY
+);
 
 CREATE TABLE alert_notes (
     alert_id TEXT NOT NULL,

@@ -29,6 +29,8 @@ pub struct Contribution {
     pub seq: i64,
     pub at: i64,
     pub rows: i64,
+    /// The event's own risk (high and critical ones are what "risks not covered" checks).
+    pub severity: Severity,
 }
 
 /// An alert as the evaluator raises it.
@@ -159,7 +161,7 @@ impl RuleState {
         }
         let key = (e.connection_id.clone(), e.user_id.as_str().to_owned());
         let group = self.groups.entry(key).or_default();
-        let here = Contribution { seq: e.seq, at: e.observed_at, rows: e.rows };
+        let here = Contribution { seq: e.seq, at: e.observed_at, rows: e.rows, severity: e.severity };
         let suppress_ms = i64::from(rule.suppress_minutes) * 60_000;
         if let Some((id, last_at)) = &mut group.open
             && rule.suppress_minutes > 0

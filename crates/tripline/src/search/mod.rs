@@ -261,6 +261,9 @@ impl SearchQuery {
                 }
                 Op::WithinLast(ms) if *ms <= 0 => Err(QueryError("within the last needs a positive duration".into())),
                 Op::AnyOf(values) if values.is_empty() => Err(QueryError("any of needs at least one value".into())),
+                Op::Exists(_) | Op::Matches(_) if field == Field::Alert => {
+                    Err(QueryError("alert takes alert ids: use is, is not or any of".into()))
+                }
                 _ => Ok(()),
             }
         }

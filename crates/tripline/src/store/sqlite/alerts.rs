@@ -8,7 +8,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{EVENT_COLUMNS, SqliteStore, audit, event_from_row, json, now_ms, parsed};
-use crate::alerts::engine::Decision;
+use crate::alerts::engine::{Contribution, Decision};
 use crate::alerts::{
     Alert, AlertFilter, AlertNote, AlertUpdate, Channel, ChannelHealth, Delivery, Rule, RuleDraft, Target,
 };
@@ -95,18 +95,51 @@ fn unique(e: rusqlite::Error, what: &str) -> StoreError {
     }
 }
 
-/// Adds an event to an alert (nothing when it holds it already).
-fn contribute(tx: &Transaction<'_>, alert_id: &str, seq: i64, at: i64, rows: i64, now: i64) -> Result<()> {
-    let added = tx
-        .prepare_cached("INSERT OR IGNORE INTO alert_events (alert_id, event_seq) VALUES (?1, ?2)")?
-        .execute(params![alert_id, seq])?;
-    if added > 0 {
-        tx.prepare_cached(
-            "UPDATE alerts SET events = events + 1, rows = rows + ?2, first_at = MIN(first_at, ?3),
-             last_at = MAX(last_at, ?3), updated_at = ?4 WHERE id = ?1",
-        )?
-        .execute(params![alert_id, rows, at, now])?;
+/// The `seq`s of the events an alert (given as SQL for its id) holds, as a subquery.
+pub(super) fn seqs_of(alert_id: &str) -> String {
+    format!(
+        "SELECT j.value FROM alert_event_blocks b, json_each(b.seqs) j
+         WHERE b.alert = (SELECT ord FROM alerts WHERE id = {alert_id})"
+    )
+}
+
+/// Records the high and critical events some alert now holds (each once).
+fn covered(tx: &Transaction<'_>, decisions: &[Decision]) -> Result<()> {
+    let contributions = decisions.iter().flat_map(|d| match d {
+        Decision::Open(a) => a.events.as_slice(),
+        Decision::Grow { event, .. } => std::slice::from_ref(event),
+    });
+    let risky: std::collections::BTreeSet<i64> =
+        contributions.filter(|c| c.severity >= Severity::High).map(|c| c.seq).collect();
+    let risky: Vec<i64> = risky.into_iter().collect();
+    for part in risky.chunks(100) {
+        let sql =
+            format!("INSERT OR IGNORE INTO alerted_events (event_seq) VALUES {}", vec!["(?)"; part.len()].join(", "));
+        tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(part))?;
     }
+    Ok(())
+}
+
+/// Adds events to an alert and its counts: one row for them all, keyed by the first,
+/// so the same contribution written again (which the evaluator's position, moving in
+/// the same transaction, rules out) would change nothing.
+fn contribute(tx: &Transaction<'_>, alert: i64, events: &[Contribution], now: i64) -> Result<()> {
+    let Some(head) = events.first() else { return Ok(()) };
+    let seqs = serde_json::to_string(&events.iter().map(|c| c.seq).collect::<Vec<_>>())?;
+    let added = tx
+        .prepare_cached("INSERT OR IGNORE INTO alert_event_blocks (alert, first_seq, seqs) VALUES (?1, ?2, ?3)")?
+        .execute(params![alert, head.seq, seqs])?;
+    if added == 0 {
+        return Ok(());
+    }
+    let rows: i64 = events.iter().map(|c| c.rows).sum();
+    let first = events.iter().map(|c| c.at).min().unwrap_or_default();
+    let last = events.iter().map(|c| c.at).max().unwrap_or_default();
+    tx.prepare_cached(
+        "UPDATE alerts SET events = events + ?2, rows = rows + ?3, first_at = MIN(first_at, ?4),
+         last_at = MAX(last_at, ?5), updated_at = ?6 WHERE ord = ?1",
+    )?
+    .execute(params![alert, events.len() as i64, rows, first, last, now])?;
     Ok(())
 }
 
@@ -323,8 +356,10 @@ impl AlertStore for SqliteStore {
         let tx = db.transaction()?;
         let now = now_ms();
         let mut reopened = Vec::new();
-        // Closed alerts replaced in this transaction: later growths go to the new one.
-        let mut replaced: HashMap<String, String> = HashMap::new();
+        // Growths grouped by alert (each group after the alert's opening, which comes
+        // first in the decisions): one state check and one update per alert.
+        let mut grows: Vec<(&str, Vec<Contribution>)> = Vec::new();
+        let mut group: HashMap<&str, usize> = HashMap::new();
         for decision in decisions {
             match decision {
                 Decision::Open(a) => {
@@ -353,9 +388,7 @@ impl AlertStore for SqliteStore {
                     if inserted == 0 {
                         continue; // evaluated before (a replay): raised once
                     }
-                    for c in &a.events {
-                        contribute(&tx, &a.id, c.seq, c.at, c.rows, now)?;
-                    }
+                    contribute(&tx, tx.last_insert_rowid(), &a.events, now)?;
                     for channel in &a.channels {
                         tx.prepare_cached(
                             "INSERT OR IGNORE INTO deliveries (alert_id, channel_id, created_at, next_at)
@@ -365,45 +398,51 @@ impl AlertStore for SqliteStore {
                     }
                 }
                 Decision::Grow { alert_id, event } => {
-                    let target = replaced.get(alert_id).cloned().unwrap_or_else(|| alert_id.clone());
-                    let state: Option<String> = tx
-                        .prepare_cached("SELECT state FROM alerts WHERE id = ?1")?
-                        .query_row([&target], |r| r.get(0))
-                        .optional()?;
-                    let closed = state.as_deref().is_some_and(|s| {
-                        s.parse::<crate::alerts::AlertState>().is_ok_and(crate::alerts::AlertState::is_closed)
+                    let at = *group.entry(alert_id).or_insert_with(|| {
+                        grows.push((alert_id, Vec::new()));
+                        grows.len() - 1
                     });
-                    if !closed {
-                        contribute(&tx, &target, event.seq, event.at, event.rows, now)?;
-                        continue;
-                    }
-                    // Closed by a person meanwhile: this match starts a new alert like it.
-                    let (rule_id, connection, user): (i64, String, String) = tx.query_row(
-                        "SELECT rule_id, connection_id, user_id FROM alerts WHERE id = ?1",
-                        [&target],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )?;
-                    let event_id: String =
-                        tx.query_row("SELECT id FROM file_events WHERE seq = ?1", [event.seq], |r| r.get(0))?;
-                    let new = crate::alerts::engine::alert_id(rule_id, &connection, &user, &event_id);
-                    tx.execute(
-                        "INSERT OR IGNORE INTO alerts (id, rule_id, rule_name, severity, connection_id, user_id, username,
-                         state, first_at, last_at, events, rows, created_at, updated_at)
-                         SELECT ?2, rule_id, rule_name, severity, connection_id, user_id, username, 'open', ?3, ?3, 0, 0, ?4, ?4
-                         FROM alerts WHERE id = ?1",
-                        params![target, new, event.at, now],
-                    )?;
-                    contribute(&tx, &new, event.seq, event.at, event.rows, now)?;
-                    tx.execute(
-                        "INSERT OR IGNORE INTO deliveries (alert_id, channel_id, created_at, next_at)
-                         SELECT ?2, channel_id, ?3, ?3 FROM deliveries WHERE alert_id = ?1",
-                        params![target, new, now],
-                    )?;
-                    replaced.insert(alert_id.clone(), new.clone());
-                    reopened.push(Reopened { closed: alert_id.clone(), new, last_at: event.at });
+                    grows[at].1.push(*event);
                 }
             }
         }
+        for (alert_id, events) in grows {
+            let found: Option<(i64, String)> = tx
+                .prepare_cached("SELECT ord, state FROM alerts WHERE id = ?1")?
+                .query_row([alert_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((ord, state)) = found else { continue };
+            let closed = state.parse::<crate::alerts::AlertState>().is_ok_and(crate::alerts::AlertState::is_closed);
+            if !closed {
+                contribute(&tx, ord, &events, now)?;
+                continue;
+            }
+            // Closed by a person meanwhile: these matches start a new alert like it.
+            let (rule_id, connection, user): (i64, String, String) =
+                tx.query_row("SELECT rule_id, connection_id, user_id FROM alerts WHERE ord = ?1", [ord], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            let event_id: String =
+                tx.query_row("SELECT id FROM file_events WHERE seq = ?1", [events[0].seq], |r| r.get(0))?;
+            let new = crate::alerts::engine::alert_id(rule_id, &connection, &user, &event_id);
+            tx.execute(
+                "INSERT OR IGNORE INTO alerts (id, rule_id, rule_name, severity, connection_id, user_id, username,
+                 state, first_at, last_at, events, rows, created_at, updated_at)
+                 SELECT ?2, rule_id, rule_name, severity, connection_id, user_id, username, 'open', ?3, ?3, 0, 0, ?4, ?4
+                 FROM alerts WHERE ord = ?1",
+                params![ord, new, events[0].at, now],
+            )?;
+            let new_ord: i64 = tx.query_row("SELECT ord FROM alerts WHERE id = ?1", [&new], |r| r.get(0))?;
+            contribute(&tx, new_ord, &events, now)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO deliveries (alert_id, channel_id, created_at, next_at)
+                 SELECT ?2, channel_id, ?3, ?3 FROM deliveries WHERE alert_id = ?1",
+                params![alert_id, new, now],
+            )?;
+            let last_at = events.iter().map(|c| c.at).max().unwrap_or_default();
+            reopened.push(Reopened { closed: alert_id.to_owned(), new, last_at });
+        }
+        covered(&tx, decisions)?;
         tx.execute("UPDATE alert_position SET last_seq = MAX(last_seq, ?1) WHERE id = 1", [position])?;
         tx.commit()?;
         Ok(reopened)
@@ -491,11 +530,10 @@ impl AlertStore for SqliteStore {
 
     fn alert_events(&self, id: &str, limit: usize) -> Result<Vec<FileEvent>> {
         let db = self.reader();
-        let columns = SLIM_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ");
-        let columns = columns.replace("f.'[]'", "'[]'");
         let mut stmt = db.prepare(&format!(
-            "SELECT {columns} FROM alert_events a JOIN file_events f ON f.seq = a.event_seq
-             WHERE a.alert_id = ?1 ORDER BY f.observed_at, f.seq LIMIT ?2"
+            "SELECT {} FROM file_events WHERE seq IN ({}) ORDER BY observed_at, seq LIMIT ?2",
+            *SLIM_COLUMNS,
+            seqs_of("?1")
         ))?;
         let events =
             stmt.query_map(params![id, limit as i64], event_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -538,7 +576,7 @@ impl AlertStore for SqliteStore {
     fn uncovered(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<(Vec<FileEvent>, u64)> {
         let db = self.reader();
         let filter = "observed_at >= ?1 AND observed_at < ?2 AND severity IN ('high', 'critical')
-                      AND NOT EXISTS (SELECT 1 FROM alert_events a WHERE a.event_seq = file_events.seq)";
+                      AND NOT EXISTS (SELECT 1 FROM alerted_events a WHERE a.event_seq = file_events.seq)";
         let total: i64 =
             db.query_row(&format!("SELECT COUNT(*) FROM file_events WHERE {filter}"), params![from_ms, to_ms], |r| {
                 r.get(0)
