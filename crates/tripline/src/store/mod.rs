@@ -337,11 +337,11 @@ pub trait AlertStore {
     /// Removes a rule (audited); its alerts stay.
     fn delete_rule(&self, id: i64, actor: &str) -> Result<()>;
 
-    /// Up to `limit` file events stored after `after_seq`, in that order, without their
-    /// raw evidence.
+    /// Up to `limit` file events stored after `after_seq`, in that order, with what
+    /// rules look at only (no raw evidence, no session details).
     fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FileEvent>>;
     /// Up to `limit` file events observed in `[from_ms, to_ms)` and stored after
-    /// `after_seq`, in the order they were stored, without their raw evidence.
+    /// `after_seq`, in the order they were stored, with what rules look at only.
     fn events_between(&self, from_ms: i64, to_ms: i64, after_seq: i64, limit: usize) -> Result<Vec<FileEvent>>;
     /// The last file event the alert evaluator has evaluated.
     fn alert_position(&self) -> Result<i64>;

@@ -16,8 +16,41 @@ use crate::events::FileEvent;
 use crate::risk::{RiskSettings, Severity, WatchEntry, WatchKind};
 use crate::store::{AlertStore, Attempt, Reopened, Result, StoreError};
 
-/// The file event columns with the raw evidence left out (evaluation never needs it).
+/// The file event columns with the raw evidence left out (pages of alerts).
 static SLIM_COLUMNS: LazyLock<String> = LazyLock::new(|| EVENT_COLUMNS.replace(", raw", ", '[]'"));
+
+/// Only what rules look at (the rest empty): evaluation and back-tests read millions
+/// of events, and each column read costs.
+static RULE_COLUMNS_OF_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    const READ: [&str; 15] = [
+        "seq",
+        "id",
+        "connection_id",
+        "observed_at",
+        "attribution",
+        "user_id",
+        "username",
+        "report_name",
+        "export_format",
+        "operation",
+        "rows",
+        "queried_entities",
+        "destination",
+        "severity",
+        "indicators",
+    ];
+    EVENT_COLUMNS
+        .split(", ")
+        .map(|c| match c {
+            c if READ.contains(&c) => c.to_owned(),
+            "raw" => "'[]'".to_owned(),
+            "ingested_at" | "chunk_count" | "risk_score" => "0".to_owned(),
+            "file_name" => "''".to_owned(),
+            _ => "NULL".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// The columns of a rule's stored definition.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -328,7 +361,7 @@ impl AlertStore for SqliteStore {
         let db = self.reader();
         let mut stmt = db.prepare_cached(&format!(
             "SELECT {} FROM file_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            *SLIM_COLUMNS
+            *RULE_COLUMNS_OF_EVENTS
         ))?;
         let events =
             stmt.query_map(params![after_seq, limit as i64], event_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -339,7 +372,7 @@ impl AlertStore for SqliteStore {
         let db = self.reader();
         let mut stmt = db.prepare_cached(&format!(
             "SELECT {} FROM file_events WHERE seq > ?3 AND observed_at >= ?1 AND observed_at < ?2 ORDER BY seq LIMIT ?4",
-            *SLIM_COLUMNS
+            *RULE_COLUMNS_OF_EVENTS
         ))?;
         let events = stmt
             .query_map(params![from_ms, to_ms, after_seq, limit as i64], event_from_row)?
