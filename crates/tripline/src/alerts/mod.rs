@@ -338,9 +338,6 @@ pub struct AlertFilter {
     pub min_severity: Option<Severity>,
     pub rule_id: Option<i64>,
     pub user: Option<String>,
-    /// Created at or after (ms).
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
     /// Newest first (default) or oldest first.
     pub oldest_first: bool,
     /// Only alerts created after this one (`seq`), oldest first: the CLI's

@@ -517,12 +517,6 @@ impl AlertStore for SqliteStore {
             let p = bind(&mut params, Sql::Text(user.to_lowercase()));
             clauses.push(format!("(lower(username) = {p} OR user_id = {p})"));
         }
-        if let Some(from) = filter.from_ms {
-            clauses.push(format!("created_at >= {}", bind(&mut params, Sql::Integer(from))));
-        }
-        if let Some(to) = filter.to_ms {
-            clauses.push(format!("created_at < {}", bind(&mut params, Sql::Integer(to))));
-        }
         if let Some(after) = filter.after_seq {
             clauses.push(format!("ord > {}", bind(&mut params, Sql::Integer(after))));
         }
