@@ -73,6 +73,19 @@ test('a webhook channel is added and tested against a receiver that checks the s
   assert.match(await page.textContent('#test-result'), /A test message was sent/);
   assert.equal(received.length, 1);
   assert.equal(received[0].body.type, 'tripline.test');
+
+  // The message template: a misspelled placeholder is refused, a good one previewed and saved.
+  await page.click('main >> text=Message template');
+  await page.fill('#subject', 'Tripline: {usr} exported {rows} rows');
+  await page.click('button:has-text("Preview")');
+  assert.match(await page.textContent('#errors'), /\{usr\} is not a placeholder/);
+  assert.equal(await page.inputValue('#subject'), 'Tripline: {usr} exported {rows} rows', 'nothing typed is lost');
+  await page.fill('#subject', 'Tripline: {user} exported {rows} rows');
+  await page.click('button:has-text("Preview")');
+  assert.match(await page.textContent('#preview'), /Tripline: jane\.doe@example\.com exported 48,210 rows/);
+  await shot(page, 'message-template');
+  await page.click('button:has-text("Save template")');
+  assert.match(await page.textContent('main'), /Messages sent from now on use this template/);
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });

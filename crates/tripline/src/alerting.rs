@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::alerts::engine::{Backtest, BacktestResult, Decision, Evaluator};
 use crate::alerts::notify::{self, MESSAGE_EVENTS, Message};
+use crate::alerts::template::Templates;
 use crate::alerts::{Alert, AlertState, Channel, Delivery, Rule};
 use crate::store::{Attempt, Store, StoreError};
 
@@ -59,6 +60,8 @@ pub struct Alerting {
     http: reqwest::Client,
     /// The console's address, for links in messages.
     console_url: Mutex<Option<String>>,
+    /// The message templates in force.
+    templates: Mutex<Templates>,
     /// The position the evaluator has reached (for benchmarks and status).
     evaluated: watch::Sender<i64>,
 }
@@ -77,12 +80,22 @@ impl Alerting {
                 .build()
                 .unwrap_or_default(),
             console_url: Mutex::new(None),
+            templates: Mutex::default(),
             evaluated: watch::Sender::new(0),
         }
     }
 
     pub fn set_console_url(&self, url: Option<String>) {
         *self.console_url.lock().unwrap_or_else(|e| e.into_inner()) = url;
+    }
+
+    /// Messages from now on use these templates.
+    pub fn set_templates(&self, templates: Templates) {
+        *self.templates.lock().unwrap_or_else(|e| e.into_inner()) = templates;
+    }
+
+    fn templates(&self) -> Templates {
+        self.templates.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Rules changed: the evaluator reloads them before its next event.
@@ -106,7 +119,7 @@ impl Alerting {
         let (alert, _) =
             self.store.alert(alert_id)?.ok_or_else(|| StoreError::NotFound(format!("alert {alert_id}")))?;
         let events = self.store.alert_events(alert_id, MESSAGE_EVENTS)?;
-        Ok(Message { link: self.link(alert_id), alert, events, idempotency_key, test })
+        Ok(Message { link: self.link(alert_id), alert, events, idempotency_key, test, templates: self.templates() })
     }
 
     /// Sends a test message on a channel now (nothing is queued or recorded).
@@ -134,6 +147,7 @@ impl Alerting {
             link: None,
             idempotency_key: format!("test-{}", salesforce::oauth::random_token(8)),
             test: true,
+            templates: self.templates(),
         };
         notify::send(&self.http, channel, &message).await
     }

@@ -35,6 +35,7 @@ impl Server {
         let risk = Arc::new(RiskPolicy::new(PolicyState::new(store.risk_settings()?, &store.watchlist()?)));
         settings.risk = risk.clone();
         let alerting = Arc::new(Alerting::new(store.clone(), settings.stored.clone()));
+        alerting.set_templates(store.message_templates()?);
         let fleet = Arc::new(Fleet::new(store.clone(), app.clone(), settings));
         for record in store.connections()? {
             if record.status.is_held() {

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod notify;
 pub mod output;
 pub mod recommended;
+pub mod template;
 
 use serde::{Deserialize, Serialize};
 

@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use super::template::{Templates, render};
 use super::{Alert, Channel, SmtpSecurity, SyslogFormat, SyslogTransport, Target, WebhookBody};
 use crate::events::FileEvent;
 
@@ -31,6 +32,8 @@ pub struct Message {
     pub idempotency_key: String,
     /// A "send test" message, not a real alert.
     pub test: bool,
+    /// The subject and text as the admin set them.
+    pub templates: Templates,
 }
 
 /// Why a message could not be sent (the text is shown on the channel).
@@ -61,18 +64,34 @@ impl Message {
         self.alert.username.as_deref().unwrap_or(&self.alert.user_id)
     }
 
-    /// One line: what happened.
+    /// A placeholder's value.
+    fn value(&self, name: &str) -> String {
+        let a = &self.alert;
+        match name {
+            "severity" => a.severity.label().to_owned(),
+            "rule" => a.rule_name.clone(),
+            "user" => self.who().to_owned(),
+            "downloads" => format!("{} download{}", thousands(a.events), if a.events == 1 { "" } else { "s" }),
+            "rows" => thousands(a.rows),
+            "first" => rfc3339(a.first_at),
+            "last" => rfc3339(a.last_at),
+            "events" => {
+                let mut lines = self.event_lines();
+                if a.events as usize > self.events.len() && !self.events.is_empty() {
+                    lines.push(format!("... and {} more", a.events as usize - self.events.len()));
+                }
+                lines.join("\n")
+            }
+            "link" => self.link.clone().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// One line: what happened (the subject template; control characters out).
     pub fn subject(&self) -> String {
         let test = if self.test { "[test] " } else { "" };
-        format!(
-            "{test}[{}] {}: {} ({} download{}, {} rows)",
-            self.alert.severity.label(),
-            self.alert.rule_name,
-            self.who(),
-            self.alert.events,
-            if self.alert.events == 1 { "" } else { "s" },
-            thousands(self.alert.rows)
-        )
+        let subject = render(&self.templates.subject, |name| self.value(name));
+        format!("{test}{}", subject.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>())
     }
 
     /// The reports downloaded, as plain lines.
@@ -92,28 +111,9 @@ impl Message {
             .collect()
     }
 
-    /// The whole message as plain text (email bodies).
+    /// The message's text (the text template).
     pub fn text(&self) -> String {
-        let mut lines = vec![
-            self.subject(),
-            String::new(),
-            format!("Rule: {}", self.alert.rule_name),
-            format!("Severity: {}", self.alert.severity.label()),
-            format!("User: {}", self.who()),
-            format!("Downloads: {} ({} rows)", self.alert.events, thousands(self.alert.rows)),
-            format!("First: {}", rfc3339(self.alert.first_at)),
-            format!("Last: {}", rfc3339(self.alert.last_at)),
-            String::new(),
-        ];
-        lines.extend(self.event_lines());
-        if self.alert.events as usize > self.events.len() {
-            lines.push(format!("... and {} more", self.alert.events as usize - self.events.len()));
-        }
-        if let Some(link) = &self.link {
-            lines.push(String::new());
-            lines.push(format!("Open in Tripline: {link}"));
-        }
-        lines.join("\n")
+        render(&self.templates.body, |name| self.value(name)).trim().to_owned()
     }
 
     /// Tripline's JSON document.
@@ -176,13 +176,7 @@ pub fn webhook_body(message: &Message, body: WebhookBody) -> String {
     match body {
         WebhookBody::Json => message.json().to_string(),
         WebhookBody::Slack => {
-            let mut text = format!("*{}*", slack_escape(&message.subject()));
-            for line in message.event_lines() {
-                text.push_str(&format!("\n• {}", slack_escape(&line)));
-            }
-            if let Some(link) = &message.link {
-                text.push_str(&format!("\n<{}|Open in Tripline>", slack_escape(link)));
-            }
+            let text = format!("*{}*\n{}", slack_escape(&message.subject()), slack_escape(&message.text()));
             json!({ "text": text }).to_string()
         }
         WebhookBody::Teams => {
@@ -518,6 +512,7 @@ mod tests {
             link: Some("https://tripline.example/alerts/a1".into()),
             idempotency_key: "a1:1".into(),
             test: false,
+            templates: Templates::default(),
         }
     }
 
@@ -527,10 +522,20 @@ mod tests {
         let slack: serde_json::Value = serde_json::from_str(&webhook_body(&m, WebhookBody::Slack)).expect("json");
         let text = slack["text"].as_str().expect("text");
         assert!(text.contains("&lt;https://evil.example|Click&gt;"), "{text}");
-        assert!(text.contains("<https://tripline.example/alerts/a1|Open in Tripline>"));
+        assert!(text.contains("https://tripline.example/alerts/a1"), "{text}");
         let teams = webhook_body(&m, WebhookBody::Teams);
         assert!(teams.contains(r"\\[x\\]\\(y\\)"), "{teams}");
         assert_eq!(m.subject(), "[High] Mass export: ann@example.com (1 download, 12,345 rows)");
+    }
+
+    #[test]
+    fn templates_shape_subject_and_text() {
+        let mut m = message();
+        m.templates = Templates { subject: "{user} pulled {rows} rows".into(), body: "See {link}".into() };
+        assert_eq!(m.subject(), "ann@example.com pulled 12,345 rows");
+        assert_eq!(m.text(), "See https://tripline.example/alerts/a1");
+        m.alert.username = Some("eve\r\nBcc: x@example.com".into());
+        assert!(!m.subject().contains(['\r', '\n']), "a username cannot break the subject line");
     }
 
     #[test]

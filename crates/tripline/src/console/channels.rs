@@ -9,6 +9,7 @@ use maud::{Markup, html};
 use super::auth::actor;
 use super::page::{self, AlertsTab, Frame, Nav};
 use super::{Console, ConsoleError, FormData, Signed, db};
+use crate::alerts::template::{PLACEHOLDERS, Templates};
 use crate::alerts::{Channel, SmtpSecurity, SyslogFormat, SyslogTransport, Target, WebhookBody};
 use crate::named::named_enum;
 
@@ -59,6 +60,7 @@ async fn list_page(console: &Console, signed: &Signed, notice: Option<Markup>) -
             }
             div.actions {
                 @for k in Kind::ALL { a.button href={ "/channels/new/" (k.as_str()) } { "Add " (k.label().to_lowercase()) } }
+                a.button href="/channels/templates" { "Message template" }
             }
         }
         (page::alerts_tabs(&frame, AlertsTab::Channels))
@@ -494,4 +496,163 @@ async fn render(
         }
     };
     Ok((status, page::shell(&frame, Nav::Alerts, &title, body)).into_response())
+}
+
+/// A message about a made-up alert, to preview templates with.
+fn sample(templates: Templates) -> crate::alerts::notify::Message {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut event = crate::events::FileEvent {
+        seq: 1,
+        id: "sample".into(),
+        connection_id: String::new(),
+        observed_at: now - 60_000,
+        ingested_at: now - 60_000,
+        attribution: crate::events::Attribution::LoginSession,
+        user_id: sfwire::id::SfId::generate(sfwire::id::prefix::USER, "0A", 1),
+        username: Some("jane.doe@example.com".into()),
+        email: None,
+        user_name: None,
+        report_id: None,
+        report_name: Some("Q3 Pipeline by Rep".into()),
+        report_description: None,
+        report_type: None,
+        report_format: None,
+        export_format: Some("Excel".into()),
+        operation: Some("ReportExported".into()),
+        rows: 48_210,
+        columns: None,
+        column_count: None,
+        queried_entities: None,
+        execution_id: None,
+        chunk_count: 5,
+        file_name: String::new(),
+        source_ip: Some("203.0.113.7".into()),
+        browser: None,
+        platform: None,
+        city: None,
+        country: None,
+        session_key: None,
+        destination: crate::events::Destination::Unmonitored,
+        risk_score: 9,
+        severity: crate::risk::Severity::Critical,
+        indicators: Vec::new(),
+        raw: Vec::new(),
+    };
+    event.file_name = "Q3 Pipeline by Rep.xlsx".into();
+    crate::alerts::notify::Message {
+        alert: crate::alerts::Alert {
+            seq: 1,
+            id: "sample".into(),
+            rule_id: 1,
+            rule_name: "Departing employee exports".into(),
+            severity: crate::risk::Severity::High,
+            connection_id: String::new(),
+            user_id: event.user_id.to_string(),
+            username: event.username.clone(),
+            state: crate::alerts::AlertState::Open,
+            assignee: None,
+            first_at: event.observed_at,
+            last_at: event.observed_at,
+            events: 1,
+            rows: event.rows,
+            created_at: now,
+            updated_at: now,
+        },
+        events: vec![event],
+        link: Some("https://tripline.example.com/alerts/sample".into()),
+        idempotency_key: "sample".into(),
+        test: false,
+        templates,
+    }
+}
+
+pub(crate) async fn templates_page(State(console): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
+    let templates = db(&console, |s| s.message_templates()).await?;
+    render_templates(&console, &signed, &templates, &[], None, StatusCode::OK).await
+}
+
+pub(crate) async fn save_templates(
+    State(console): State<Console>,
+    signed: Signed,
+    body: bytes::Bytes,
+) -> Result<Response, ConsoleError> {
+    let form = FormData::parse(&body, &["subject", "body", "action"])?;
+    let templates = match form.get("action") {
+        Some("reset") => Templates::default(),
+        _ => {
+            Templates { subject: form.text("subject").trim().to_owned(), body: form.text("body").replace("\r\n", "\n") }
+        }
+    };
+    let problems = templates.problems();
+    if !problems.is_empty() {
+        return render_templates(&console, &signed, &templates, &problems, None, StatusCode::BAD_REQUEST).await;
+    }
+    if form.get("action") == Some("preview") {
+        return render_templates(&console, &signed, &templates, &[], None, StatusCode::OK).await;
+    }
+    let (who, saved) = (actor(&signed.0.account), templates.clone());
+    db(&console, move |s| s.set_message_templates(&saved, &who)).await?;
+    console.alerting.set_templates(templates.clone());
+    let notice = html! { div.notice.ok role="status" { "Saved. Messages sent from now on use this template." } };
+    render_templates(&console, &signed, &templates, &[], Some(notice), StatusCode::OK).await
+}
+
+async fn render_templates(
+    console: &Console,
+    signed: &Signed,
+    templates: &Templates,
+    errors: &[String],
+    notice: Option<Markup>,
+    status: StatusCode,
+) -> Result<Response, ConsoleError> {
+    let frame = Frame::load(console, signed).await?;
+    let preview = errors.is_empty().then(|| sample(templates.clone()));
+    let body = html! {
+        div.crumbs { a href="/channels" { "Notification channels" } " › Message template" }
+        div.page-head {
+            div {
+                h1 { "Message template" }
+                p { "The subject and text of every message: email subject and body, the Slack and Teams text, the syslog message. Webhooks in Tripline JSON carry the facts as fields." }
+            }
+        }
+        @if let Some(n) = notice { (n) }
+        @if !errors.is_empty() {
+            div.errors role="alert" #errors { "The template was not saved:" ul { @for m in errors { li { (m) } } } }
+        }
+        div.grid {
+            form.stack.wide #template-form method="post" action="/channels/templates" {
+                (frame.csrf_field())
+                div {
+                    label for="subject" { "Subject" }
+                    input #subject type="text" name="subject" value=(templates.subject) maxlength="4000" required;
+                }
+                div {
+                    label for="body" { "Text" }
+                    textarea #body name="body" rows="12" { (templates.body) }
+                }
+                div.actions {
+                    button.primary type="submit" name="action" value="save" { "Save template" }
+                    button type="submit" name="action" value="preview" { "Preview" }
+                    button type="submit" name="action" value="reset" { "Back to the default" }
+                }
+            }
+            div {
+                section.panel {
+                    h2 { "Placeholders" }
+                    dl.facts.side {
+                        @for (name, meaning) in PLACEHOLDERS { dt { code { "{" (name) "}" } } dd { (meaning) } }
+                    }
+                    p.hint { "Write {{ and }} for braces." }
+                }
+                @if let Some(m) = preview {
+                    section.panel #preview {
+                        h2 { "Preview" }
+                        p { strong { (m.subject()) } }
+                        pre.raw { (m.text()) }
+                    }
+                }
+            }
+        }
+    };
+    Ok((status, page::shell(&frame, Nav::Alerts, "Message template", body)).into_response())
 }

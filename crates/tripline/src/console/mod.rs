@@ -167,6 +167,8 @@ fn routes() -> Routes {
         .post("/watchlists/upload", ADMIN, risk::upload_watch)
         .post("/watchlists/remove", ADMIN, risk::remove_watch)
         .get("/channels", ADMIN, channels::list)
+        .get("/channels/templates", ADMIN, channels::templates_page)
+        .post("/channels/templates", ADMIN, channels::save_templates)
         .get("/channels/new/{kind}", ADMIN, channels::new_page)
         .post("/channels/new/{kind}", ADMIN, channels::create)
         .get("/channels/{id}", ADMIN, channels::edit_page)

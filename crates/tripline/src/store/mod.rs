@@ -364,6 +364,11 @@ pub trait AlertStore {
     /// Alerts created in `[from_ms, to_ms)` by severity: (severity, all, not closed).
     fn alert_counts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(Severity, u64, u64)>>;
 
+    /// The message templates (the defaults until an admin saves some).
+    fn message_templates(&self) -> Result<crate::alerts::template::Templates>;
+    /// Saves the message templates (audited).
+    fn set_message_templates(&self, templates: &crate::alerts::template::Templates, actor: &str) -> Result<()>;
+
     fn channels(&self) -> Result<Vec<Channel>>;
     fn channel(&self, id: i64) -> Result<Channel>;
     /// Adds (`id` None) or replaces a channel (audited); Conflict when the name is taken.

@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{EVENT_COLUMNS, SqliteStore, audit, event_from_row, json, now_ms, parsed};
 use crate::alerts::engine::{Contribution, Decision};
+use crate::alerts::template::Templates;
 use crate::alerts::{
     Alert, AlertFilter, AlertNote, AlertUpdate, Channel, ChannelHealth, Delivery, Rule, RuleDraft, Target,
 };
@@ -631,6 +632,27 @@ impl AlertStore for SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         counts.sort_by_key(|c| std::cmp::Reverse(c.0));
         Ok(counts)
+    }
+
+    fn message_templates(&self) -> Result<Templates> {
+        let text: Option<String> = self
+            .reader()
+            .query_row("SELECT value FROM settings WHERE name = 'templates'", [], |r| r.get(0))
+            .optional()?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?.unwrap_or_default())
+    }
+
+    fn set_message_templates(&self, templates: &Templates, actor: &str) -> Result<()> {
+        let value = serde_json::to_string(templates)?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES ('templates', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [&value],
+        )?;
+        audit(&tx, actor, "settings.templates", "message templates")?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn channels(&self) -> Result<Vec<Channel>> {
