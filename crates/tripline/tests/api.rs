@@ -299,7 +299,7 @@ async fn every_documented_path_is_served() {
     let api = Api::new().await;
     let doc: Value = api.http.get(api.url("/openapi.json")).send().await.expect("call").json().await.expect("json");
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 19, "{:?}", paths.keys());
+    assert_eq!(paths.len(), 20, "{:?}", paths.keys());
     for (path, methods) in paths {
         for method in methods.as_object().expect("methods").keys() {
             // The connection's id is real; other placeholders name nothing (404 is right).
@@ -397,6 +397,11 @@ async fn rules_are_managed_back_tested_and_raise_alerts_that_are_triaged_and_pag
     assert_eq!(send(reqwest::Method::PUT, "/risk", risk.clone()).await.expect("call").status(), 400);
     risk["time_zone"] = json!("Europe/Berlin");
     assert_eq!(send(reqwest::Method::PUT, "/risk", risk).await.expect("call").status(), 200);
+    let bad = json!({ "subject": "{usr} exported", "body": "{events}" });
+    assert_eq!(send(reqwest::Method::PUT, "/templates", bad).await.expect("call").status(), 400);
+    let good = json!({ "subject": "{user} exported {rows} rows", "body": "{events}" });
+    assert_eq!(send(reqwest::Method::PUT, "/templates", good.clone()).await.expect("call").status(), 200);
+    assert_eq!(api.get("/templates").await.json::<Value>().await.expect("json"), good);
     let entries = json!([{ "kind": "departing", "username": "Ann@Example.com", "departure": "2026-12-31" }]);
     let added: Value = api.post("/watchlists", &entries).await.json().await.expect("json");
     assert_eq!(added["added"], 1);

@@ -272,6 +272,26 @@ pub(super) async fn set_risk(
     Ok(Json(json!(settings)))
 }
 
+pub(super) async fn templates(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authenticate(&api, &headers)?;
+    let store = api.store.clone();
+    Ok(Json(json!(blocking(move || store.message_templates()).await?)))
+}
+
+pub(super) async fn set_templates(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Json<Value>, ApiError> {
+    let token = authenticate(&api, &headers)?;
+    let templates: crate::alerts::template::Templates = body(request).await?;
+    invalid(templates.problems())?;
+    let (store, saved) = (api.store.clone(), templates.clone());
+    blocking(move || store.set_message_templates(&saved, &actor(&token))).await?;
+    api.alerting.set_templates(templates.clone());
+    Ok(Json(json!(templates)))
+}
+
 pub(super) async fn watchlists(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authenticate(&api, &headers)?;
     let store = api.store.clone();

@@ -81,6 +81,7 @@ pub(crate) fn router(
         .route("/api/v1/rules/{rule}/backtest", post(alerts::backtest))
         .route("/api/v1/channels", get(alerts::channels))
         .route("/api/v1/risk", get(alerts::risk).put(alerts::set_risk))
+        .route("/api/v1/templates", get(alerts::templates).put(alerts::set_templates))
         .route("/api/v1/watchlists", get(alerts::watchlists).post(alerts::add_watch))
         .route("/api/v1/watchlists/{kind}/{username}", delete(alerts::remove_watch))
         .fallback(not_found)

@@ -210,6 +210,14 @@ pub(super) async fn document() -> Json<Value> {
                          "requestBody": body(json!({ "type": "object", "description": "The whole settings object as GET returns it; unknown keys are refused." })),
                          "responses": with(answers("The settings."), "400", "The settings are not valid.") }
             },
+            "/api/v1/templates": {
+                "get": { "summary": "The message template: subject and text with {placeholders}.", "responses": answers("The template.") },
+                "put": { "summary": "Replace the message template (audited); messages sent from then on use it.",
+                         "requestBody": body(json!({ "type": "object", "additionalProperties": false, "required": ["subject", "body"],
+                             "properties": { "subject": { "type": "string" }, "body": { "type": "string" } },
+                             "description": format!("Placeholders: {}.", crate::alerts::template::PLACEHOLDERS.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")) })),
+                         "responses": with(answers("The template."), "400", "A placeholder is unknown, or the subject is not one line.") }
+            },
             "/api/v1/watchlists": {
                 "get": { "summary": "Everyone on a watch list.", "responses": answers("Entries: kind, username, departure, note, added.") },
                 "post": { "summary": "Add people to watch lists, or update their departure and note (audited).",
