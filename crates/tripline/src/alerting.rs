@@ -19,6 +19,7 @@ use crate::alerts::engine::{Backtest, BacktestResult, Decision, Evaluator};
 use crate::alerts::notify::{self, MESSAGE_EVENTS, Message};
 use crate::alerts::template::Templates;
 use crate::alerts::{Alert, AlertState, Channel, Delivery, Rule};
+use crate::risk::PolicyState;
 use crate::store::{Attempt, Store, StoreError};
 
 /// File events evaluated per transaction.
@@ -31,6 +32,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 const POSITION_EVERY: Duration = Duration::from_secs(5);
 /// Most events evaluated before their decisions are written (during a catch-up).
 const APPLY_EVERY: usize = 100_000;
+
+/// The risk settings and watch lists as stored, as connectors use them.
+pub fn policy(store: &dyn Store) -> Result<PolicyState, StoreError> {
+    Ok(PolicyState::new(store.risk_settings()?, &store.watchlist()?))
+}
 
 /// File events read per page by a back-test.
 const BACKTEST_PAGE: usize = 20_000;

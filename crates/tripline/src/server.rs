@@ -11,7 +11,7 @@ use axum::Router;
 use crate::alerting::Alerting;
 use crate::connector::{self, Fleet, RunSettings, SalesforceApp};
 use crate::console::ConsoleSettings;
-use crate::risk::{PolicyState, RiskPolicy};
+use crate::risk::RiskPolicy;
 use crate::store::Store;
 
 /// A server with its connections running, ready to listen.
@@ -32,7 +32,7 @@ impl Server {
         app: &SalesforceApp,
         mut settings: RunSettings,
     ) -> Result<Server, crate::store::StoreError> {
-        let risk = Arc::new(RiskPolicy::new(PolicyState::new(store.risk_settings()?, &store.watchlist()?)));
+        let risk = Arc::new(RiskPolicy::new(crate::alerting::policy(&*store)?));
         settings.risk = risk.clone();
         let alerting = Arc::new(Alerting::new(store.clone(), settings.stored.clone()));
         alerting.set_templates(store.message_templates()?);

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{Api, ApiError, MAX_BODY, actor, authenticate, blocking, parameters};
 use crate::alerts::output::alert_json;
 use crate::alerts::{AlertFilter, AlertState, AlertUpdate, RuleDraft};
-use crate::risk::{PolicyState, RiskSettings, WatchEntry, WatchKind};
+use crate::risk::{RiskSettings, WatchEntry, WatchKind};
 use crate::store::StoreError;
 
 /// Most alerts a page holds.
@@ -253,8 +253,8 @@ pub(super) async fn risk(State(api): State<Api>, headers: HeaderMap) -> Result<J
 /// Makes the stored settings and watch lists the ones every connector uses.
 async fn reload(api: &Api) -> Result<(), ApiError> {
     let store = api.store.clone();
-    let (settings, entries) = blocking(move || Ok((store.risk_settings()?, store.watchlist()?))).await?;
-    api.risk.replace(PolicyState::new(settings, &entries));
+    let policy = blocking(move || crate::alerting::policy(store.as_ref())).await?;
+    api.risk.replace(policy);
     Ok(())
 }
 
@@ -322,8 +322,8 @@ pub(super) async fn add_watch(
         .enumerate()
         .filter_map(|(i, e)| {
             let username = e.username.trim().to_lowercase();
-            if !username.contains('@') || username.contains(char::is_whitespace) || username.len() > 255 {
-                problems.push(format!("entry {}: {:?} is not a Salesforce username", i + 1, e.username));
+            if let Some(problem) = crate::connector::scope_csv::username_problem(&username) {
+                problems.push(format!("entry {}: {problem}", i + 1));
                 return None;
             }
             Some(WatchEntry {

@@ -121,9 +121,10 @@ fn records(bytes: &[u8]) -> Result<Records, CsvError> {
     Ok((records, problems))
 }
 
-/// Is this a Salesforce username (or email) as a file may name one?
-fn username_problem(field: &str) -> Option<String> {
-    (!field.contains('@') || field.contains(char::is_whitespace))
+/// What is wrong with a Salesforce username (or email) as a person may give one
+/// (in a file, a form or the API), if anything.
+pub(crate) fn username_problem(field: &str) -> Option<String> {
+    (!field.contains('@') || field.contains(char::is_whitespace) || field.chars().count() > 255)
         .then(|| format!("{field:?} is not a Salesforce username or email"))
 }
 

@@ -250,7 +250,7 @@ fn read(kind: Kind, form: &FormData, stored: Option<&Target>) -> Result<Target, 
             }
         }
     };
-    errors.extend(target.problems().into_iter().map(|p| format!("{}{}", p[..1].to_uppercase(), &p[1..])));
+    errors.extend(target.problems().iter().map(|p| page::sentence(p)));
     if errors.is_empty() { Ok(target) } else { Err(errors) }
 }
 

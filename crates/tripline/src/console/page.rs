@@ -241,6 +241,13 @@ pub(crate) fn thousands(n: u64) -> String {
     crate::alerts::notify::thousands(n.min(i64::MAX as u64) as i64)
 }
 
+/// A message from the domain (which starts in lower case, to be joined into others)
+/// as a sentence on its own.
+pub(crate) fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 /// "1 user", "1,234 users".
 pub(crate) fn count(n: u64, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{} {noun}s", thousands(n)) }

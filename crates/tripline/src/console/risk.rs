@@ -11,14 +11,12 @@ use super::auth::actor;
 use super::page::{self, AlertsTab, Frame, Nav};
 use super::{Console, ConsoleError, FormData, Signed, db};
 use crate::connector::scope_csv::WatchCsv;
-use crate::risk::{
-    MAX_SCORE, PolicyState, RiskIndicator, RiskSettings, SeverityThresholds, TimeZone, WatchEntry, WatchKind,
-};
+use crate::risk::{MAX_SCORE, RiskIndicator, RiskSettings, SeverityThresholds, TimeZone, WatchEntry, WatchKind};
 
 /// Reads the settings and watch lists again into the policy every connector uses.
 async fn reload(console: &Console) -> Result<(), ConsoleError> {
-    let (settings, entries) = db(console, |s| Ok((s.risk_settings()?, s.watchlist()?))).await?;
-    console.risk.replace(PolicyState::new(settings, &entries));
+    let policy = db(console, crate::alerting::policy).await?;
+    console.risk.replace(policy);
     Ok(())
 }
 
@@ -177,7 +175,7 @@ pub(crate) async fn save_settings(
         Ok(zone) => settings.time_zone = zone,
         Err(m) => errors.push(m),
     }
-    errors.extend(settings.problems().into_iter().map(|p| format!("{}{}", p[..1].to_uppercase(), &p[1..])));
+    errors.extend(settings.problems().iter().map(|p| page::sentence(p)));
     if !errors.is_empty() {
         return render(&console, &signed, &settings, &errors, None, StatusCode::BAD_REQUEST).await;
     }
@@ -341,9 +339,7 @@ pub(crate) async fn add_watch(
     let kind = kind(&form.text("kind"))?;
     let username = form.text("username").trim().to_lowercase();
     let mut errors = Vec::new();
-    if !username.contains('@') || username.contains(char::is_whitespace) || username.len() > 255 {
-        errors.push(format!("{username:?} is not a Salesforce username."));
-    }
+    errors.extend(crate::connector::scope_csv::username_problem(&username).map(|p| page::sentence(&p)));
     let departure = match form.text("departure").trim() {
         "" => None,
         text => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {

@@ -294,7 +294,7 @@ fn read(form: &FormData) -> (RuleDraft, Vec<(&'static str, String)>) {
         suppress_minutes: suppress.min(u32::MAX as i64) as u32,
     };
     for problem in draft.problems() {
-        errors.push(("form", format!("{}{}", problem[..1].to_uppercase(), &problem[1..])));
+        errors.push(("form", page::sentence(&problem)));
     }
     (draft, errors)
 }
@@ -355,7 +355,7 @@ async fn submit(
         }
         Err(ConsoleError::BadRequest(message)) => {
             let (draft, _) = read(&form);
-            let errors = vec![("name", format!("{}{}", message[..1].to_uppercase(), &message[1..]))];
+            let errors = vec![("name", page::sentence(&message))];
             render(&console, &signed, rule.as_ref(), &draft, &errors, None, StatusCode::BAD_REQUEST).await
         }
         Err(other) => Err(other),
