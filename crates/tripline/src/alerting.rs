@@ -32,6 +32,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 const POSITION_EVERY: Duration = Duration::from_secs(5);
 /// Most events evaluated before their decisions are written (during a catch-up).
 const APPLY_EVERY: usize = 100_000;
+/// Longest a decision waits to be written while events keep arriving (a catch-up
+/// keeps pace with ingest commit by commit: written at each, every open alert of the
+/// backlog was rewritten hundreds of times; measured).
+const APPLY_AFTER: Duration = Duration::from_secs(1);
+/// An alert raised by an event this recent is written at once: it is news. One
+/// raised by an older event (a backlog) waits for the next write.
+const NEWS: Duration = Duration::from_secs(120);
 
 /// The risk settings and watch lists as stored, as connectors use them.
 pub fn policy(store: &dyn Store) -> Result<PolicyState, StoreError> {
@@ -59,7 +66,7 @@ pub fn backtest(store: &dyn Store, rule: &Rule, from_ms: i64, to_ms: i64) -> Res
 pub struct Alerting {
     store: Arc<dyn Store>,
     /// Told after each ingest commit that stored file events.
-    stored: Arc<Notify>,
+    stored: Arc<crate::connector::Stored>,
     rules_changed: AtomicBool,
     wake_evaluator: Notify,
     wake_deliverer: Notify,
@@ -73,7 +80,7 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    pub fn new(store: Arc<dyn Store>, stored: Arc<Notify>) -> Alerting {
+    pub fn new(store: Arc<dyn Store>, stored: Arc<crate::connector::Stored>) -> Alerting {
         Alerting {
             store,
             stored,
@@ -214,7 +221,7 @@ impl Alerting {
         let mut state: Option<(Evaluator, i64)> = None;
         // Decisions not written yet, and how many events they cover.
         let mut pending: Vec<Decision> = Vec::new();
-        let mut pending_events = 0;
+        let (mut pending_events, mut pending_since) = (0, tokio::time::Instant::now());
         let (mut saved, mut saved_at) = (0, tokio::time::Instant::now());
         let mut wait = Duration::from_millis(200);
         loop {
@@ -253,7 +260,13 @@ impl Alerting {
                 }
                 continue;
             }
-            let events = match self.blocking(move |s| s.events_after(position, BATCH)).await {
+            // Held in memory after their commit, or else read back.
+            let held = self.stored.take_after(position, BATCH);
+            let events = match held {
+                Some(events) => Ok(events),
+                None => self.blocking(move |s| s.events_after(position, BATCH)).await,
+            };
+            let events = match events {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!("stored events cannot be read for alerting: {}", salesforce::error::error_chain(&e));
@@ -264,16 +277,25 @@ impl Alerting {
             };
             let more = events.len() == BATCH;
             let last = events.last().map_or(position, |e| e.seq);
+            if pending.is_empty() {
+                pending_since = tokio::time::Instant::now();
+            }
             pending.extend(events.iter().flat_map(|e| evaluator.observe(e)));
             pending_events += events.len();
             drop(events);
-            // Written when nothing more waits (live: at once), or after a large batch
-            // (catch-up: few, large writes, one row per alert); the position alone now
-            // and then.
+            // Written at once when an alert about a recent export opens; else after a
+            // second or a large batch (in a catch-up: few, large writes, one row per
+            // alert). The position alone now and then.
+            let news_since = chrono::Utc::now().timestamp_millis() - NEWS.as_millis() as i64;
             let write = if pending.is_empty() {
                 !more && last > saved && saved_at.elapsed() >= POSITION_EVERY
             } else {
-                !more || pending_events >= APPLY_EVERY
+                pending_events >= APPLY_EVERY
+                    || pending_since.elapsed() >= APPLY_AFTER
+                    || pending.iter().any(|d| match d {
+                        Decision::Open(a) => a.events.iter().any(|c| c.at >= news_since),
+                        Decision::Grow { .. } => false,
+                    })
             };
             if write {
                 let decisions = std::mem::take(&mut pending);
@@ -306,10 +328,12 @@ impl Alerting {
             }
             state = Some((evaluator, last));
             if last == position {
+                let now = tokio::time::Instant::now();
+                let until = if pending.is_empty() { now + Duration::from_secs(1) } else { pending_since + APPLY_AFTER };
                 tokio::select! {
                     _ = stored => {}
                     _ = woken => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep_until(until) => {}
                     _ = stop.changed() => return,
                 }
             }

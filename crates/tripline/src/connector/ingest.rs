@@ -30,7 +30,7 @@ use crate::connection::{QuarantinedEvent, ScopeMode};
 use crate::events::{Attribution, Cidr, Evidence, FileEvent, ReportType, destination, predicted_file_name};
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::risk::{RiskInputs, RiskPolicy, assess};
-use crate::store::{Checkpoint, ExportChunk, ReportBatch, Store, StoreError};
+use crate::store::{Checkpoint, ExportChunk, ReportBatch, ReportOutcome, Store, StoreError};
 
 /// What every topic's sink of one connection shares.
 pub struct ConnectionContext {
@@ -40,8 +40,8 @@ pub struct ConnectionContext {
     corporate: Vec<Cidr>,
     /// Risk settings and watch lists, as the admin last set them.
     risk: Arc<RiskPolicy>,
-    /// Told after a commit that stored file events.
-    stored: Arc<tokio::sync::Notify>,
+    /// Given the file events each commit stored.
+    stored: Arc<super::Stored>,
     /// Who the connection monitors, as configured.
     pub(crate) mode: ScopeMode,
     /// Exports before this time (ms) predate the connection and are not recorded.
@@ -305,6 +305,20 @@ fn sink_error(e: impl std::error::Error) -> SinkError {
 }
 
 impl ConnectionContext {
+    /// Hands the file events a commit of `batch` stored to alerting.
+    pub(crate) fn hand_over(&self, batch: ReportBatch, outcome: &ReportOutcome) {
+        if outcome.new_seqs.is_empty() {
+            return;
+        }
+        let mut exports: Vec<Option<ExportChunk>> = batch.exports.into_iter().map(Some).collect();
+        let new = outcome.new_seqs.iter().filter_map(|&(index, seq)| {
+            let mut e = exports.get_mut(index)?.take()?.file_event;
+            e.seq = seq;
+            Some(e)
+        });
+        self.stored.committed(new.collect());
+    }
+
     /// Builds the report batch for some ReportEventStream events (from the stream or
     /// the stored ReportEvent object), attributing each export. An event that cannot
     /// be read (or lacks what identifies it) is kept aside in the batch, not skipped.
@@ -600,16 +614,18 @@ fn merged(topic: &str, prepared: Vec<Prepared>) -> Prepared {
     all
 }
 
-/// Stores a prepared group of deliveries and the checkpoint after it in one transaction.
-fn store(ctx: &ConnectionContext, topic: &str, prepared: &Prepared, checkpoint: &[u8]) -> Result<(), SinkError> {
+/// Stores a prepared group of deliveries and the checkpoint after it in one
+/// transaction; for reports, what it stored.
+fn store(
+    ctx: &ConnectionContext,
+    topic: &str,
+    prepared: &Prepared,
+    checkpoint: &[u8],
+) -> Result<Option<ReportOutcome>, SinkError> {
     let id = &ctx.connection_id;
     match prepared {
-        Prepared::Logins(records, aside) => ctx.store.apply_logins(id, topic, records, aside, checkpoint).map(|_| ()),
-        Prepared::Reports(batch) => ctx.store.apply_reports(id, topic, batch, Some(checkpoint)).map(|outcome| {
-            if outcome.new_file_events > 0 {
-                ctx.stored.notify_waiters();
-            }
-        }),
+        Prepared::Logins(records, aside) => ctx.store.apply_logins(id, topic, records, aside, checkpoint).map(|_| None),
+        Prepared::Reports(batch) => ctx.store.apply_reports(id, topic, batch, Some(checkpoint)).map(Some),
     }
     .map_err(sink_error)
 }
@@ -634,10 +650,15 @@ impl EventSink for TopicSink {
         let topic = topic.to_owned();
         Box::pin(async move {
             let prepared = merged(&topic, prepared);
-            let stored = tokio::task::spawn_blocking(move || (store(&ctx, &topic, &prepared, &checkpoint), prepared));
-            // The records are dropped here, not on the thread that commits.
-            let (stored, _records) = stored.await.map_err(|e| SinkError(format!("storing deliveries: {e}")))?;
-            stored
+            let committing = ctx.clone();
+            let stored =
+                tokio::task::spawn_blocking(move || (store(&committing, &topic, &prepared, &checkpoint), prepared));
+            // The records are handed on and dropped here, not on the thread that commits.
+            let (stored, prepared) = stored.await.map_err(|e| SinkError(format!("storing deliveries: {e}")))?;
+            if let (Some(outcome), Prepared::Reports(batch)) = (stored?, prepared) {
+                ctx.hand_over(batch, &outcome);
+            }
+            Ok(())
         })
     }
 

@@ -94,8 +94,75 @@ pub struct RunSettings {
     pub monitor_from_ms: Option<i64>,
     /// Risk settings and watch lists (a server shares one among its connectors).
     pub risk: Arc<crate::risk::RiskPolicy>,
-    /// Told after each commit that stored file events (alerting waits on it).
-    pub stored: Arc<tokio::sync::Notify>,
+    /// The file events each commit stored, handed to alerting (which waits on it).
+    pub stored: Arc<Stored>,
+}
+
+/// File events just committed, held briefly so the alert evaluator takes them from
+/// memory instead of reading them back (during a catch-up the read cost as much as
+/// the evaluation). The store stays the truth: whatever is not held here, or not held
+/// in one unbroken run from where the evaluator stands, it reads from the store.
+#[derive(Debug, Default)]
+pub struct Stored {
+    notify: tokio::sync::Notify,
+    /// Batches by their first `seq`; each is one transaction's new events, in order.
+    held: std::sync::Mutex<std::collections::BTreeMap<i64, Vec<crate::events::FileEvent>>>,
+}
+
+impl Stored {
+    /// At most this many events are held; the oldest batches go first.
+    const HOLD: usize = 20_000;
+
+    /// A commit stored these new file events (each with its `seq`, in `seq` order).
+    /// Their raw evidence is not kept: rules do not read it.
+    pub fn committed(&self, mut events: Vec<crate::events::FileEvent>) {
+        let Some(first) = events.first().map(|e| e.seq) else { return };
+        events.iter_mut().for_each(|e| e.raw = Vec::new());
+        {
+            let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            held.insert(first, events);
+            let mut total: usize = held.values().map(Vec::len).sum();
+            while total > Self::HOLD {
+                let Some((_, oldest)) = held.pop_first() else { break };
+                total -= oldest.len();
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Wakes those waiting for new events (some were stored the store's way only).
+    pub fn notify(&self) {
+        self.notify.notify_waiters();
+    }
+
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Up to about `limit` held events from `after + 1` on, if those are held without
+    /// a break in `seq`; `None` sends the caller to the store. Drops what is older.
+    pub fn take_after(&self, after: i64, limit: usize) -> Option<Vec<crate::events::FileEvent>> {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut taken: Vec<crate::events::FileEvent> = Vec::new();
+        let mut next = after + 1;
+        while taken.len() < limit {
+            match held.first_key_value() {
+                Some((&first, _)) if first < next => {
+                    held.pop_first();
+                }
+                Some((&first, batch)) if first == next && contiguous(batch) => {
+                    next = first + batch.len() as i64;
+                    taken.extend(held.pop_first().map(|(_, b)| b).unwrap_or_default());
+                }
+                _ => break,
+            }
+        }
+        (!taken.is_empty()).then_some(taken)
+    }
+}
+
+fn contiguous(batch: &[crate::events::FileEvent]) -> bool {
+    batch.windows(2).all(|w| w[1].seq == w[0].seq + 1)
 }
 
 impl Default for RunSettings {
@@ -449,4 +516,46 @@ pub async fn rescan(context: &ConnectionContext) -> Result<usize, Error> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stored;
+    use crate::events::FileEvent;
+
+    fn batch(seqs: std::ops::RangeInclusive<i64>) -> Vec<FileEvent> {
+        seqs.map(|seq| FileEvent { seq, ..FileEvent::sample() }).collect()
+    }
+
+    fn seqs(events: Option<Vec<FileEvent>>) -> Option<Vec<i64>> {
+        events.map(|e| e.iter().map(|e| e.seq).collect())
+    }
+
+    #[test]
+    fn held_events_are_given_only_in_an_unbroken_run_from_where_the_reader_stands() {
+        let stored = Stored::default();
+        stored.committed(batch(1..=3));
+        // Another connection's commit (4..=5) is not handed over yet; 6..=7 is.
+        stored.committed(batch(6..=7));
+        assert_eq!(seqs(stored.take_after(0, 100)), Some(vec![1, 2, 3]), "up to the break");
+        assert_eq!(seqs(stored.take_after(3, 100)), None, "4 is not held: read from the store");
+        stored.committed(batch(4..=5));
+        assert_eq!(seqs(stored.take_after(5, 100)), Some(vec![6, 7]), "what the store read covered is dropped");
+        // A reader standing inside a held batch reads from the store.
+        stored.committed(batch(8..=10));
+        assert_eq!(seqs(stored.take_after(8, 100)), None);
+        assert_eq!(seqs(stored.take_after(10, 100)), None, "nothing newer is held");
+    }
+
+    #[test]
+    fn a_batch_with_a_gap_in_seq_is_not_given_and_the_oldest_go_first() {
+        let stored = Stored::default();
+        stored
+            .committed(vec![FileEvent { seq: 1, ..FileEvent::sample() }, FileEvent { seq: 3, ..FileEvent::sample() }]);
+        assert_eq!(seqs(stored.take_after(0, 100)), None, "seq 2 may exist: the store knows");
+        stored.committed(batch(10..=(9 + Stored::HOLD as i64)));
+        stored.committed(batch((10 + Stored::HOLD as i64)..=(10 + Stored::HOLD as i64)));
+        assert_eq!(seqs(stored.take_after(9, 100)), None, "the oldest batch was let go");
+        assert_eq!(seqs(stored.take_after(9 + Stored::HOLD as i64, 100)), Some(vec![10 + Stored::HOLD as i64]));
+    }
 }

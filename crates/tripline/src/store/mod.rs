@@ -78,12 +78,14 @@ pub struct ReportBatch {
 }
 
 /// What applying a report batch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReportOutcome {
     pub new_file_events: usize,
     pub merged_chunks: usize,
     pub duplicates: usize,
     pub out_of_scope: usize,
+    /// The new file events: their index in the batch's exports and the `seq` each got.
+    pub new_seqs: Vec<(usize, i64)>,
 }
 
 /// A connection's recent downloads, for Data Connections.

@@ -57,6 +57,9 @@ fn tune(db: &Connection) -> Result<()> {
     // Reads through a memory map need no system call per page (searches, exports).
     db.pragma_update(None, "mmap_size", 4_294_967_296_i64)?;
     db.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Room for every statement this store prepares: with rusqlite's default of 16, ingest
+    // and the alert evaluator took turns evicting each other's statements on the writer.
+    db.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
@@ -809,7 +812,7 @@ impl Store for SqliteStore {
             &EVENT_COLUMNS[5..],
             (1..=34).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
         );
-        for chunk in &batch.exports {
+        for (index, chunk) in batch.exports.iter().enumerate() {
             let e = &chunk.file_event;
             let inserted = tx.prepare_cached(&insert)?.execute(params![
                 e.id,
@@ -869,6 +872,7 @@ impl Store for SqliteStore {
                 continue;
             }
             outcome.new_file_events += 1;
+            outcome.new_seqs.push((index, tx.last_insert_rowid()));
             if !users.insert(e.user_id.as_str()) {
                 continue; // known from this batch already
             }

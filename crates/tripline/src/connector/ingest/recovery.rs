@@ -48,9 +48,7 @@ async fn backfill(ctx: &ConnectionContext, from: i64, to: i64) -> Result<usize, 
         .collect();
     let batch = ctx.report_batch(events)?;
     let outcome = ctx.store.apply_reports(&ctx.connection_id, REPORT_TOPIC, &batch, None)?;
-    if outcome.new_file_events > 0 {
-        ctx.stored.notify_waiters();
-    }
+    ctx.hand_over(batch, &outcome);
     Ok(outcome.new_file_events + outcome.merged_chunks)
 }
 
