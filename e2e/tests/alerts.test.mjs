@@ -138,6 +138,15 @@ test('a rule is written, back-tested on stored downloads, saved, enabled, and it
   assert.match(await page.textContent('.results-bar'), /1–1 of 1/);
   await page.goto(demo.url + '/alerts');
   await shot(page, 'alerts');
+  // Most severe first: the badges never rise down the list.
+  await page.selectOption('#f-sort', 'severity');
+  await page.click('form.filters button[type=submit]');
+  await page.waitForURL(/sort=severity/);
+  const rank = ['no-risk', 'low', 'moderate', 'high', 'critical'];
+  const badges = await page.locator('#alerts td .sev').evaluateAll((spans) =>
+    spans.map((s) => [...s.classList].find((c) => c.startsWith('sev-')).slice(4)));
+  assert.ok(badges.length > 1, 'several alerts to order');
+  assert.deepEqual(badges.map((b) => rank.indexOf(b)), badges.map((b) => rank.indexOf(b)).sort((a, b) => b - a));
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });

@@ -250,3 +250,45 @@ fn dashboard_counts_take_each_stored_event_once() {
     let later = store.dashboard(base + hour, base + 24 * hour, 5).expect("dashboard");
     assert_eq!(later.hours.iter().map(|h| h.corporate).sum::<u64>(), 5);
 }
+
+#[test]
+fn alerts_are_listed_newest_oldest_or_most_severe_first() {
+    use tripline::alerts::engine::{Contribution, Decision, NewAlert};
+    use tripline::alerts::{AlertFilter, AlertOrder};
+    use tripline::store::AlertStore;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
+    let events: Vec<ExportChunk> = (0..4).map(|i| event(i, 1_000 + i, "ann", 10)).collect();
+    store
+        .apply_reports("c", "/event/ReportEventStream", &ReportBatch { exports: events, ..Default::default() }, None)
+        .expect("stored");
+    let severities = [Severity::Moderate, Severity::Critical, Severity::Low, Severity::Critical];
+    let decisions: Vec<Decision> = severities
+        .iter()
+        .enumerate()
+        .map(|(i, severity)| {
+            let seq = i as i64 + 1;
+            Decision::Open(NewAlert {
+                id: format!("a{seq}"),
+                rule_id: 1,
+                rule_name: "r".into(),
+                severity: *severity,
+                channels: vec![],
+                connection_id: "c".into(),
+                user_id: "005000000000001AAA".into(),
+                username: None,
+                events: vec![Contribution { seq, at: 1_000 + seq, rows: 10, severity: Severity::Low }],
+            })
+        })
+        .collect();
+    store.apply_alerts(4, &decisions).expect("raised");
+    let ids = |order| {
+        let (alerts, total) = store.alerts(&AlertFilter { order, limit: 10, ..Default::default() }).expect("alerts");
+        assert_eq!(total, 4);
+        alerts.into_iter().map(|a| a.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(AlertOrder::Newest), ["a4", "a3", "a2", "a1"]);
+    assert_eq!(ids(AlertOrder::Oldest), ["a1", "a2", "a3", "a4"]);
+    assert_eq!(ids(AlertOrder::Severity), ["a4", "a2", "a1", "a3"], "critical (newest first), moderate, low");
+}

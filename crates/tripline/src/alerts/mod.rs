@@ -332,6 +332,28 @@ pub struct AlertUpdate {
     pub note: Option<String>,
 }
 
+named_enum! {
+    /// The order of an alert list.
+    #[derive(Default)]
+    pub enum AlertOrder ("order") {
+        #[default]
+        Newest = "newest",
+        Oldest = "oldest",
+        /// Most severe first, newest first among equals.
+        Severity = "severity",
+    }
+}
+
+impl AlertOrder {
+    pub fn label(self) -> &'static str {
+        match self {
+            AlertOrder::Newest => "Newest first",
+            AlertOrder::Oldest => "Oldest first",
+            AlertOrder::Severity => "Most severe first",
+        }
+    }
+}
+
 /// Which alerts a list shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertFilter {
@@ -339,8 +361,7 @@ pub struct AlertFilter {
     pub min_severity: Option<Severity>,
     pub rule_id: Option<i64>,
     pub user: Option<String>,
-    /// Newest first (default) or oldest first.
-    pub oldest_first: bool,
+    pub order: AlertOrder,
     /// Only alerts created after this one (`seq`), oldest first: the CLI's
     /// `--checkpoint` and API paging.
     pub after_seq: Option<i64>,

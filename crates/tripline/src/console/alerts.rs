@@ -11,7 +11,7 @@ use super::auth::actor;
 use super::page::{self, AlertsTab, Frame, Nav};
 use super::search::{Comparison, Range, search_link_within, severity_badge};
 use super::{Console, ConsoleError, FormData, Signed, db};
-use crate::alerts::{Alert, AlertFilter, AlertState, AlertUpdate};
+use crate::alerts::{Alert, AlertFilter, AlertOrder, AlertState, AlertUpdate};
 use crate::named::named_enum;
 use crate::risk::Severity;
 use crate::search::Field;
@@ -74,7 +74,7 @@ struct Filters {
     severity: Option<Severity>,
     rule: Option<i64>,
     user: String,
-    oldest_first: bool,
+    order: AlertOrder,
     page: usize,
 }
 
@@ -86,11 +86,7 @@ impl Filters {
             severity: present(&q.severity).map(|s| s.parse()).transpose().map_err(bad)?,
             rule: present(&q.rule).map(|r| r.parse::<i64>()).transpose().map_err(|_| bad("the rule is a number"))?,
             user: present(&q.user).unwrap_or_default(),
-            oldest_first: match present(&q.sort).as_deref() {
-                None | Some("newest") => false,
-                Some("oldest") => true,
-                Some(other) => return Err(bad(format!("{other:?} is not a sort (newest or oldest)"))),
-            },
+            order: present(&q.sort).map_or(Ok(AlertOrder::Newest), |s| s.parse()).map_err(bad)?,
             page: q.page.unwrap_or(1).max(1),
         })
     }
@@ -107,7 +103,7 @@ impl Filters {
         if !self.user.is_empty() {
             q.append_pair("user", &self.user);
         }
-        q.append_pair("sort", if self.oldest_first { "oldest" } else { "newest" });
+        q.append_pair("sort", self.order.as_str());
         q.append_pair("page", &page.to_string());
         format!("/alerts?{}", q.finish())
     }
@@ -135,7 +131,7 @@ pub(crate) async fn list(
         min_severity: f.severity,
         rule_id: f.rule,
         user: (!f.user.is_empty()).then(|| f.user.clone()),
-        oldest_first: f.oldest_first,
+        order: f.order,
         limit: PAGE,
         offset: (f.page - 1) * PAGE,
         ..AlertFilter::default()
@@ -189,8 +185,9 @@ pub(crate) async fn list(
                 div {
                     label for="f-sort" { "Order" }
                     select #f-sort name="sort" {
-                        option value="newest" selected[!f.oldest_first] { "Newest first" }
-                        option value="oldest" selected[f.oldest_first] { "Oldest first" }
+                        @for order in AlertOrder::ALL {
+                            option value=(order.as_str()) selected[*order == f.order] { (order.label()) }
+                        }
                     }
                 }
                 div { button.primary type="submit" { "Apply" } }

@@ -11,7 +11,7 @@ use super::{EVENT_COLUMNS, SqliteStore, audit, event_from_row, json, now_ms, par
 use crate::alerts::engine::{Contribution, Decision};
 use crate::alerts::template::Templates;
 use crate::alerts::{
-    Alert, AlertFilter, AlertNote, AlertUpdate, Channel, ChannelHealth, Delivery, Rule, RuleDraft, Target,
+    Alert, AlertFilter, AlertNote, AlertOrder, AlertUpdate, Channel, ChannelHealth, Delivery, Rule, RuleDraft, Target,
 };
 use crate::events::FileEvent;
 use crate::risk::{RiskSettings, Severity, WatchEntry, WatchKind};
@@ -528,7 +528,16 @@ impl AlertStore for SqliteStore {
             rusqlite::params_from_iter(params.iter()),
             |r| r.get(0),
         )?;
-        let order = if filter.oldest_first || filter.after_seq.is_some() { "ord ASC" } else { "ord DESC" };
+        let order = match filter.order {
+            _ if filter.after_seq.is_some() => "ord ASC".to_owned(),
+            AlertOrder::Newest => "ord DESC".to_owned(),
+            AlertOrder::Oldest => "ord ASC".to_owned(),
+            AlertOrder::Severity => {
+                let rank: Vec<String> =
+                    Severity::ALL.iter().enumerate().map(|(i, s)| format!("WHEN '{}' THEN {i}", s.as_str())).collect();
+                format!("CASE severity {} END DESC, ord DESC", rank.join(" "))
+            }
+        };
         let sql = format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE {where_} ORDER BY {order} LIMIT {} OFFSET {}",
             filter.limit.max(1),
