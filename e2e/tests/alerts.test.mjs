@@ -160,8 +160,14 @@ test('a departing employee export raises an alert; risks no rule covers are list
   await shot(page, 'watchlists');
   const people = await exporters();
   const leaver = people.find((u) => u.username.toLowerCase() === departing[0]);
-  await control(demo, `/users/${leaver.id}/export`, { rows: 12 });
   await page.goto(demo.url + '/alerts');
+  const before = Number(await page.getAttribute('#alerts-new', 'data-newest'));
+  await control(demo, `/users/${leaver.id}/export`, { rows: 12 });
+  // Live: the list says new alerts were raised, and the navigation counts open ones.
+  await page.waitForSelector('#alerts-new:not([hidden])', { timeout: 15_000 });
+  assert.ok(await page.isVisible('#open-alerts'));
+  await page.click('#alerts-new a');
+  assert.ok(Number(await page.getAttribute('#alerts-new', 'data-newest')) > before);
   await waitFor('the departing employee alert', async () => {
     await page.reload();
     return (await page.locator('#alerts tr', { hasText: 'Departing employee exports' }).count()) > 0;

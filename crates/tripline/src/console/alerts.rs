@@ -15,6 +15,7 @@ use crate::alerts::{Alert, AlertFilter, AlertOrder, AlertState, AlertUpdate};
 use crate::named::named_enum;
 use crate::risk::Severity;
 use crate::search::Field;
+use crate::store::{Store, StoreError};
 
 /// Alerts per page.
 const PAGE: usize = 50;
@@ -109,6 +110,23 @@ impl Filters {
     }
 }
 
+/// Alerts at a glance, for the navigation's counter and the list's "new alerts" notice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct AlertPulse {
+    /// Open or in progress.
+    pub active: u64,
+    /// The newest alert's `seq` (0: none yet).
+    pub newest: i64,
+}
+
+impl AlertPulse {
+    pub(crate) fn read(s: &dyn Store) -> Result<AlertPulse, StoreError> {
+        let active = AlertFilter { states: StateFilter::Active.states(), limit: 1, ..Default::default() };
+        let newest = s.alerts(&AlertFilter { limit: 1, ..Default::default() })?.0.first().map_or(0, |a| a.seq);
+        Ok(AlertPulse { active: s.alerts(&active)?.1, newest })
+    }
+}
+
 pub(crate) fn state_badge(state: AlertState) -> Markup {
     html! { span class={ "state state-" (state.as_str()) } { (state.label()) } }
 }
@@ -151,6 +169,10 @@ pub(crate) async fn list(
                 }
             }
             (page::alerts_tabs(&frame, AlertsTab::Alerts))
+            div.notice #alerts-new hidden data-newest=(frame.alerts.map_or(0, |p| p.newest)) role="status" {
+                "New alerts were raised since this page was shown. "
+                a href=(f.link(1)) { "Show them" }
+            }
             form.filters method="get" action="/alerts" {
                 div {
                     label for="f-state" { "State" }

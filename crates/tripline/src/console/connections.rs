@@ -13,6 +13,7 @@ use chrono::{TimeZone, Utc};
 use maud::{Markup, html};
 use tokio_stream::Stream;
 
+use super::alerts::AlertPulse;
 use super::auth::actor;
 use super::page::{self, Broken, Frame, Nav};
 use super::{Console, ConsoleError, Signed, db};
@@ -116,6 +117,8 @@ pub(crate) async fn list(State(console): State<Console>, signed: Signed) -> Resu
 struct LiveState {
     broken: Vec<BrokenLive>,
     rows: Vec<LiveRow>,
+    /// For those who see alerts.
+    alerts: Option<AlertPulse>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -134,8 +137,10 @@ struct LiveRow {
     events_today: String,
 }
 
-async fn live_state(console: &Console, admin: bool) -> Result<LiveState, ConsoleError> {
+async fn live_state(console: &Console, role: Role) -> Result<LiveState, ConsoleError> {
+    let admin = role.includes(Role::Admin);
     let connections = overview(console).await?;
+    let alerts = if role.includes(Role::Analyst) { Some(db(console, AlertPulse::read).await?) } else { None };
     let broken = connections
         .iter()
         .filter_map(|(c, _)| page::broken(c.clone()))
@@ -155,7 +160,7 @@ async fn live_state(console: &Console, admin: bool) -> Result<LiveState, Console
     } else {
         Vec::new()
     };
-    Ok(LiveState { broken, rows })
+    Ok(LiveState { broken, rows, alerts })
 }
 
 /// Server-Sent Events: the state whenever it changes (checked every second).
@@ -163,12 +168,11 @@ pub(crate) async fn live(
     State(console): State<Console>,
     signed: Signed,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let admin = signed.0.account.role.includes(Role::Admin);
-    let stream = live_events(console, admin);
+    let stream = live_events(console, signed.0.account.role);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-fn live_events(console: Console, admin: bool) -> impl Stream<Item = Result<Event, Infallible>> {
+fn live_events(console: Console, role: Role) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         let mut last: Option<LiveState> = None;
@@ -180,7 +184,7 @@ fn live_events(console: Console, admin: bool) -> impl Stream<Item = Result<Event
             if tx.is_closed() {
                 return;
             }
-            let state = match live_state(&console, admin).await {
+            let state = match live_state(&console, role).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("live status: {e:?}");

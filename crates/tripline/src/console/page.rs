@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
+use super::alerts::AlertPulse;
 use super::{Console, ConsoleError, Signed, db};
 use crate::access::{Account, Role};
 use crate::connection::{ConnectionStatus, ProblemSource};
@@ -21,12 +22,17 @@ pub(crate) struct Frame {
     pub account: Account,
     pub csrf: String,
     pub broken: Vec<Broken>,
+    /// For those who see alerts.
+    pub alerts: Option<AlertPulse>,
 }
 
 impl Frame {
     pub async fn load(console: &Console, signed: &Signed) -> Result<Frame, ConsoleError> {
-        let broken = db(console, |s| s.connections()).await?.into_iter().filter_map(broken).collect();
-        Ok(Frame { account: signed.0.account.clone(), csrf: signed.0.csrf.clone(), broken })
+        let analyst = signed.0.account.role.includes(Role::Analyst);
+        let (connections, alerts) =
+            db(console, move |s| Ok((s.connections()?, analyst.then(|| AlertPulse::read(s)).transpose()?))).await?;
+        let broken = connections.into_iter().filter_map(broken).collect();
+        Ok(Frame { account: signed.0.account.clone(), csrf: signed.0.csrf.clone(), broken, alerts })
     }
 
     pub fn is_admin(&self) -> bool {
@@ -106,7 +112,13 @@ pub(crate) fn shell(frame: &Frame, nav: Nav, title: &str, body: Markup) -> Marku
                     nav aria-label="Main" {
                         (item(Nav::Dashboard, "/", "Dashboard"))
                         @if frame.account.role.includes(Role::Analyst) {
-                            (item(Nav::Alerts, "/alerts", "Alerts"))
+                            a href="/alerts" aria-current=[(nav == Nav::Alerts).then_some("page")] {
+                                "Alerts"
+                                @let active = frame.alerts.map_or(0, |p| p.active);
+                                span.nav-count #open-alerts hidden[active == 0] title="Open and in progress" {
+                                    (thousands(active))
+                                }
+                            }
                             (item(Nav::Search, "/search", "Forensic Search"))
                             (item(Nav::Users, "/users", "Users"))
                         }

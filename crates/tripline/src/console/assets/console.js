@@ -94,6 +94,24 @@
     });
   }
 
+  // The navigation's count of open alerts ticks; the alert list offers what is new.
+  function updateAlerts(pulse) {
+    if (!pulse) return;
+    const count = document.getElementById('open-alerts');
+    if (count) {
+      const text = pulse.active.toLocaleString('en-US');
+      if (count.textContent.trim() !== text) {
+        count.textContent = text;
+        count.hidden = pulse.active === 0;
+        count.classList.remove('ticked');
+        void count.offsetWidth;
+        count.classList.add('ticked');
+      }
+    }
+    const fresh = document.getElementById('alerts-new');
+    if (fresh && pulse.newest > Number(fresh.dataset.newest)) fresh.hidden = false;
+  }
+
   function live() {
     const banner = document.getElementById('banner');
     if (!banner || !window.EventSource) return;
@@ -103,6 +121,7 @@
       const state = JSON.parse(e.data);
       renderBanner(banner, state.broken, links);
       updateRows(state.rows);
+      updateAlerts(state.alerts);
     });
   }
 
