@@ -109,6 +109,9 @@ async fn soap(State(sim): State<Arc<Sim>>, body: String) -> Response {
     let Some(user) = user else {
         return fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session");
     };
+    if !sim.org().user_can_use_api(&user, now_ms()) {
+        return fault("API_CURRENTLY_DISABLED", "API is disabled for this User");
+    }
     if !sim.spend_api_call() {
         return fault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
     }

@@ -668,6 +668,12 @@ impl Org {
         id.is_some_and(|id| t.set(&id, "IsFrozen", Value::Bool(frozen)))
     }
 
+    /// May the user use the APIs (REST, SOAP, Metadata, Pub/Sub)? Salesforce asks for
+    /// API Enabled in the profile or a permission set.
+    pub fn user_can_use_api(&self, user: &SfId, now_ms: i64) -> bool {
+        self.user_has_permission(user, "PermissionsApiEnabled", now_ms)
+    }
+
     /// Does the user hold a permission through any unexpired assignment?
     pub fn user_has_permission(&self, user: &SfId, permission: &str, now_ms: i64) -> bool {
         let assignments = self.table("PermissionSetAssignment");

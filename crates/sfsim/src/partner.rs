@@ -90,6 +90,9 @@ async fn login(State(sim): State<Arc<Sim>>, Path(version): Path<String>, body: S
     let Some(user) = user else {
         return fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.");
     };
+    if !sim.org().user_can_use_api(&user, now_ms()) {
+        return fault("API_CURRENTLY_DISABLED", "API is disabled for this User");
+    }
     let session = sim.sessions().issue_access(&user, "soap-login", None, now_ms());
     let org = sim.org();
     let version = escape(version.trim_end_matches('/'));

@@ -104,8 +104,13 @@ impl Service {
 
     fn check_token(&self, token: &str, rpc_id: &str) -> Result<(), Status> {
         let org = self.sim.org();
-        let valid = self.sim.sessions().validate(token, now_ms(), |u| org.user_can_sign_in(u));
-        valid.map(|_| ()).map_err(|_| auth_error("the session is expired or invalid", rpc_id))
+        let now = now_ms();
+        let valid = self.sim.sessions().validate(token, now, |u| org.user_can_sign_in(u));
+        match valid {
+            Ok(t) if org.user_can_use_api(&t.user, now) => Ok(()),
+            Ok(_) => Err(auth_error("API is disabled for this User", rpc_id)),
+            Err(_) => Err(auth_error("the session is expired or invalid", rpc_id)),
+        }
     }
 
     fn topic(&self, name: &str, rpc_id: &str) -> Result<&Topic, Status> {

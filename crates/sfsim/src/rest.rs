@@ -142,6 +142,9 @@ fn version_of(text: &str) -> Result<String, ApiError> {
 fn api_call(sim: &Sim, headers: &HeaderMap) -> Result<SfId, ApiError> {
     let user = bearer_user(sim, headers)
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid".into()))?;
+    if !sim.org().user_can_use_api(&user, now_ms()) {
+        return Err(ApiError(StatusCode::FORBIDDEN, "API_CURRENTLY_DISABLED", "API is disabled for this User".into()));
+    }
     if !sim.spend_api_call() {
         return Err(ApiError(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.".into()));
     }

@@ -286,3 +286,51 @@ async fn client_credentials_run_as_the_apps_user_without_a_refresh_token() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"], "invalid_client");
 }
+
+#[tokio::test]
+async fn a_user_without_api_enabled_can_use_no_api() {
+    use sfwire::eventbus::v1::TopicRequest;
+
+    let org = start(config(20)).await;
+    let tokens = org.authorize().await;
+    let (username, password) = org.service_login();
+    let sets = org.control_get("/permission-sets").await;
+    let profile_set = sets
+        .as_array()
+        .expect("sets")
+        .iter()
+        .find(|s| s["Label"] == json!("Tripline Monitoring") || s["Name"] == json!("Tripline Monitoring"))
+        .map(|s| s["Id"].as_str().expect("id").to_owned())
+        .expect("the service account's profile set");
+    org.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsApiEnabled": false})).await;
+
+    let r = org.query(&tokens.access, "SELECT Id FROM User LIMIT 1").await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body[0]["errorCode"], "API_CURRENTLY_DISABLED");
+    assert_eq!(body[0]["message"], "API is disabled for this User");
+
+    let soap = reqwest::Client::new()
+        .post(org.url("/services/Soap/u/62.0"))
+        .header("content-type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "login")
+        .body(soap_login(&username, &password))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(soap.status(), 500);
+    assert_eq!(element(&soap.text().await.expect("xml"), "sf:exceptionCode"), "API_CURRENTLY_DISABLED");
+
+    let refused = org
+        .grpc()
+        .await
+        .get_topic(org.request(&tokens.access, TopicRequest { topic_name: "/event/ReportEventStream".into() }))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert!(refused.message().contains("API is disabled"), "{}", refused.message());
+
+    // Given back: the same token works again (the session was never ended).
+    org.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsApiEnabled": true})).await;
+    assert_eq!(org.query(&tokens.access, "SELECT Id FROM User LIMIT 1").await.status(), 200);
+}

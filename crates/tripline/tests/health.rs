@@ -48,6 +48,13 @@ async fn faults_are_named_and_clear_by_themselves() {
     s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsCustomizeApplication": true})).await;
     s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
 
+    // API Enabled taken away: Salesforce refuses every API call of the account.
+    s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsApiEnabled": false})).await;
+    let r = s.wait_status(&record.id, ConnectionStatus::Error, &["permissions"]).await;
+    assert!(format!("{:?}", r.status_detail.expect("detail")).contains("API Enabled"));
+    s.control(&format!("/permission-sets/{profile_set}"), json!({"PermissionsApiEnabled": true})).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+
     // An expired session is refreshed, and the new access token kept for the next start.
     s.control("/sessions/expire", no_body()).await;
     for _ in 0..100 {

@@ -29,6 +29,10 @@ pub(crate) fn from_api_error(e: &salesforce::Error) -> Problem {
             "The org's daily API request limit is used up. Tripline retries with backoff; raise the limit or wait for it to reset.",
         ),
         E::Network(m) => Problem::error(Source::Network, format!("Salesforce cannot be reached: {m}")),
+        E::Api { code, .. } if code == "API_CURRENTLY_DISABLED" => Problem::error(
+            Source::Permissions,
+            "The service account may not use the API (API is disabled for this user): give its profile, or a permission set assigned to it, the API Enabled permission.",
+        ),
         E::Api { code, .. } if code == "INSUFFICIENT_ACCESS" => Problem::error(
             Source::Permissions,
             format!(
