@@ -1,5 +1,6 @@
-//! The SOAP Metadata API's `readMetadata`, enough to read `RealTimeEventSettings`
-//! (Event Manager's streaming and storing switches), with SOAP faults for bad sessions.
+//! The SOAP Metadata API: `readMetadata` of `RealTimeEventSettings` (Event Manager's
+//! streaming and storing switches), `describeMetadata` (the types sfsim knows) and
+//! `listMetadata` of them, with SOAP faults for bad sessions.
 
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ struct SoapRequest {
     operation: String,
     metadata_type: String,
     full_names: Vec<String>,
+    /// `listMetadata`: the type of each query.
+    queried_types: Vec<String>,
 }
 
 fn parse(body: &str) -> Result<SoapRequest, String> {
@@ -82,6 +85,7 @@ fn parse(body: &str) -> Result<SoapRequest, String> {
                 let text = quick_xml::escape::unescape(&text).map_err(|e| format!("malformed XML: {e}"))?.into_owned();
                 match path.last().map(String::as_str) {
                     Some("sessionId") => request.session_id = text,
+                    Some("type") if path.iter().any(|p| p == "queries") => request.queried_types.push(text),
                     Some("type") => request.metadata_type = text,
                     Some("fullNames") => request.full_names.push(text),
                     _ => {}
@@ -115,13 +119,96 @@ async fn soap(State(sim): State<Arc<Sim>>, body: String) -> Response {
     if !sim.spend_api_call() {
         return fault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
     }
-    if request.operation != "readMetadata" {
-        return fault("UNKNOWN_OPERATION", &format!("sfsim emulates readMetadata only, not {}", request.operation));
-    }
     let org = sim.org();
     if !org.user_has_permission(&user, "PermissionsCustomizeApplication", now_ms()) {
         return fault("INSUFFICIENT_ACCESS", "reading metadata needs the Customize Application permission");
     }
+    match request.operation.as_str() {
+        "readMetadata" => read_metadata(&org, &request),
+        "describeMetadata" => describe_metadata(),
+        "listMetadata" => list_metadata(&org, &request),
+        other => fault(
+            "UNKNOWN_OPERATION",
+            &format!("sfsim emulates readMetadata, describeMetadata and listMetadata, not {other}"),
+        ),
+    }
+}
+
+/// The metadata types sfsim knows: (xmlName, directoryName, suffix, inFolder).
+const TYPES: [(&str, &str, &str, bool); 6] = [
+    ("ConnectedApp", "connectedApps", "connectedApp", false),
+    ("PermissionSet", "permissionsets", "permissionset", false),
+    ("Profile", "profiles", "profile", false),
+    ("Report", "reports", "report", true),
+    ("Settings", "settings", "settings", false),
+    ("TransactionSecurityPolicy", "transactionSecurityPolicies", "transactionSecurityPolicy", false),
+];
+
+fn describe_metadata() -> Response {
+    let mut objects = String::new();
+    for (name, directory, suffix, in_folder) in TYPES {
+        objects.push_str(&format!(
+            "<metadataObjects><directoryName>{directory}</directoryName><inFolder>{in_folder}</inFolder><metaFile>false</metaFile><suffix>{suffix}</suffix><xmlName>{name}</xmlName></metadataObjects>"
+        ));
+    }
+    xml(
+        StatusCode::OK,
+        format!(
+            "<describeMetadataResponse><result>{objects}<organizationNamespace></organizationNamespace><partialSaveAllowed>true</partialSaveAllowed><testRequired>false</testRequired></result></describeMetadataResponse>"
+        ),
+    )
+}
+
+/// One `FileProperties` per component of the queried types (Report lists none: its
+/// components are listed per folder, and sfsim's reports live in no folder).
+fn list_metadata(org: &crate::org::Org, request: &SoapRequest) -> Response {
+    let created =
+        org.table("Organization").rows().next().map(|r| org.table("Organization").value(r, "CreatedDate").to_json());
+    let created = created.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let admin = org.service_user.to_string();
+    let mut results = String::new();
+    for kind in &request.queried_types {
+        let (directory, suffix) = match TYPES.iter().find(|t| t.0 == kind.as_str()) {
+            Some((_, d, s, _)) => (*d, *s),
+            None if kind == "RealTimeEventSettings" => ("settings", "settings"),
+            None => return fault("INVALID_TYPE", &format!("Unknown type name '{kind}' specified in listMetadata")),
+        };
+        let components: Vec<(String, String)> = match kind.as_str() {
+            "RealTimeEventSettings" => vec![("RealTimeEvent".into(), String::new())],
+            "Settings" => vec![("RealTimeEvent".into(), String::new())],
+            "ConnectedApp" => vec![("Tripline".into(), String::new())],
+            "Profile" => {
+                let t = org.table("Profile");
+                t.rows().map(|r| (string(t.value(r, "Name")), string(t.value(r, "Id")))).collect()
+            }
+            "PermissionSet" => {
+                let t = org.table("PermissionSet");
+                t.rows()
+                    .filter(|r| t.value(r, "IsOwnedByProfile") != &crate::model::Value::Bool(true))
+                    .filter(|r| t.value(r, "Type").as_str() != Some("Group"))
+                    .map(|r| (string(t.value(r, "Name")), string(t.value(r, "Id"))))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        for (name, id) in components {
+            results.push_str(&format!(
+                "<result><createdById>{admin}</createdById><createdByName>sfsim</createdByName><createdDate>{created}</createdDate><fileName>{directory}/{file}.{suffix}</fileName><fullName>{name}</fullName><id>{id}</id><lastModifiedById>{admin}</lastModifiedById><lastModifiedByName>sfsim</lastModifiedByName><lastModifiedDate>{created}</lastModifiedDate><manageableState>unmanaged</manageableState><type>{kind}</type></result>",
+                name = escape(&name),
+                file = escape(&name),
+                id = escape(&id),
+                kind = escape(kind),
+            ));
+        }
+    }
+    xml(StatusCode::OK, format!("<listMetadataResponse>{results}</listMetadataResponse>"))
+}
+
+fn string(v: &crate::model::Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+fn read_metadata(org: &crate::org::Org, request: &SoapRequest) -> Response {
     if request.metadata_type != "RealTimeEventSettings" {
         return fault("INVALID_TYPE", &format!("sfsim does not emulate metadata type {:?}", request.metadata_type));
     }

@@ -100,4 +100,21 @@ streaming = {e.entityName: e.isEnabled for e in settings.realTimeEvents}
 assert streaming["ReportEventStream"] is True, streaming
 missing = sf.mdapi.RealTimeEventSettings.read(["NoSuchSettings"])
 assert missing is not None and missing["fullName"] is None, repr(missing)
+# describeMetadata and listMetadata, as deployment tools call them first.
+described = sf.mdapi.describe_metadata()
+names = {o.xmlName: o for o in described.metadataObjects}
+assert names["PermissionSet"].directoryName == "permissionsets" and names["Report"].inFolder is True, names.keys()
+query = sf.mdapi._client.get_type("ns0:ListMetadataQuery")
+listed = sf.mdapi.list_metadata([query(type="PermissionSet"), query(type="RealTimeEventSettings")])
+by_type = {}
+for item in listed:
+    by_type.setdefault(item.type, []).append(item)
+assert [i.fullName for i in by_type["RealTimeEventSettings"]] == ["RealTimeEvent"], by_type.keys()
+assert all(i.fileName == "permissionsets/" + i.fullName + ".permissionset" for i in by_type["PermissionSet"])
+assert len(by_type["PermissionSet"]) >= 3 and all(i.id.startswith("0PS") for i in by_type["PermissionSet"])
+try:
+    sf.mdapi.list_metadata([query(type="NoSuchType")])
+    raise AssertionError("an unknown type was listed")
+except Exception as e:  # zeep's Fault
+    assert "INVALID_TYPE" in str(e), repr(e)
 print("ok")
