@@ -199,8 +199,41 @@ async fn limits(
     version_of(&version)?;
     api_call(&sim, &headers)?;
     let remaining = sim.api_remaining.load(Ordering::Relaxed);
-    Ok(with_usage(&sim, json!({ "DailyApiRequests": { "Max": sim.config.api_daily_limit, "Remaining": remaining } })))
+    let mut limits = serde_json::Map::new();
+    for (name, max) in FIXED_LIMITS {
+        limits.insert(name.into(), json!({ "Max": max, "Remaining": max }));
+    }
+    limits.insert("DailyApiRequests".into(), json!({ "Max": sim.config.api_daily_limit, "Remaining": remaining }));
+    Ok(with_usage(&sim, serde_json::Value::Object(limits)))
 }
+
+/// The other allocations `limits` names, each with a plausible maximum (they vary by
+/// edition and licences); sfsim spends none of them (all remain).
+const FIXED_LIMITS: [(&str, i64); 23] = [
+    ("ConcurrentAsyncGetReportInstances", 200),
+    ("ConcurrentSyncReportRuns", 20),
+    ("DailyAsyncApexExecutions", 250_000),
+    ("DailyBulkApiBatches", 15_000),
+    ("DailyBulkV2QueryFileStorageMB", 976_562),
+    ("DailyBulkV2QueryJobs", 10_000),
+    ("DailyDeliveredPlatformEvents", 50_000),
+    ("DailyDurableGenericStreamingApiEvents", 10_000),
+    ("DailyDurableStreamingApiEvents", 1_000_000),
+    ("DailyGenericStreamingApiEvents", 10_000),
+    ("DailyStandardVolumePlatformEvents", 10_000),
+    ("DailyStreamingApiEvents", 1_000_000),
+    ("DailyWorkflowEmails", 100_000),
+    ("DataStorageMB", 1_024),
+    ("DurableStreamingApiConcurrentClients", 1_000),
+    ("FileStorageMB", 10_240),
+    ("HourlyAsyncReportRuns", 1_200),
+    ("HourlyDashboardRefreshes", 200),
+    ("HourlyPublishedPlatformEvents", 250_000),
+    ("HourlySyncReportRuns", 500),
+    ("MassEmail", 5_000),
+    ("SingleEmail", 5_000),
+    ("StreamingApiConcurrentClients", 1_000),
+];
 
 /// `Sforce-Query-Options: batchSize=N` (200 to 2,000).
 fn batch_size(headers: &HeaderMap) -> usize {

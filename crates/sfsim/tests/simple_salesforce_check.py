@@ -50,7 +50,10 @@ basic = sf.User.metadata()
 assert (basic["objectDescribe"]["name"], basic["objectDescribe"]["keyPrefix"]) == ("User", "005"), basic
 assert basic["objectDescribe"]["queryable"] is True and basic["recentItems"] == [], basic
 assert any(o["name"] == "User" and o["retrieveable"] for o in sf.describe()["sobjects"])
-assert "DailyApiRequests" in sf.limits()
+limits = sf.limits()
+assert limits["DailyApiRequests"]["Remaining"] < limits["DailyApiRequests"]["Max"], limits["DailyApiRequests"]
+assert {"DataStorageMB", "DailyBulkApiBatches", "HourlyPublishedPlatformEvents", "DailyDeliveredPlatformEvents"} <= limits.keys()
+assert all(set(v) == {"Max", "Remaining"} for v in limits.values()), limits
 
 try:
     sf.query("SELECT Shoe_Size FROM User")
