@@ -103,6 +103,7 @@ pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
         .route("/preload", post(preload))
         .route("/retention", post(retention))
         .route("/connected-app/callbacks", post(add_callback))
+        .route("/connected-app/certificate", post(set_certificate))
         .route("/tls-certificate", get(tls_certificate))
         .with_state(ControlState { sim, people })
 }
@@ -582,6 +583,19 @@ async fn add_callback(State(sim): State<Arc<Sim>>, Json(body): Json<Callback>) -
         org.app.callback_urls.push(body.url);
     }
     Ok(Json(json!({ "callback_urls": org.app.callback_urls })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Certificate {
+    pem: String,
+}
+
+/// "Use digital signatures": the certificate whose key signs JWT bearer assertions.
+async fn set_certificate(State(sim): State<Arc<Sim>>, Json(body): Json<Certificate>) -> Reply {
+    crate::oauth::certificate_key(&body.pem).map_err(bad)?;
+    sim.org().app.certificate_pem = Some(body.pem);
+    Ok(Json(json!({ "certificate": "set" })))
 }
 
 async fn tls_certificate(State(sim): State<Arc<Sim>>) -> String {

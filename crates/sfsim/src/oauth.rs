@@ -291,6 +291,68 @@ fn token_error(error: &str, description: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": error, "error_description": description }))).into_response()
 }
 
+/// The JWT bearer flow's grant type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Checks a JWT bearer assertion as Salesforce does: RS256, signed with the key of
+/// the certificate uploaded to the connected app, issued by its consumer key, for this
+/// login host, not expired, for a user who may use the app. Returns the user.
+fn jwt_user(sim: &Sim, assertion: &str, now: i64) -> Result<SfId, (&'static str, &'static str)> {
+    const INVALID: (&str, &str) = ("invalid_grant", "invalid assertion");
+    let mut parts = assertion.split('.');
+    let (Some(header), Some(claims), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(INVALID);
+    };
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| INVALID);
+    let header: serde_json::Value = serde_json::from_slice(&decode(header)?).map_err(|_| INVALID)?;
+    let claims: serde_json::Value = serde_json::from_slice(&decode(claims)?).map_err(|_| INVALID)?;
+    if header["alg"] != "RS256" {
+        return Err(("invalid_grant", "invalid assertion: the algorithm must be RS256"));
+    }
+    let org = sim.org();
+    if claims["iss"].as_str() != Some(org.app.client_id.as_str()) {
+        return Err(("invalid_client_id", "client identifier invalid"));
+    }
+    let Some(certificate) = org.app.certificate_pem.as_deref() else {
+        return Err(("invalid_client", "the connected app has no certificate for digital signatures"));
+    };
+    let key = certificate_key(certificate).map_err(|_| INVALID)?;
+    let signed = &assertion[..assertion.len() - signature.len() - 1];
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, key)
+        .verify(signed.as_bytes(), &decode(signature)?)
+        .map_err(|_| INVALID)?;
+    let audiences = ["https://login.salesforce.com", "https://test.salesforce.com", sim.base_url.as_str()];
+    if !claims["aud"].as_str().is_some_and(|a| audiences.contains(&a.trim_end_matches('/'))) {
+        return Err(("invalid_grant", "audience is invalid"));
+    }
+    // Salesforce wants an expiry within a few minutes from now.
+    if !claims["exp"].as_i64().is_some_and(|exp| exp * 1000 > now && exp * 1000 <= now + 3_600_000) {
+        return Err(("invalid_grant", "expired authorization code"));
+    }
+    let user = claims["sub"].as_str().and_then(|name| org.find_user_by_username(name)).ok_or(INVALID)?;
+    // The service account is pre-authorized by an admin (its profile); anyone else must
+    // have approved the app through the web server flow first.
+    let approved = user == org.service_user
+        || sim.sessions().refresh.values().any(|r| r.user == user && r.client_id == org.app.client_id);
+    if !approved {
+        return Err(("invalid_grant", "user hasn't approved this consumer"));
+    }
+    Ok(user)
+}
+
+/// The RSA public key (PKCS#1 DER) of a PEM certificate.
+pub fn certificate_key(pem: &str) -> Result<Vec<u8>, String> {
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = pem.parse_x509().map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
+        return Err("the certificate's key is not an RSA key".into());
+    }
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
 async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Response {
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     let (client_id, client_secret) = {
@@ -298,8 +360,17 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
         (org.app.client_id.clone(), org.app.client_secret.clone())
     };
     let grant = get("grant_type");
-    if !matches!(grant, "authorization_code" | "refresh_token" | "client_credentials") {
+    if !matches!(grant, "authorization_code" | "refresh_token" | "client_credentials" | JWT_BEARER) {
         return token_error("unsupported_grant_type", "grant type not supported");
+    }
+    if grant == JWT_BEARER {
+        // No client secret: the signed assertion stands for the app.
+        let now = now_ms();
+        let user = match jwt_user(&sim, get("assertion"), now) {
+            Ok(user) => user,
+            Err((error, description)) => return token_error(error, description),
+        };
+        return issue(&sim, &user, "api", None, grant, now);
     }
     if get("client_id") != client_id {
         return token_error("invalid_client_id", "client identifier invalid");
@@ -340,10 +411,20 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
         };
         (r.user, r.scope, Some(presented.to_owned()))
     };
-    if !sim.org().user_can_sign_in(&user) {
+    issue(&sim, &user, &scope, refresh, grant, now)
+}
+
+/// Issues an access token (tied to `refresh`, if any) to a user who may sign in:
+/// Salesforce's token response, with the refresh token for an authorization code.
+fn issue(sim: &Sim, user: &SfId, scope: &str, refresh: Option<String>, grant: &str, now: i64) -> Response {
+    if !sim.org().user_can_sign_in(user) {
         return token_error("invalid_grant", "authentication failure");
     }
-    let access = sim.sessions().issue_access(&user, &client_id, refresh.clone(), now);
+    let (client_id, client_secret) = {
+        let org = sim.org();
+        (org.app.client_id.clone(), org.app.client_secret.clone())
+    };
+    let access = sim.sessions().issue_access(user, &client_id, refresh.clone(), now);
     let org_id = sim.org().id.clone();
     let id_url = format!("{}/id/{}/{}", sim.base_url, org_id, user);
     let issued_at = now.to_string();

@@ -97,6 +97,10 @@ pub struct ConnectedApp {
     pub client_id: String,
     pub client_secret: String,
     pub callback_urls: Vec<String>,
+    /// The X.509 certificate (PEM) uploaded for the JWT bearer flow ("Use digital
+    /// signatures"): assertions must be signed with its key.
+    #[serde(default)]
+    pub certificate_pem: Option<String>,
 }
 
 /// A saved report that people run and export.
@@ -221,6 +225,7 @@ impl Org {
             client_id: format!("3MVG9{}", rng.token(ALNUM, 80)),
             client_secret: rng.token(b"0123456789ABCDEF", 64),
             callback_urls: spec.callback_urls.clone(),
+            certificate_pem: None,
         };
         let mut org = Org::empty(&mut rng, company, domain, app);
         let now = crate::clock::now_ms();

@@ -109,3 +109,24 @@ async fn grpcio_and_avro_subscribe_over_tls() {
     ];
     python(&org, script, env).await;
 }
+
+#[tokio::test]
+async fn an_integration_signs_in_with_the_jwt_bearer_flow() {
+    let (org, instance, _) = org_and_token(40).await;
+    let (client_id, _) = org.connected_app();
+    let (username, _) = org.service_account();
+    let other = {
+        let o = org.sim.org();
+        let user = o.user_ids().into_iter().find(|u| o.user_can_sign_in(u) && *u != o.service_user).expect("a user");
+        o.username(&user)
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jwt_bearer_check.py");
+    let env = vec![
+        ("SFSIM_URL", instance),
+        ("SFSIM_CONTROL", format!("http://{}/control/v1", org.http_addr)),
+        ("SFSIM_CLIENT_ID", client_id),
+        ("SFSIM_USERNAME", username),
+        ("SFSIM_OTHER_USERNAME", other),
+    ];
+    python(&org, script, env).await;
+}
