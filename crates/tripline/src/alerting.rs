@@ -280,22 +280,23 @@ impl Alerting {
             if pending.is_empty() {
                 pending_since = tokio::time::Instant::now();
             }
+            let before = pending.len();
             pending.extend(events.iter().flat_map(|e| evaluator.observe(e)));
             pending_events += events.len();
             drop(events);
-            // Written at once when an alert about a recent export opens; else after a
+            // Written at once when an alert about a recent export opens (what was
+            // pending before had none: it would have been written); else after a
             // second or a large batch (in a catch-up: few, large writes, one row per
             // alert). The position alone now and then.
             let news_since = chrono::Utc::now().timestamp_millis() - NEWS.as_millis() as i64;
+            let news = pending[before..].iter().any(|d| match d {
+                Decision::Open(a) => a.events.iter().any(|c| c.at >= news_since),
+                Decision::Grow { .. } => false,
+            });
             let write = if pending.is_empty() {
                 !more && last > saved && saved_at.elapsed() >= POSITION_EVERY
             } else {
-                pending_events >= APPLY_EVERY
-                    || pending_since.elapsed() >= APPLY_AFTER
-                    || pending.iter().any(|d| match d {
-                        Decision::Open(a) => a.events.iter().any(|c| c.at >= news_since),
-                        Decision::Grow { .. } => false,
-                    })
+                news || pending_events >= APPLY_EVERY || pending_since.elapsed() >= APPLY_AFTER
             };
             if write {
                 let decisions = std::mem::take(&mut pending);
