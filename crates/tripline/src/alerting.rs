@@ -233,7 +233,11 @@ impl Alerting {
                 (state, pending, pending_events) = (None, Vec::new(), 0);
             }
             let loaded = match state.take() {
-                None => self.blocking(Self::load).await.inspect(|(_, at)| saved = *at),
+                None => self.blocking(Self::load).await.inspect(|(evaluator, at)| {
+                    saved = *at;
+                    // Held events are wanted only by an evaluator with rules.
+                    self.stored.set_wanted(!evaluator.is_empty());
+                }),
                 Some(s) => Ok(s),
             };
             let (mut evaluator, position) = match loaded {

@@ -310,6 +310,10 @@ impl ConnectionContext {
         if outcome.new_seqs.is_empty() {
             return;
         }
+        if !self.stored.wanted() {
+            self.stored.notify();
+            return;
+        }
         let mut exports: Vec<Option<ExportChunk>> = batch.exports.into_iter().map(Some).collect();
         let new = outcome.new_seqs.iter().filter_map(|&(index, seq)| {
             let mut e = exports.get_mut(index)?.take()?.file_event;
