@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_settings.sql"),
     include_str!("../../migrations/sqlite/0010_alerts.sql"),
     include_str!("../../migrations/sqlite/0011_alert_blocks_appended.sql"),
+    include_str!("../../migrations/sqlite/0012_user_source_index.sql"),
 ];
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
