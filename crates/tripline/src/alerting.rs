@@ -65,7 +65,7 @@ pub fn backtest(store: &dyn Store, rule: &Rule, from_ms: i64, to_ms: i64) -> Res
 /// What the evaluator, the deliverer and the people changing rules share.
 pub struct Alerting {
     store: Arc<dyn Store>,
-    /// Told after each ingest commit that stored file events.
+    /// The file events each ingest commit stored (and the wake-up after it).
     stored: Arc<crate::connector::Stored>,
     rules_changed: AtomicBool,
     wake_evaluator: Notify,

@@ -310,17 +310,13 @@ impl ConnectionContext {
         if outcome.new_seqs.is_empty() {
             return;
         }
-        if !self.stored.wanted() {
-            self.stored.notify();
-            return;
-        }
-        let mut exports: Vec<Option<ExportChunk>> = batch.exports.into_iter().map(Some).collect();
-        let new = outcome.new_seqs.iter().filter_map(|&(index, seq)| {
-            let mut e = exports.get_mut(index)?.take()?.file_event;
-            e.seq = seq;
-            Some(e)
+        // `new_seqs` follows the batch's order: one pass pairs each with its export.
+        let mut new = outcome.new_seqs.iter().peekable();
+        let events = batch.exports.into_iter().enumerate().filter_map(move |(index, chunk)| {
+            let (_, seq) = new.next_if(|(at, _)| *at == index)?;
+            Some(FileEvent { seq: *seq, ..chunk.file_event })
         });
-        self.stored.committed(new.collect());
+        self.stored.committed(events);
     }
 
     /// Builds the report batch for some ReportEventStream events (from the stream or

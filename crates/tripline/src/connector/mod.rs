@@ -125,19 +125,16 @@ impl Stored {
         }
     }
 
-    pub fn wanted(&self) -> bool {
-        self.wanted.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// A commit stored these new file events (each with its `seq`, in `seq` order).
-    /// Their raw evidence is not kept: rules do not read it.
-    pub fn committed(&self, mut events: Vec<crate::events::FileEvent>) {
-        if !self.wanted() {
+    /// A commit stored these new file events (each with its `seq`, in `seq` order):
+    /// held if wanted (taken from `events` only then), without their raw evidence
+    /// (rules do not read it), and those waiting are woken.
+    pub fn committed(&self, events: impl IntoIterator<Item = crate::events::FileEvent>) {
+        if !self.wanted.load(std::sync::atomic::Ordering::Relaxed) {
             self.notify.notify_waiters();
             return;
         }
+        let events: Vec<_> = events.into_iter().map(|e| crate::events::FileEvent { raw: Vec::new(), ..e }).collect();
         let Some(first) = events.first().map(|e| e.seq) else { return };
-        events.iter_mut().for_each(|e| e.raw = Vec::new());
         {
             let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             held.insert(first, events);
@@ -147,11 +144,6 @@ impl Stored {
                 total -= oldest.len();
             }
         }
-        self.notify.notify_waiters();
-    }
-
-    /// Wakes those waiting for new events (some were stored the store's way only).
-    pub fn notify(&self) {
         self.notify.notify_waiters();
     }
 

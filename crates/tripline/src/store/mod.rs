@@ -84,7 +84,8 @@ pub struct ReportOutcome {
     pub merged_chunks: usize,
     pub duplicates: usize,
     pub out_of_scope: usize,
-    /// The new file events: their index in the batch's exports and the `seq` each got.
+    /// The new file events: their index in the batch's exports and the `seq` each got,
+    /// in the batch's order.
     pub new_seqs: Vec<(usize, i64)>,
 }
 
