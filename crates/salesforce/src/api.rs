@@ -9,7 +9,7 @@ use quick_xml::events::Event;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::error::{Error, request_limit};
 use crate::oauth::{OAuthClient, Tokens};
 
 /// The API version Tripline speaks.
@@ -52,10 +52,15 @@ struct ApiErrorBody {
     error_code: String,
 }
 
+/// Told of each refreshed session, with the new refresh token when Salesforce rotated
+/// it (the one used is then spent: keep the new one before anything else).
+pub type TokenSaver = Box<dyn Fn(&Session, Option<&str>) + Send + Sync>;
+
 /// A connection's authenticated access to one org.
 pub struct SalesforceApi {
     oauth: OAuthClient,
-    refresh_token: String,
+    refresh_token: RwLock<String>,
+    on_refresh: Option<TokenSaver>,
     session: RwLock<Session>,
     refreshing: tokio::sync::Mutex<()>,
     allowed_origins: Vec<String>,
@@ -90,7 +95,8 @@ impl SalesforceApi {
         }
         Ok(SalesforceApi {
             oauth,
-            refresh_token,
+            refresh_token: RwLock::new(refresh_token),
+            on_refresh: None,
             session: RwLock::new(session),
             refreshing: tokio::sync::Mutex::new(()),
             allowed_origins,
@@ -102,8 +108,14 @@ impl SalesforceApi {
         self.session.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn refresh_token(&self) -> &str {
-        &self.refresh_token
+    /// Calls `saver` after each refresh, before the new session is used.
+    pub fn with_token_saver(mut self, saver: TokenSaver) -> SalesforceApi {
+        self.on_refresh = Some(saver);
+        self
+    }
+
+    pub fn refresh_token(&self) -> String {
+        self.refresh_token.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Replaces `stale` with a new access token, once even when many callers saw it fail.
@@ -113,8 +125,18 @@ impl SalesforceApi {
         if current.access_token != stale {
             return Ok(current);
         }
-        let tokens = self.oauth.refresh(&self.refresh_token).await?;
+        let used = self.refresh_token();
+        let tokens = self.oauth.refresh(&used).await?;
+        // With rotation the used token is spent now: its successor is kept even if the
+        // rest of the answer cannot be used.
+        let rotated = tokens.refresh_token.as_deref().filter(|t| *t != used);
+        if let Some(next) = rotated {
+            *self.refresh_token.write().unwrap_or_else(|e| e.into_inner()) = next.to_owned();
+        }
         let session = Session::from_tokens(&tokens)?;
+        if let Some(save) = &self.on_refresh {
+            save(&session, rotated);
+        }
         if !crate::login::instance_url_ok(&session.instance_url, &self.allowed_origins) {
             return Err(Error::Protocol(format!("instance URL {:?} is not a Salesforce host", session.instance_url)));
         }
@@ -145,7 +167,7 @@ impl SalesforceApi {
             match (status.as_u16(), code.as_str()) {
                 (401, _) if attempt == 0 => session = self.refresh_session(&session.access_token).await?,
                 (401, _) => return Err(Error::InvalidSession),
-                (_, "REQUEST_LIMIT_EXCEEDED") => return Err(Error::ApiLimit(message)),
+                (_, "REQUEST_LIMIT_EXCEEDED") => return Err(request_limit(message)),
                 (status, _) => return Err(Error::Api { status, code, message }),
             }
         }
@@ -205,7 +227,7 @@ impl SalesforceApi {
                     let code = code.trim_start_matches("sf:").to_owned();
                     return Err(match code.as_str() {
                         "INVALID_SESSION_ID" => Error::InvalidSession,
-                        "REQUEST_LIMIT_EXCEEDED" => Error::ApiLimit(message),
+                        "REQUEST_LIMIT_EXCEEDED" => request_limit(message),
                         _ => Error::Api { status: 500, code, message },
                     });
                 }

@@ -12,6 +12,15 @@ pub enum Error {
     /// 403 `REQUEST_LIMIT_EXCEEDED`: back off until the daily allowance recovers.
     #[error("the org's daily API request limit is exhausted: {0}")]
     ApiLimit(String),
+    /// 403 `REQUEST_LIMIT_EXCEEDED` for requests at once (`ConcurrentPerOrgLongTxn`):
+    /// others hold the org's slots for long-running requests; retry shortly.
+    #[error("the org serves too many long-running requests at once: {0}")]
+    Concurrency(String),
+    /// `invalid_grant` / `ip restricted`: this server's address is outside the ranges
+    /// the connected app (or the user's profile) allows. Fixed in Salesforce, the
+    /// same authorization works again.
+    #[error("Salesforce refuses sign-in from this server's IP address ({0})")]
+    IpRestricted(String),
     /// Any other error Salesforce reported, with its code.
     #[error("Salesforce error {code} (HTTP {status}): {message}")]
     Api { status: u16, code: String, message: String },
@@ -35,10 +44,17 @@ impl Error {
             Error::Authorization { error, .. } => Some(error),
             Error::Api { code, .. } => Some(code),
             Error::InvalidSession => Some("INVALID_SESSION_ID"),
-            Error::ApiLimit(_) => Some("REQUEST_LIMIT_EXCEEDED"),
+            Error::ApiLimit(_) | Error::Concurrency(_) => Some("REQUEST_LIMIT_EXCEEDED"),
+            Error::IpRestricted(_) => Some("invalid_grant"),
             _ => None,
         }
     }
+}
+
+/// A `REQUEST_LIMIT_EXCEEDED` by its message: the concurrent-request limit or the
+/// daily allowance.
+pub(crate) fn request_limit(message: String) -> Error {
+    if message.starts_with("Concurrent") { Error::Concurrency(message) } else { Error::ApiLimit(message) }
 }
 
 impl From<reqwest::Error> for Error {

@@ -122,6 +122,9 @@ impl OAuthClient {
             return Ok(tokens);
         }
         match serde_json::from_slice::<TokenError>(&body) {
+            Ok(e) if e.error == "invalid_grant" && e.error_description == "ip restricted" => {
+                Err(Error::IpRestricted(e.error_description))
+            }
             Ok(e) => Err(Error::Authorization { error: e.error, description: e.error_description }),
             Err(_) => Err(Error::Api {
                 status: status.as_u16(),

@@ -141,6 +141,10 @@ pub enum StreamError {
     Denied(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A limit of the org (concurrent clients, the event-delivery allocation): retry
+    /// with backoff; an admin may need to act.
+    #[error("a limit of the org is reached: {0}")]
+    Limit(String),
     /// A payload did not decode with its schema.
     #[error("could not decode an event: {0}")]
     Decode(String),
@@ -161,6 +165,7 @@ fn classify(status: &Status) -> StreamError {
     match status.code() {
         Code::PermissionDenied => StreamError::Denied(message),
         Code::NotFound => StreamError::NotFound(message),
+        Code::ResourceExhausted => StreamError::Limit(message),
         _ => StreamError::Transient(message),
     }
 }
@@ -509,7 +514,7 @@ pub async fn run(
                 continue;
             }
             StreamError::Denied(_) | StreamError::NotFound(_) => backoff = options.max_backoff,
-            StreamError::Decode(_) | StreamError::Transient(_) => {}
+            StreamError::Limit(_) | StreamError::Decode(_) | StreamError::Transient(_) => {}
         }
         let wait = jitter(backoff);
         tracing::warn!(topic, "Pub/Sub stream: {error}; retrying in {:.1} s", wait.as_secs_f64());

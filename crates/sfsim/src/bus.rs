@@ -118,6 +118,34 @@ impl Topic {
         }
     }
 
+    /// The org moved to another instance: the retained events are kept under new
+    /// replay ids, and every replay id issued before is refused as corrupted.
+    pub fn migrate(&self) {
+        let last = {
+            let mut log = self.log.write().unwrap_or_else(|e| e.into_inner());
+            let base = log.last_replay + 1_000_000;
+            let mut replay = base;
+            let renumbered = log
+                .events
+                .iter()
+                .map(|e| {
+                    replay += 1 + replay % 3;
+                    Arc::new(BusEvent {
+                        replay,
+                        published_ms: e.published_ms,
+                        id: e.id.clone(),
+                        payload: e.payload.clone(),
+                    })
+                })
+                .collect();
+            log.events = renumbered;
+            log.trimmed_through = base;
+            log.last_replay = replay;
+            replay
+        };
+        self.latest.send_replace(last);
+    }
+
     /// The newest replay id (also after retention emptied the log).
     pub fn latest_replay(&self) -> u64 {
         self.log.read().unwrap_or_else(|e| e.into_inner()).last_replay
@@ -186,6 +214,23 @@ mod tests {
         assert_eq!(t.resolve_start(Start::After(ids[9] + 1)), Err(ReplayError::Invalid));
         assert_eq!(decode_replay(&encode_replay(ids[3])), Some(ids[3]));
         assert_eq!(decode_replay(b"bogus"), None);
+    }
+
+    #[test]
+    fn a_migration_keeps_the_events_under_new_replay_ids() {
+        let t = topic(i64::MAX / 2);
+        let now = crate::clock::now_ms();
+        let old = t.publish((0..5).map(|i| (format!("e{i}"), vec![i as u8], now)));
+        t.migrate();
+        for r in &old {
+            assert_eq!(t.resolve_start(Start::After(*r)), Err(ReplayError::Corrupted));
+        }
+        let start = t.resolve_start(Start::Earliest).expect("earliest");
+        let kept = t.read_after(start, 10);
+        assert_eq!(kept.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e0", "e1", "e2", "e3", "e4"]);
+        assert!(kept[0].replay > old[4]);
+        let new = t.publish([("e5".to_string(), vec![], now)]);
+        assert_eq!(t.read_after(kept[4].replay, 10)[0].replay, new[0]);
     }
 
     #[test]

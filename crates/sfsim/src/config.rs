@@ -29,6 +29,8 @@ pub struct Config {
     pub keepalive: Duration,
     pub idle_timeout: Duration,
     pub api_daily_limit: i64,
+    /// Chaos mode (off at rate 0).
+    pub chaos: crate::chaos::ChaosSettings,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             keepalive: Duration::from_secs(270),
             idle_timeout: Duration::from_secs(60),
             api_daily_limit: 100_000,
+            chaos: crate::chaos::ChaosSettings { rate: 0.0, seed: 42, faults: None },
         }
     }
 }

@@ -16,9 +16,12 @@ use serde_json::{Value as J, json};
 use sfwire::id::SfId;
 
 use crate::activity::{CORPORATE_CIDRS, ExportRequest, People};
+use crate::chaos::ChaosSettings;
 use crate::clock::now_ms;
+use crate::faults::Delivery;
 use crate::model::Value;
 use crate::org::{EventType, same_id};
+use crate::sessions::{IpRange, RefreshPolicy};
 use crate::sim::Sim;
 
 /// A client of the control API, for tests, demos and benchmarks.
@@ -82,6 +85,7 @@ pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
         .route("/users/{user}/logout", post(logout))
         .route("/users/{user}/export", post(export))
         .route("/users/{user}/state", post(user_state))
+        .route("/users/{user}/password", post(set_password))
         .route("/users/{user}/permission-sets", post(assign))
         .route("/users/{user}/permission-sets/remove", post(unassign))
         .route("/permission-sets", get(permission_sets))
@@ -104,6 +108,14 @@ pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
         .route("/retention", post(retention))
         .route("/connected-app/callbacks", post(add_callback))
         .route("/connected-app/certificate", post(set_certificate))
+        .route("/connected-app/refresh-tokens", get(refresh_policy).post(set_refresh_policy))
+        .route("/connected-app/ip-restrictions", get(ip_restrictions).post(set_ip_restrictions))
+        .route("/concurrency", post(concurrency))
+        .route("/streams/limits", post(stream_limits))
+        .route("/streams/allocation", post(delivery_allocation))
+        .route("/streams/delivery", get(delivery).post(set_delivery))
+        .route("/streams/migrate", post(migrate))
+        .route("/chaos", get(chaos).post(set_chaos))
         .route("/tls-certificate", get(tls_certificate))
         .with_state(ControlState { sim, people })
 }
@@ -243,11 +255,31 @@ async fn user_state(State(sim): State<Arc<Sim>>, Path(user): Path<String>, Json(
     let mut org = sim.org();
     if let Some(active) = body.active {
         org.set_user_active(&user, active);
+        if !active {
+            sim.sessions().end_sessions(&user);
+        }
     }
     if let Some(frozen) = body.frozen {
         org.set_user_frozen(&user, frozen);
     }
     Ok(Json(json!({ "active": org.user_active(&user), "frozen": org.user_frozen(&user) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Password {
+    password: String,
+}
+
+/// A new password (an admin's reset or the user's change) ends the user's sessions.
+async fn set_password(State(sim): State<Arc<Sim>>, Path(user): Path<String>, Json(body): Json<Password>) -> Reply {
+    let user = user_of(&sim, &user)?;
+    if body.password.chars().count() < 8 {
+        return Err(bad("a password has at least 8 characters"));
+    }
+    sim.org().passwords.insert(user.to_string(), body.password);
+    let ended = sim.sessions().end_sessions(&user);
+    Ok(Json(json!({ "ended_sessions": ended })))
 }
 
 #[derive(Deserialize)]
@@ -600,4 +632,100 @@ async fn set_certificate(State(sim): State<Arc<Sim>>, Json(body): Json<Certifica
 
 async fn tls_certificate(State(sim): State<Arc<Sim>>) -> String {
     sim.tls_cert_pem.clone()
+}
+
+async fn refresh_policy(State(sim): State<Arc<Sim>>) -> Json<J> {
+    Json(serde_json::to_value(sim.org().app.refresh_policy).unwrap_or_default())
+}
+
+/// The connected app's refresh-token policy: `{"expiry": {"kind": "until-revoked" |
+/// "immediately" | "after" | "if-unused", "seconds"?}, "rotate"?}`.
+async fn set_refresh_policy(State(sim): State<Arc<Sim>>, Json(policy): Json<RefreshPolicy>) -> Json<J> {
+    sim.org().app.refresh_policy = policy;
+    Json(serde_json::to_value(policy).unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpRestrictions {
+    ranges: Option<Vec<IpRange>>,
+}
+
+async fn ip_restrictions(State(sim): State<Arc<Sim>>) -> Json<J> {
+    Json(json!({ "ranges": sim.org().app.ip_ranges }))
+}
+
+/// "Enforce IP restrictions" with these ranges (`null`: relax them).
+async fn set_ip_restrictions(State(sim): State<Arc<Sim>>, Json(body): Json<IpRestrictions>) -> Reply {
+    for range in body.ranges.iter().flatten() {
+        range.check().map_err(bad)?;
+    }
+    sim.org().app.ip_ranges = body.ranges.clone();
+    Ok(Json(json!({ "ranges": body.ranges })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Concurrency {
+    max_requests: Option<usize>,
+}
+
+async fn concurrency(State(sim): State<Arc<Sim>>, Json(body): Json<Concurrency>) -> Json<J> {
+    sim.faults.set_max_requests(body.max_requests);
+    Json(json!({ "max_requests": sim.faults.max_requests() }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamLimits {
+    max_subscriptions: Option<usize>,
+}
+
+async fn stream_limits(State(sim): State<Arc<Sim>>, Json(body): Json<StreamLimits>) -> Json<J> {
+    sim.faults.set_max_subscriptions(body.max_subscriptions);
+    Json(json!({ "max_subscriptions": sim.faults.max_subscriptions() }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Allocation {
+    remaining: Option<i64>,
+}
+
+/// Deliveries left today (`null`: not counted, as for Real-Time Event Monitoring).
+async fn delivery_allocation(State(sim): State<Arc<Sim>>, Json(body): Json<Allocation>) -> Json<J> {
+    sim.faults.set_delivery_remaining(body.remaining);
+    Json(json!({ "remaining": sim.faults.delivery_remaining() }))
+}
+
+async fn delivery(State(sim): State<Arc<Sim>>) -> Json<J> {
+    Json(serde_json::to_value(sim.faults.delivery()).unwrap_or_default())
+}
+
+async fn set_delivery(State(sim): State<Arc<Sim>>, Json(body): Json<Delivery>) -> Reply {
+    if body.delay_ms > 60_000 || body.burst_ms > 60_000 {
+        return Err(bad("delay_ms and burst_ms are at most 60000"));
+    }
+    sim.faults.set_delivery(body);
+    Ok(Json(serde_json::to_value(body).unwrap_or_default()))
+}
+
+/// The org moves to another instance: open streams end, retained events get new
+/// replay ids, and replay ids issued before are refused.
+async fn migrate(State(sim): State<Arc<Sim>>) -> Json<J> {
+    for topic in &sim.topics {
+        topic.migrate();
+    }
+    sim.stream_epoch.send_modify(|e| *e += 1);
+    Json(json!({ "migrated": true }))
+}
+
+async fn chaos(State(sim): State<Arc<Sim>>) -> Json<J> {
+    Json(json!({ "settings": sim.chaos.settings(), "injected": sim.chaos.log() }))
+}
+
+/// Chaos mode: `{"rate": faults a minute (0: off), "seed"?, "faults"?: [...]}`.
+async fn set_chaos(State(sim): State<Arc<Sim>>, Json(settings): Json<ChaosSettings>) -> Reply {
+    sim.chaos.set(settings.clone()).map_err(bad)?;
+    Ok(Json(json!({ "settings": settings })))
 }

@@ -16,9 +16,11 @@
 pub mod activity;
 pub mod browser;
 pub mod bus;
+pub mod chaos;
 mod clock;
 mod config;
 pub mod control;
+pub mod faults;
 mod metadata;
 pub mod model;
 mod names;
@@ -139,6 +141,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ];
     let sessions = Sessions::new(config.seed, org.id.clone(), config.session_timeout.as_millis() as i64);
     let people = Arc::new(activity::People::new(&org, config.seed));
+    let chaos = chaos::Chaos::default();
+    chaos.set(config.chaos.clone()).map_err(|e| anyhow::anyhow!("chaos: {e}"))?;
     let sim = Arc::new(Sim {
         base_url,
         api_remaining: AtomicI64::new(config.api_daily_limit),
@@ -148,6 +152,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         topics,
         retention_ms,
         stream_epoch: watch::channel(0).0,
+        faults: Arc::default(),
+        chaos,
         tls_cert_pem: trust_pem,
         config,
     });
@@ -158,7 +164,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             rest::routes(sim.clone())
                 .merge(metadata::routes().with_state(sim.clone()))
                 .merge(partner::routes().with_state(sim.clone()))
-                .layer(axum::middleware::from_fn_with_state(sim.clone(), control::stall)),
+                .layer(axum::middleware::from_fn_with_state(sim.clone(), control::stall))
+                .layer(axum::middleware::from_fn_with_state(sim.clone(), faults::guard)),
         )
         .nest("/control/v1", control::routes(sim.clone(), people.clone()))
         .fallback(rest::unknown);
@@ -169,7 +176,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tls::serve_https(listener, app.clone(), &cert_pem, &key_pem)?;
     }
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(http, app).await {
+        // Handlers see the client's address (IP restrictions).
+        if let Err(e) = axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>()).await {
             tracing::error!("sfsim HTTP server stopped: {e}");
         }
     });
@@ -178,6 +186,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pubsub::serve(sim.clone(), listener, Some((cert_pem, key_pem)));
     }
     activity::spawn(sim.clone(), people.clone());
+    chaos::spawn(sim.clone());
     tokio::spawn(retention_loop(sim.clone()));
     Ok(Running { sim, people, http_addr, https_addr, grpc_addr, grpc_tls_addr })
 }

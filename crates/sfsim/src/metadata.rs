@@ -32,7 +32,7 @@ fn xml(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-fn fault(code: &str, message: &str) -> Response {
+pub(crate) fn fault(code: &str, message: &str) -> Response {
     xml(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!(

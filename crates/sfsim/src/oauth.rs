@@ -2,9 +2,10 @@
 //! (sign in, then Allow / Deny), the token endpoint, userinfo, identity URLs, revoke.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -353,7 +354,11 @@ pub fn certificate_key(pem: &str) -> Result<Vec<u8>, String> {
     Ok(spki.subject_public_key.data.to_vec())
 }
 
-async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Response {
+async fn token(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(params): Form<Params>,
+) -> Response {
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     let (client_id, client_secret) = {
         let org = sim.org();
@@ -363,6 +368,9 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
     if !matches!(grant, "authorization_code" | "refresh_token" | "client_credentials" | JWT_BEARER) {
         return token_error("unsupported_grant_type", "grant type not supported");
     }
+    if !sim.org().app_ip_allowed(peer.ip()) {
+        return token_error("invalid_grant", "ip restricted");
+    }
     if grant == JWT_BEARER {
         // No client secret: the signed assertion stands for the app.
         let now = now_ms();
@@ -370,7 +378,7 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
             Ok(user) => user,
             Err((error, description)) => return token_error(error, description),
         };
-        return issue(&sim, &user, "api", None, grant, now);
+        return issue(&sim, &user, "api", None, false, now);
     }
     if get("client_id") != client_id {
         return token_error("invalid_client_id", "client identifier invalid");
@@ -379,10 +387,11 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
         return token_error("invalid_client", "invalid client credentials");
     }
     let now = now_ms();
-    let (user, scope, refresh) = if grant == "client_credentials" {
+    // The refresh token goes back with a new authorization, and when it was rotated.
+    let (user, scope, refresh, hand_back) = if grant == "client_credentials" {
         // The connected app's run-as user (sfsim's: the service account); no refresh
         // token, as Salesforce gives none for this flow.
-        (sim.org().service_user.clone(), "api".to_owned(), None)
+        (sim.org().service_user.clone(), "api".to_owned(), None, false)
     } else if grant == "authorization_code" {
         let Some(code) = sim.sessions().take_code(get("code"), now) else {
             return token_error("invalid_grant", "invalid authorization code");
@@ -402,21 +411,23 @@ async fn token(State(sim): State<Arc<Sim>>, Form(params): Form<Params>) -> Respo
         }
         let wants_refresh =
             code.scope.split_whitespace().any(|s| matches!(s, "refresh_token" | "offline_access" | "full"));
-        let refresh = wants_refresh.then(|| sim.sessions().issue_refresh(&code.user, &client_id, &code.scope));
-        (code.user, code.scope, refresh)
+        let refresh = wants_refresh.then(|| sim.sessions().issue_refresh(&code.user, &client_id, &code.scope, now));
+        (code.user, code.scope, refresh, true)
     } else {
+        let policy = sim.org().app.refresh_policy;
         let presented = get("refresh_token");
-        let Some(r) = sim.sessions().refresh.get(presented).cloned() else {
+        let Some((r, token)) = sim.sessions().use_refresh(presented, policy, now) else {
             return token_error("invalid_grant", "expired access/refresh token");
         };
-        (r.user, r.scope, Some(presented.to_owned()))
+        let rotated = token != presented;
+        (r.user, r.scope, Some(token), rotated)
     };
-    issue(&sim, &user, &scope, refresh, grant, now)
+    issue(&sim, &user, &scope, refresh, hand_back, now)
 }
 
 /// Issues an access token (tied to `refresh`, if any) to a user who may sign in:
-/// Salesforce's token response, with the refresh token for an authorization code.
-fn issue(sim: &Sim, user: &SfId, scope: &str, refresh: Option<String>, grant: &str, now: i64) -> Response {
+/// Salesforce's token response, with the refresh token when `hand_back`.
+fn issue(sim: &Sim, user: &SfId, scope: &str, refresh: Option<String>, hand_back: bool, now: i64) -> Response {
     if !sim.org().user_can_sign_in(user) {
         return token_error("invalid_grant", "authentication failure");
     }
@@ -440,8 +451,7 @@ fn issue(sim: &Sim, user: &SfId, scope: &str, refresh: Option<String>, grant: &s
         "token_type": "Bearer",
         "issued_at": issued_at,
     });
-    // A refresh grant does not hand back the refresh token.
-    if let (Some(refresh), "authorization_code") = (refresh, grant) {
+    if let Some(refresh) = refresh.filter(|_| hand_back) {
         body["refresh_token"] = refresh.into();
     }
     Json(body).into_response()

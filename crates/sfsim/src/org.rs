@@ -12,6 +12,7 @@ use sfwire::id::{SfId, prefix, record_key};
 use crate::model::{FieldType, OBJECTS, StoredEvent, Table, Value, object_schema};
 use crate::names;
 use crate::rng::{ALNUM, Rng};
+use crate::sessions::{IpRange, RefreshPolicy};
 
 /// The event types Event Manager switches, each a stream and a stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,6 +102,12 @@ pub struct ConnectedApp {
     /// signatures"): assertions must be signed with its key.
     #[serde(default)]
     pub certificate_pem: Option<String>,
+    #[serde(default)]
+    pub refresh_policy: RefreshPolicy,
+    /// "Enforce IP restrictions": tokens are issued to, and used from, these ranges
+    /// only (`None`: relaxed, as sfsim's app starts).
+    #[serde(default)]
+    pub ip_ranges: Option<Vec<IpRange>>,
 }
 
 /// A saved report that people run and export.
@@ -226,6 +233,8 @@ impl Org {
             client_secret: rng.token(b"0123456789ABCDEF", 64),
             callback_urls: spec.callback_urls.clone(),
             certificate_pem: None,
+            refresh_policy: RefreshPolicy::default(),
+            ip_ranges: None,
         };
         let mut org = Org::empty(&mut rng, company, domain, app);
         let now = crate::clock::now_ms();
@@ -643,6 +652,11 @@ impl Org {
     }
 
     /// Active and not frozen: may sign in and use tokens.
+    /// Whether a client at `ip` may get or use the connected app's tokens.
+    pub fn app_ip_allowed(&self, ip: std::net::IpAddr) -> bool {
+        crate::sessions::ip_allowed(self.app.ip_ranges.as_deref(), ip)
+    }
+
     pub fn user_can_sign_in(&self, user: &SfId) -> bool {
         self.user_active(user) && !self.user_frozen(user)
     }

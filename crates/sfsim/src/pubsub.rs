@@ -25,6 +25,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::bus::{ReplayError, Start, Topic, decode_replay, encode_replay};
 use crate::clock::now_ms;
+use crate::faults::Delivery;
 use crate::rng::Rng;
 use crate::sim::Sim;
 
@@ -85,8 +86,15 @@ fn auth_error(message: &str, rpc_id: &str) -> Status {
 }
 
 impl Service {
-    /// Checks `accesstoken`, `instanceurl` and `tenantid`; returns the token.
-    fn authenticate(&self, metadata: &MetadataMap, rpc_id: &str) -> Result<String, Status> {
+    /// Checks `accesstoken`, `instanceurl` and `tenantid`, and the connected app's IP
+    /// restrictions; returns the token.
+    fn authenticate<T>(&self, request: &Request<T>, rpc_id: &str) -> Result<String, Status> {
+        let metadata = request.metadata();
+        if let Some(peer) = request.remote_addr()
+            && !self.sim.org().app_ip_allowed(peer.ip())
+        {
+            return Err(auth_error("the session is not valid from this IP address", rpc_id));
+        }
         let get = |key| metadata.get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let token = get(wire::ACCESS_TOKEN).ok_or_else(|| auth_error("missing accesstoken header", rpc_id))?;
         let instance = get(wire::INSTANCE_URL).ok_or_else(|| auth_error("missing instanceurl header", rpc_id))?;
@@ -133,7 +141,7 @@ impl PubSub for Service {
 
     async fn get_topic(&self, request: Request<TopicRequest>) -> Result<Response<TopicInfo>, Status> {
         let rpc_id = rpc_id();
-        self.authenticate(request.metadata(), &rpc_id)?;
+        self.authenticate(&request, &rpc_id)?;
         let topic = self.topic(&request.get_ref().topic_name, &rpc_id)?;
         let (tenant, can_subscribe) = {
             let org = self.sim.org();
@@ -151,7 +159,7 @@ impl PubSub for Service {
 
     async fn get_schema(&self, request: Request<SchemaRequest>) -> Result<Response<SchemaInfo>, Status> {
         let rpc_id = rpc_id();
-        self.authenticate(request.metadata(), &rpc_id)?;
+        self.authenticate(&request, &rpc_id)?;
         let id = &request.get_ref().schema_id;
         let topic = self
             .sim
@@ -168,7 +176,7 @@ impl PubSub for Service {
 
     async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
         let rpc_id = rpc_id();
-        self.authenticate(request.metadata(), &rpc_id)?;
+        self.authenticate(&request, &rpc_id)?;
         let req = request.into_inner();
         let topic = self.topic(&req.topic_name, &rpc_id)?;
         // Real-Time Event Monitoring channels are published by Salesforce only.
@@ -206,7 +214,7 @@ impl PubSub for Service {
         request: Request<Streaming<FetchRequest>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let rpc_id = rpc_id();
-        let token = self.authenticate(request.metadata(), &rpc_id)?;
+        let token = self.authenticate(&request, &rpc_id)?;
         let mut inbound = request.into_inner();
         // The first FetchRequest fixes topic and start before the response begins, so a
         // client whose Subscribe call returned is positioned (and bad requests fail the
@@ -224,9 +232,22 @@ impl PubSub for Service {
             Ok(Err(status)) => return Err(status),
         };
         let opened = self.open(&first, &rpc_id)?;
+        let topic = self.sim.topics[opened.topic].name;
+        let Some(place) = self.sim.faults.open_subscription(topic) else {
+            return Err(status_with_code(
+                Code::ResourceExhausted,
+                &format!("The maximum number of concurrent clients on {topic} has been exceeded"),
+                Some(wire::CONCURRENT_CLIENT_LIMIT),
+                &rpc_id,
+            ));
+        };
+        if self.sim.faults.delivery_remaining() == Some(0) {
+            return Err(allocation_spent(&rpc_id));
+        }
         let (tx, rx) = mpsc::channel(8);
         let service = Service { sim: self.sim.clone() };
         tokio::spawn(async move {
+            let _place = place;
             let outcome = service.run_subscription(token, inbound, opened, &tx, &rpc_id).await;
             if let Err(status) = outcome {
                 let _ = tx.send(Err(status)).await;
@@ -299,7 +320,18 @@ impl Service {
                     return Err(replay_status(ReplayError::Corrupted, rpc_id));
                 }
                 latest.borrow_and_update();
-                let batch = topic.read_after(cursor, pending as usize);
+                let mut batch = topic.read_after(cursor, pending as usize);
+                let delivery = self.sim.faults.delivery();
+                if !batch.is_empty() && delivery != Delivery::default() {
+                    // Slow or bursty: what arrives meanwhile leaves with this batch.
+                    tokio::time::sleep(delivery.wait(now_ms())).await;
+                    batch = topic.read_after(cursor, pending as usize);
+                }
+                let granted = self.sim.faults.take_deliveries(batch.len());
+                if granted == 0 && !batch.is_empty() {
+                    return Err(allocation_spent(rpc_id));
+                }
+                batch.truncate(granted);
                 if let Some(last) = batch.last() {
                     cursor = last.replay;
                     pending -= batch.len() as i32;
@@ -367,6 +399,11 @@ impl Service {
             }
         }
     }
+}
+
+/// The org's event-delivery allocation is used up.
+fn allocation_spent(rpc_id: &str) -> Status {
+    status_with_code(Code::ResourceExhausted, "Organization total events daily limit exceeded", None, rpc_id)
 }
 
 /// Adds a FetchRequest's `num_requested` to what is pending, capped at 100.

@@ -14,6 +14,7 @@ use serde_json::json;
 use sfwire::id::SfId;
 
 use crate::clock::now_ms;
+use crate::faults::DELIVERY_ALLOCATION;
 use crate::model::{FieldType, ObjectSchema, Row, Storage, object_for_prefix, object_schema};
 use crate::oauth::bearer_user;
 use crate::rng::{ALNUM, Rng};
@@ -204,19 +205,20 @@ async fn limits(
         limits.insert(name.into(), json!({ "Max": max, "Remaining": max }));
     }
     limits.insert("DailyApiRequests".into(), json!({ "Max": sim.config.api_daily_limit, "Remaining": remaining }));
+    let delivered = sim.faults.delivery_remaining().unwrap_or(DELIVERY_ALLOCATION);
+    limits.insert("DailyDeliveredPlatformEvents".into(), json!({ "Max": DELIVERY_ALLOCATION, "Remaining": delivered }));
     Ok(with_usage(&sim, serde_json::Value::Object(limits)))
 }
 
 /// The other allocations `limits` names, each with a plausible maximum (they vary by
 /// edition and licences); sfsim spends none of them (all remain).
-const FIXED_LIMITS: [(&str, i64); 23] = [
+const FIXED_LIMITS: [(&str, i64); 22] = [
     ("ConcurrentAsyncGetReportInstances", 200),
     ("ConcurrentSyncReportRuns", 20),
     ("DailyAsyncApexExecutions", 250_000),
     ("DailyBulkApiBatches", 15_000),
     ("DailyBulkV2QueryFileStorageMB", 976_562),
     ("DailyBulkV2QueryJobs", 10_000),
-    ("DailyDeliveredPlatformEvents", 50_000),
     ("DailyDurableGenericStreamingApiEvents", 10_000),
     ("DailyDurableStreamingApiEvents", 1_000_000),
     ("DailyGenericStreamingApiEvents", 10_000),

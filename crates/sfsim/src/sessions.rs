@@ -1,10 +1,15 @@
 //! OAuth tokens, authorization codes and browser sign-ins, with Salesforce's rules:
 //! access tokens end after the session timeout or on revocation, at most five live
 //! access tokens per user per connected app (a sixth revokes the oldest), and inactive
-//! or frozen users can neither get nor use tokens.
+//! or frozen users can neither get nor use tokens. Refresh tokens follow the connected
+//! app's policy ([`RefreshPolicy`]: valid until revoked, never usable, expiring after a
+//! period or when unused, rotated on each use); an app can be held to IP ranges
+//! ([`IpRange`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
 use sfwire::id::SfId;
 
 use crate::rng::{ALNUM, Rng};
@@ -24,6 +29,63 @@ pub struct RefreshToken {
     pub user: SfId,
     pub client_id: String,
     pub scope: String,
+    /// When the first token of its line was issued (rotation keeps it).
+    pub issued_ms: i64,
+    pub last_used_ms: i64,
+}
+
+/// How long a connected app's refresh tokens stay usable (Salesforce's "Refresh Token
+/// Policy"), and whether each use replaces the token (rotation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshPolicy {
+    #[serde(default)]
+    pub expiry: RefreshExpiry,
+    #[serde(default)]
+    pub rotate: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum RefreshExpiry {
+    #[default]
+    UntilRevoked,
+    /// "Immediately expire refresh token": none can be used.
+    Immediately,
+    /// "Expire refresh token after": counted from the first issue.
+    After { seconds: u64 },
+    /// "Expire refresh token if not used for".
+    IfUnused { seconds: u64 },
+}
+
+/// An allowed range of client addresses, first to last, as Salesforce's IP ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRange {
+    pub start: IpAddr,
+    pub end: IpAddr,
+}
+
+impl IpRange {
+    pub fn check(&self) -> Result<(), String> {
+        if self.start.is_ipv4() != self.end.is_ipv4() || self.start > self.end {
+            return Err(format!("{} to {} is not a range of one address family, first to last", self.start, self.end));
+        }
+        Ok(())
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.start <= ip && ip <= self.end && self.start.is_ipv4() == ip.is_ipv4()
+    }
+}
+
+/// Whether a client at `ip` may get or use the app's tokens (`None`: relaxed).
+pub fn ip_allowed(ranges: Option<&[IpRange]>, ip: IpAddr) -> bool {
+    ranges.is_none_or(|ranges| ranges.iter().any(|r| r.contains(ip)))
 }
 
 #[derive(Debug, Clone)]
@@ -99,13 +161,57 @@ impl Sessions {
         token
     }
 
-    pub fn issue_refresh(&mut self, user: &SfId, client_id: &str, scope: &str) -> String {
+    pub fn issue_refresh(&mut self, user: &SfId, client_id: &str, scope: &str, now_ms: i64) -> String {
         let token = format!("5Aep861{}", self.rng.token(ALNUM, 80));
         self.refresh.insert(
             token.clone(),
-            RefreshToken { user: user.clone(), client_id: client_id.into(), scope: scope.into() },
+            RefreshToken {
+                user: user.clone(),
+                client_id: client_id.into(),
+                scope: scope.into(),
+                issued_ms: now_ms,
+                last_used_ms: now_ms,
+            },
         );
         token
+    }
+
+    /// Uses a refresh token under `policy`: the token to tie new access tokens to (a new
+    /// one when rotating: the presented one is then spent), or `None` when it is
+    /// unknown, spent, revoked or expired (an expired one is forgotten).
+    pub fn use_refresh(
+        &mut self,
+        presented: &str,
+        policy: RefreshPolicy,
+        now_ms: i64,
+    ) -> Option<(RefreshToken, String)> {
+        let token = self.refresh.get(presented)?.clone();
+        let expired = match policy.expiry {
+            RefreshExpiry::UntilRevoked => false,
+            RefreshExpiry::Immediately => true,
+            RefreshExpiry::After { seconds } => now_ms - token.issued_ms > seconds as i64 * 1_000,
+            RefreshExpiry::IfUnused { seconds } => now_ms - token.last_used_ms > seconds as i64 * 1_000,
+        };
+        if expired {
+            self.revoke(presented);
+            return None;
+        }
+        if !policy.rotate {
+            if let Some(t) = self.refresh.get_mut(presented) {
+                t.last_used_ms = now_ms;
+            }
+            return Some((token, presented.to_owned()));
+        }
+        self.refresh.remove(presented);
+        let next = self.issue_refresh(&token.user, &token.client_id, &token.scope, now_ms);
+        if let Some(t) = self.refresh.get_mut(&next) {
+            t.issued_ms = token.issued_ms;
+        }
+        // Sessions of the spent token now belong to its successor (revoking it ends them).
+        for a in self.access.values_mut().filter(|a| a.refresh.as_deref() == Some(presented)) {
+            a.refresh = Some(next.clone());
+        }
+        Some((token, next))
     }
 
     pub fn issue_code(&mut self, code: AuthCode) -> String {
@@ -164,6 +270,13 @@ impl Sessions {
         let before = self.access.len();
         self.access.retain(|_, t| user.is_some_and(|u| &t.user != u));
         before - self.access.len()
+    }
+
+    /// Ends a user's sessions, as a password change or deactivation does: access tokens
+    /// and browser sign-ins (refresh tokens stay, for when the user may sign in).
+    pub fn end_sessions(&mut self, user: &SfId) -> usize {
+        self.browser.retain(|_, u| u != user);
+        self.expire_access(Some(user))
     }
 
     pub fn browser_sign_in(&mut self, user: &SfId) -> String {

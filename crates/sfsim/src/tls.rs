@@ -59,8 +59,9 @@ pub fn serve_https(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let (acceptor, app) = (acceptor.clone(), app.clone());
+            let Ok((tcp, peer)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let service = hyper_util::service::TowerToHyperService::new(app);

@@ -14,6 +14,8 @@ pub const REPLAY_ID_VALIDATION_FAILED: &str =
     "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.validation.failed";
 /// Missing, expired or revoked access token.
 pub const AUTH_ERROR: &str = "sfdc.platform.eventbus.grpc.service.auth.error";
+/// Too many clients at once (`RESOURCE_EXHAUSTED`).
+pub const CONCURRENT_CLIENT_LIMIT: &str = "sfdc.platform.eventbus.grpc.concurrent.client.limit.exceeded";
 
 /// Most events a Subscribe stream may have requested and not yet received.
 pub const MAX_PENDING: i32 = 100;

@@ -378,6 +378,10 @@ struct SfsimArgs {
     /// Daily API request allowance.
     #[arg(long, env = "SFSIM_API_LIMIT", default_value_t = 100_000)]
     api_limit: i64,
+    /// Chaos mode: inject the org's faults at random, this many a minute (each logged,
+    /// from --seed; see docs/sfsim.md).
+    #[arg(long, env = "SFSIM_CHAOS", default_value_t = 0.0)]
+    chaos: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -431,6 +435,7 @@ async fn run_sfsim(args: SfsimArgs) -> anyhow::Result<()> {
         keepalive: Duration::from_secs(args.keepalive),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         api_daily_limit: args.api_limit,
+        chaos: sfsim::chaos::ChaosSettings { rate: args.chaos, seed: args.seed, faults: None },
     };
     let running = sfsim::start(config).await?;
     let sim = &running.sim;

@@ -108,7 +108,7 @@ pub async fn finish_authorization(
         && let Err(refused) = csv.reject_unknown(&unknown)
     {
         // Nothing is kept: not even the new token.
-        if let Err(e) = oauth.revoke(api.refresh_token()).await {
+        if let Err(e) = oauth.revoke(&api.refresh_token()).await {
             tracing::warn!("revoking the token of a refused authorization: {e}");
         }
         return Err(refused.into());

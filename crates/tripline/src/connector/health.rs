@@ -28,6 +28,14 @@ pub(crate) fn from_api_error(e: &salesforce::Error) -> Problem {
             Source::ApiLimits,
             "The org's daily API request limit is used up. Tripline retries with backoff; raise the limit or wait for it to reset.",
         ),
+        E::Concurrency(_) => Problem::error(
+            Source::ApiLimits,
+            "Salesforce refuses requests: the org already serves as many long-running requests as it allows at once (ConcurrentPerOrgLongTxn). Tripline retries; if it lasts, look for an integration holding long requests.",
+        ),
+        E::IpRestricted(_) => Problem::error(
+            Source::Permissions,
+            "Salesforce refuses sign-in from this server's IP address (ip restricted): add the address to the connected app's allowed ranges or the service account profile's Login IP Ranges, or relax the app's IP restrictions. No new authorization is needed.",
+        ),
         E::Network(m) => Problem::error(Source::Network, format!("Salesforce cannot be reached: {m}")),
         E::Api { code, .. } if code == "API_CURRENTLY_DISABLED" => Problem::error(
             Source::Permissions,
@@ -173,6 +181,12 @@ pub(crate) fn from_stream_error(e: &StreamError) -> Problem {
             ),
         ),
         StreamError::Auth(m) => Problem::error(Source::Token, format!("The event stream rejected the token: {m}")),
+        StreamError::Limit(m) => Problem::error(
+            Source::ApiLimits,
+            format!(
+                "Salesforce refused the event stream ({m}): the org's concurrent Pub/Sub clients or its event-delivery allocation are used up. Tripline retries with backoff; close other subscribers or wait for the allocation to reset."
+            ),
+        ),
         other => Problem::error(Source::Network, format!("Event stream: {other}")),
     }
 }
@@ -181,14 +195,16 @@ pub(crate) fn from_stream_error(e: &StreamError) -> Problem {
 /// shown as a problem.
 const PASSING: Duration = Duration::from_secs(10);
 
-/// Problems the subscribers report: a denial, a missing topic or a refused token at
+/// Problems the subscribers report: a denial, a missing topic, a refused token or a
+/// limit of the org at
 /// once; any other failure once it has lasted longer than a passing hiccup.
 pub(crate) fn from_streams(health: &[(String, StreamHealth, Instant)]) -> Vec<Problem> {
     health
         .iter()
         .filter_map(|(topic, h, since)| match h {
             StreamHealth::Retrying {
-                error: e @ (StreamError::Denied(_) | StreamError::NotFound(_) | StreamError::Auth(_)),
+                error:
+                    e @ (StreamError::Denied(_) | StreamError::NotFound(_) | StreamError::Auth(_) | StreamError::Limit(_)),
                 ..
             } => {
                 let mut p = from_stream_error(e);

@@ -3,6 +3,8 @@
 //! change its scope, remove it. Initializing, Monitoring and Error are set by the
 //! connector itself.
 
+use std::sync::Arc;
+
 use salesforce::login::LoginHost;
 
 use super::scope_csv::{CsvKind, ScopeCsv};
@@ -54,7 +56,7 @@ pub async fn deauthorize(store: &dyn Store, id: &str, allowed: &[String], actor:
 /// does not have are refused by line, and nothing changes). The connector applies it
 /// at its next scan: restart it, or rescan.
 pub async fn change_scope(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     app: &SalesforceApp,
     id: &str,
     scope: &ScopeMode,
@@ -65,7 +67,8 @@ pub async fn change_scope(
     if record.status == ConnectionStatus::Deauthorized {
         return Err(Error::Refused(format!("{:?} is deauthorized: authorize it again first", record.display_name)));
     }
-    let api = super::api_for(&record, app, reqwest::Client::new())?;
+    let api = super::api_for(&record, app, reqwest::Client::new())?
+        .with_token_saver(super::token_saver(store.clone(), record.id.clone()));
     let unknown = super::scope::unknown_entries(&api, scope).await?;
     let kind = match scope {
         ScopeMode::All => None,

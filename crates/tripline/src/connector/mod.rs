@@ -69,6 +69,17 @@ pub fn api_for(record: &ConnectionRecord, app: &SalesforceApp, http: reqwest::Cl
     )?)
 }
 
+/// Writes each refreshed session of a connection to `store` at once: a restart then
+/// begins with a live token, and a rotated refresh token (the only one that works
+/// after its predecessor was used) is not lost.
+pub(crate) fn token_saver(store: Arc<dyn Store>, id: String) -> salesforce::api::TokenSaver {
+    Box::new(move |session: &salesforce::api::Session, rotated: Option<&str>| {
+        if let Err(e) = store.set_tokens(&id, &session.access_token, rotated) {
+            tracing::error!("cannot keep the refreshed Salesforce tokens: {}", error_chain(&e));
+        }
+    })
+}
+
 /// How a running connection behaves.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -223,7 +234,7 @@ pub async fn start(
 ) -> Result<RunningConnection, Error> {
     let span = tracing::info_span!("connection", id = %record.id);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let api = Arc::new(api_for(record, app, http)?);
+    let api = Arc::new(api_for(record, app, http)?.with_token_saver(token_saver(store.clone(), record.id.clone())));
     let corporate =
         record.corporate_cidrs.iter().map(|c| Cidr::parse(c).map_err(Error::Setting)).collect::<Result<_, _>>()?;
     let context = Arc::new(ConnectionContext::new(
@@ -283,7 +294,6 @@ pub async fn start(
         context: context.clone(),
         pubsub,
         settings: settings.clone(),
-        saved_token: record.access_token.clone(),
         org: health::OrgCheck::default(),
         last_full: None,
         streaming_off_since: open_streaming_gap(&*store, &record.id)?,
@@ -316,7 +326,6 @@ struct HealthWatch {
     context: Arc<ConnectionContext>,
     pubsub: Arc<PubSub>,
     settings: RunSettings,
-    saved_token: String,
     /// What the last check of the org found.
     org: health::OrgCheck,
     /// When the service account was last checked (never, at first).
@@ -348,7 +357,6 @@ impl HealthWatch {
                 if full {
                     self.last_full = Some(Instant::now());
                 }
-                self.keep_token();
                 // The org checks out while a subscriber still waits out a backoff (its
                 // token was refused, its stream denied): the cause is gone, retry now.
                 let org_ok = self.org.problems.iter().all(|p| p.severity != ProblemSeverity::Error);
@@ -379,17 +387,6 @@ impl HealthWatch {
                 (true, false) => first,
                 (true, true) => (wait * 2).clamp(first, self.settings.check_every),
             };
-        }
-    }
-
-    /// Keeps the newest access token, so a restart does not begin with a stale one.
-    fn keep_token(&mut self) {
-        let token = self.context.api.session().access_token;
-        if token != self.saved_token {
-            match self.context.store.set_access_token(&self.context.connection_id, &token) {
-                Ok(()) => self.saved_token = token,
-                Err(e) => tracing::warn!("saving the access token: {}", error_chain(&e)),
-            }
         }
     }
 

@@ -652,7 +652,7 @@ pub(crate) async fn scope_save(
     };
     let who = actor(&signed.0.account);
     let app = console.fleet.app().clone();
-    match crate::connector::lifecycle::change_scope(&*console.store, &app, &id, &scope, lines, &who).await {
+    match crate::connector::lifecycle::change_scope(&console.store, &app, &id, &scope, lines, &who).await {
         Ok(()) => {}
         Err(crate::connector::Error::Scope(e)) => {
             return Ok(invalid(e.messages(&file_name)));

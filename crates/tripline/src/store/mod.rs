@@ -155,7 +155,8 @@ pub trait Store: AlertStore + Send + Sync {
     fn create_connection(&self, connection: &ConnectionRecord) -> Result<()>;
     fn connections(&self) -> Result<Vec<ConnectionRecord>>;
     fn connection(&self, id: &str) -> Result<ConnectionRecord>;
-    fn set_access_token(&self, id: &str, access_token: &str) -> Result<()>;
+    /// A refreshed session's token, and the refresh token when Salesforce rotated it.
+    fn set_tokens(&self, id: &str, access_token: &str, refresh_token: Option<&str>) -> Result<()>;
     /// New tokens from a fresh authorization of the same org: the connection starts
     /// Initializing again, its history and checkpoints kept (audited).
     fn reauthorize(

@@ -575,9 +575,13 @@ impl Store for SqliteStore {
         self.unseal(record)
     }
 
-    fn set_access_token(&self, id: &str, access_token: &str) -> Result<()> {
-        let sealed = self.secrets.seal(access_token)?;
-        self.db().execute("UPDATE connections SET access_token = ?2 WHERE id = ?1", params![id, sealed])?;
+    fn set_tokens(&self, id: &str, access_token: &str, refresh_token: Option<&str>) -> Result<()> {
+        let access = self.secrets.seal(access_token)?;
+        let refresh = refresh_token.map(|t| self.secrets.seal(t)).transpose()?;
+        self.db().execute(
+            "UPDATE connections SET access_token = ?2, refresh_token = COALESCE(?3, refresh_token) WHERE id = ?1",
+            params![id, access, refresh],
+        )?;
         Ok(())
     }
 
