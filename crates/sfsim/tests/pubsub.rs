@@ -444,3 +444,92 @@ async fn preloaded_events_are_retained_and_delivered() {
         org.http.post(org.url("/control/v1/preload")).json(&json!({"count": 100_000_000})).send().await.expect("call");
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn concurrent_clients_and_the_delivery_allocation_are_limited() {
+    let org = start(config(40)).await;
+    let token = org.authorize().await.access;
+    let mut client = org.grpc().await;
+    let user = exporter_id(&org).await;
+
+    org.control("/streams/limits", json!({"max_subscriptions": 1})).await;
+    let first =
+        Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Latest, vec![], 100)).await.expect("open");
+    let second = refused(&org, &mut client, &token, fetch(ReplayPreset::Latest, vec![], 1)).await;
+    assert_eq!(second.code(), Code::ResourceExhausted);
+    assert_eq!(error_code(&second).as_deref(), Some("sfdc.platform.eventbus.grpc.concurrent.client.limit.exceeded"));
+    drop(first);
+    let mut sub = None;
+    for _ in 0..50 {
+        // The place frees once the server sees the stream end.
+        match Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Latest, vec![], 100)).await {
+            Ok(s) => {
+                sub = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let mut sub = sub.expect("a place after the first stream ended");
+    org.control("/streams/limits", json!({"max_subscriptions": null})).await;
+
+    // Two deliveries left: two events arrive, then the stream ends.
+    org.control("/streams/allocation", json!({"remaining": 2})).await;
+    for _ in 0..3 {
+        org.control(&format!("/users/{user}/export"), json!({"rows": 10})).await;
+    }
+    assert_eq!(sub.events(2).await.len(), 2);
+    let spent = sub.next().await.expect_err("allocation spent");
+    assert_eq!(spent.code(), Code::ResourceExhausted);
+    assert!(spent.message().contains("daily limit exceeded"), "{spent:?}");
+    let limits: serde_json::Value = org.get(&token, "/services/data/v62.0/limits").await.json().await.expect("limits");
+    assert_eq!(limits["DailyDeliveredPlatformEvents"]["Remaining"], 0);
+    let refused_now = refused(&org, &mut client, &token, fetch(ReplayPreset::Latest, vec![], 1)).await;
+    assert_eq!(refused_now.code(), Code::ResourceExhausted);
+    org.control("/streams/allocation", json!({"remaining": null})).await;
+}
+
+#[tokio::test]
+async fn slow_and_bursty_delivery_and_a_migration() {
+    let org = start(config(40)).await;
+    let token = org.authorize().await.access;
+    let mut client = org.grpc().await;
+    let user = exporter_id(&org).await;
+    let mut sub =
+        Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Latest, vec![], 100)).await.expect("open");
+
+    org.control("/streams/delivery", json!({"delay_ms": 700})).await;
+    let sent = std::time::Instant::now();
+    org.control(&format!("/users/{user}/export"), json!({"rows": 10})).await;
+    let first = sub.events(1).await;
+    assert!(sent.elapsed() >= Duration::from_millis(650), "slow: {:?}", sent.elapsed());
+
+    org.control("/streams/delivery", json!({"burst_ms": 3000})).await;
+    for _ in 0..3 {
+        org.control(&format!("/users/{user}/export"), json!({"rows": 10})).await;
+    }
+    let mut responses = 0;
+    let mut events = 0;
+    while events < 3 {
+        let r = sub.next().await.expect("burst");
+        if !r.events.is_empty() {
+            responses += 1;
+            events += r.events.len();
+        }
+    }
+    assert!(responses <= 2, "three events in {responses} bursts");
+    org.control("/streams/delivery", json!({})).await;
+
+    // A migration: the open stream ends, old replay ids are refused, retained events
+    // are kept (under new ids).
+    org.control("/streams/migrate", json!({})).await;
+    assert_eq!(sub.next().await.expect_err("reset").code(), Code::Unavailable);
+    let old = first[0].replay_id.clone();
+    let lost = refused(&org, &mut client, &token, fetch(ReplayPreset::Custom, old.clone(), 1)).await;
+    assert_eq!(error_code(&lost).as_deref(), Some("sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted"));
+    let mut again =
+        Subscription::open(&org, &mut client, &token, fetch(ReplayPreset::Earliest, vec![], 100)).await.expect("open");
+    let kept = again.events(4).await;
+    let id = |e: &sfwire::eventbus::v1::ConsumerEvent| e.event.as_ref().map(|p| p.id.clone());
+    assert!(kept.iter().any(|e| id(e) == id(&first[0]) && e.replay_id != old), "kept under a new replay id");
+}

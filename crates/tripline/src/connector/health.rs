@@ -196,8 +196,8 @@ pub(crate) fn from_stream_error(e: &StreamError) -> Problem {
 const PASSING: Duration = Duration::from_secs(10);
 
 /// Problems the subscribers report: a denial, a missing topic, a refused token or a
-/// limit of the org at
-/// once; any other failure once it has lasted longer than a passing hiccup.
+/// limit of the org at once; any other failure once it has lasted longer than a
+/// passing hiccup.
 pub(crate) fn from_streams(health: &[(String, StreamHealth, Instant)]) -> Vec<Problem> {
     health
         .iter()
