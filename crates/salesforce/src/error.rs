@@ -54,7 +54,7 @@ impl Error {
 /// A `REQUEST_LIMIT_EXCEEDED` by its message: the concurrent-request limit or the
 /// daily allowance.
 pub(crate) fn request_limit(message: String) -> Error {
-    if message.starts_with("Concurrent") { Error::Concurrency(message) } else { Error::ApiLimit(message) }
+    if message.contains("ConcurrentPerOrg") { Error::Concurrency(message) } else { Error::ApiLimit(message) }
 }
 
 impl From<reqwest::Error> for Error {

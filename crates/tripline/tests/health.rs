@@ -147,3 +147,87 @@ async fn an_org_that_stops_answering_is_a_network_problem_within_seconds() {
     s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
     running.stop().await;
 }
+
+/// Until the connection's stored exports number `n`.
+async fn wait_exports(s: &Scenario, n: usize) {
+    for _ in 0..300 {
+        if s.stored_exports().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} exports stored: {}", s.stored_exports().len());
+}
+
+#[tokio::test]
+async fn an_org_that_misbehaves_is_named_and_recovered_from() {
+    let s = Scenario::new(30).await;
+    let record = s.connect("Misbehaving", ScopeMode::All).await;
+    let running = s.run(&record).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    let service = s.org.sim.org().service_user.to_string();
+    let exporter = common::id(&s.exporters().await[0]);
+
+    // This server's address outside the connected app's IP ranges.
+    let nowhere = json!({ "ranges": [{ "start": "192.0.2.0", "end": "192.0.2.255" }] });
+    s.control("/connected-app/ip-restrictions", nowhere).await;
+    let r = s.wait_status(&record.id, ConnectionStatus::Error, &["permissions"]).await;
+    assert!(format!("{:?}", r.status_detail.expect("detail")).contains("IP address"));
+    s.control("/connected-app/ip-restrictions", json!({ "ranges": null })).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+
+    // No request served at once (the concurrent-request limit).
+    s.control("/concurrency", json!({ "max_requests": 0 })).await;
+    let r = s.wait_status(&record.id, ConnectionStatus::Error, &["api-limits"]).await;
+    let detail = format!("{:?}", r.status_detail.expect("detail"));
+    assert!(detail.contains("at once"), "{detail}");
+    s.control("/concurrency", json!({ "max_requests": null })).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+
+    // Pub/Sub's concurrent-client limit, then the delivery allocation, each with the
+    // streams reset so that they must subscribe again.
+    for (path, spent, restored) in [
+        ("/streams/limits", json!({ "max_subscriptions": 0 }), json!({ "max_subscriptions": null })),
+        ("/streams/allocation", json!({ "remaining": 0 }), json!({ "remaining": null })),
+    ] {
+        s.control(path, spent).await;
+        s.control("/streams/drop", no_body()).await;
+        let r = s.wait_status(&record.id, ConnectionStatus::Error, &["api-limits"]).await;
+        assert!(format!("{:?}", r.status_detail.expect("detail")).contains("event stream"), "{path}");
+        s.control(path, restored).await;
+        s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    }
+    s.export(&exporter, json!({ "rows": 5 })).await;
+    wait_exports(&s, 1).await;
+
+    // Rotating refresh tokens: each new one is kept at once, and the next refresh works.
+    s.control("/connected-app/refresh-tokens", json!({ "rotate": true })).await;
+    let mut kept = record.refresh_token.clone();
+    for _ in 0..2 {
+        s.control("/sessions/expire", no_body()).await;
+        for _ in 0..200 {
+            let stored = s.store.connection(&record.id).expect("record").refresh_token;
+            if stored != kept && stored == running.context.api.refresh_token() {
+                kept = stored;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(s.store.connection(&record.id).expect("record").refresh_token, kept);
+        assert_ne!(kept, record.refresh_token, "rotated and kept");
+    }
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+
+    // A password change ends the session: refreshed without anyone noticing.
+    s.control(&format!("/users/{service}/password"), json!({ "password": "Changed-Password-7" })).await;
+    s.export(&exporter, json!({ "rows": 6 })).await;
+    wait_exports(&s, 2).await;
+
+    // The org moves instance: replay ids are lost, nothing else is.
+    s.control("/streams/migrate", no_body()).await;
+    s.export(&exporter, json!({ "rows": 7 })).await;
+    wait_exports(&s, 3).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    assert_eq!(s.stored_exports().values().sum::<u64>(), 3, "each export once");
+    running.stop().await;
+}
