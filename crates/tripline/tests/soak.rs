@@ -202,6 +202,18 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
     })
     .await
     .expect("monitoring at start");
+    // sfsim's chaos mode meanwhile: the faults a client recovers from unseen (the
+    // named ones above are checked one at a time, so none of those is drawn here).
+    let unseen = [
+        "stream-reset",
+        "sessions-expired",
+        "migration",
+        "password-change",
+        "refresh-rotation",
+        "slow-delivery",
+        "bursty-delivery",
+    ];
+    s.control("/chaos", json!({ "rate": 12, "seed": seed, "faults": unseen })).await;
     let soak = Instant::now();
     while soak.elapsed() < Duration::from_secs(seconds) {
         if rng.below(3) == 0 {
@@ -242,6 +254,8 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
             }
         }
     }
+    s.control("/chaos", json!({ "rate": 0 })).await;
+    let chaos = s.org.sim.chaos.log();
     stop_tx.send(true).expect("stop the people");
     people.await.expect("people");
 
@@ -281,10 +295,13 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
     let history = reader.status_history(&record.id).expect("history");
     println!(
         "soak figures: {seconds} s, {applied} faults, {kills} kills, {} exports in scope ({} published), \
-         {} status changes; time to show: {}; time to clear: {}; lost: {lost}; duplicated: {duplicated}",
+         {} status changes, {} chaos faults ({}); time to show: {}; time to clear: {}; lost: {lost}; \
+         duplicated: {duplicated}",
         expected.len(),
         published.lock().expect("lock").len(),
         history.len(),
+        chaos.len(),
+        chaos.iter().map(|c| format!("{:?}", c.fault)).collect::<Vec<_>>().join(", "),
         summary(&to_show),
         summary(&to_clear),
     );
