@@ -11,78 +11,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
+pub use crate::config::{ALL, ChaosFault, ChaosSettings};
 use crate::faults::Delivery;
 use crate::rng::{ALNUM, Rng};
 use crate::sessions::{IpRange, RefreshPolicy};
 use crate::sim::Sim;
-
-/// A fault chaos mode can inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ChaosFault {
-    /// Every open Subscribe stream ends (`UNAVAILABLE`), as in maintenance.
-    StreamReset,
-    /// Access tokens end, as at a session timeout.
-    SessionsExpired,
-    /// The org moves instance: replay ids issued before are refused.
-    Migration,
-    /// The service account's password changes (its sessions end); changed back after.
-    PasswordChange,
-    /// The service account is deactivated (its sessions end), then reactivated.
-    Deactivation,
-    /// Refresh tokens rotate on each use.
-    RefreshRotation,
-    /// Tokens are refused outside a range no client is in.
-    IpRestriction,
-    /// REST and Metadata answer nothing.
-    Stall,
-    /// The daily API allowance is spent.
-    ApiLimit,
-    /// No REST or Metadata request is served at once (`ConcurrentPerOrgLongTxn`).
-    ConcurrencyLimit,
-    /// No new Subscribe stream is accepted (the concurrent-client limit); open ones end.
-    SubscriptionLimit,
-    /// The event-delivery allocation is spent.
-    DeliveryAllocation,
-    /// Each batch of events waits before it is sent.
-    SlowDelivery,
-    /// Events leave in bursts.
-    BurstyDelivery,
-}
-
-pub const ALL: [ChaosFault; 14] = [
-    ChaosFault::StreamReset,
-    ChaosFault::SessionsExpired,
-    ChaosFault::Migration,
-    ChaosFault::PasswordChange,
-    ChaosFault::Deactivation,
-    ChaosFault::RefreshRotation,
-    ChaosFault::IpRestriction,
-    ChaosFault::Stall,
-    ChaosFault::ApiLimit,
-    ChaosFault::ConcurrencyLimit,
-    ChaosFault::SubscriptionLimit,
-    ChaosFault::DeliveryAllocation,
-    ChaosFault::SlowDelivery,
-    ChaosFault::BurstyDelivery,
-];
-
-/// How chaos runs: off at rate 0.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChaosSettings {
-    /// Faults a minute (0: off).
-    pub rate: f64,
-    #[serde(default)]
-    pub seed: u64,
-    /// The faults to draw from (all when absent).
-    #[serde(default)]
-    pub faults: Option<Vec<ChaosFault>>,
-}
 
 /// One injected fault.
 #[derive(Debug, Clone, Serialize)]
@@ -139,12 +76,12 @@ impl Chaos {
 }
 
 /// Runs chaos for the life of the org, following its settings.
-pub fn spawn(sim: Arc<Sim>) {
+pub fn spawn(sim: Arc<Sim>, chaos: Arc<Chaos>) {
     tokio::spawn(async move {
-        let mut changes = sim.chaos.settings.subscribe();
+        let mut changes = chaos.settings.subscribe();
         loop {
             let settings = changes.borrow_and_update().clone();
-            let run = run(&sim, settings);
+            let run = run(&sim, &chaos, settings);
             tokio::select! {
                 _ = run => {}
                 changed = changes.changed() => if changed.is_err() { return },
@@ -153,7 +90,7 @@ pub fn spawn(sim: Arc<Sim>) {
     });
 }
 
-async fn run(sim: &Sim, settings: ChaosSettings) {
+async fn run(sim: &Sim, chaos: &Chaos, settings: ChaosSettings) {
     if settings.rate <= 0.0 {
         return std::future::pending().await;
     }
@@ -177,7 +114,7 @@ async fn run(sim: &Sim, settings: ChaosSettings) {
             }
             None => 0,
         };
-        sim.chaos.record(Injected { at_ms, fault, millis });
+        chaos.record(Injected { at_ms, fault, millis });
     }
 }
 

@@ -2,11 +2,12 @@
 //! act as people and admins in the org and to inject faults. Documented in
 //! `docs/sfsim.md`. Not a Salesforce interface.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +17,7 @@ use serde_json::{Value as J, json};
 use sfwire::id::SfId;
 
 use crate::activity::{CORPORATE_CIDRS, ExportRequest, People};
-use crate::chaos::ChaosSettings;
+use crate::chaos::{Chaos, ChaosSettings};
 use crate::clock::now_ms;
 use crate::faults::Delivery;
 use crate::model::Value;
@@ -63,6 +64,13 @@ impl ControlClient {
 struct ControlState {
     sim: Arc<Sim>,
     people: Arc<People>,
+    chaos: Arc<Chaos>,
+}
+
+impl FromRef<ControlState> for Arc<Chaos> {
+    fn from_ref(state: &ControlState) -> Arc<Chaos> {
+        state.chaos.clone()
+    }
 }
 
 impl FromRef<ControlState> for Arc<Sim> {
@@ -77,7 +85,7 @@ impl FromRef<ControlState> for Arc<People> {
     }
 }
 
-pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
+pub fn routes(sim: Arc<Sim>, people: Arc<People>, chaos: Arc<Chaos>) -> Router {
     Router::new()
         .route("/org", get(org))
         .route("/users", get(users))
@@ -115,9 +123,9 @@ pub fn routes(sim: Arc<Sim>, people: Arc<People>) -> Router {
         .route("/streams/allocation", post(delivery_allocation))
         .route("/streams/delivery", get(delivery).post(set_delivery))
         .route("/streams/migrate", post(migrate))
-        .route("/chaos", get(chaos).post(set_chaos))
+        .route("/chaos", get(chaos_status).post(set_chaos))
         .route("/tls-certificate", get(tls_certificate))
-        .with_state(ControlState { sim, people })
+        .with_state(ControlState { sim, people, chaos })
 }
 
 struct ControlError(StatusCode, String);
@@ -720,12 +728,46 @@ async fn migrate(State(sim): State<Arc<Sim>>) -> Json<J> {
     Json(json!({ "migrated": true }))
 }
 
-async fn chaos(State(sim): State<Arc<Sim>>) -> Json<J> {
-    Json(json!({ "settings": sim.chaos.settings(), "injected": sim.chaos.log() }))
+async fn chaos_status(State(chaos): State<Arc<Chaos>>) -> Json<J> {
+    Json(json!({ "settings": chaos.settings(), "injected": chaos.log() }))
 }
 
 /// Chaos mode: `{"rate": faults a minute (0: off), "seed"?, "faults"?: [...]}`.
-async fn set_chaos(State(sim): State<Arc<Sim>>, Json(settings): Json<ChaosSettings>) -> Reply {
-    sim.chaos.set(settings.clone()).map_err(bad)?;
+async fn set_chaos(State(chaos): State<Arc<Chaos>>, Json(settings): Json<ChaosSettings>) -> Reply {
+    chaos.set(settings.clone()).map_err(bad)?;
     Ok(Json(json!({ "settings": settings })))
+}
+
+/// Salesforce's refusal, in the dialect of the API asked (REST JSON or a SOAP fault).
+fn refusal(path: &str, status: StatusCode, code: &str, message: &str) -> Response {
+    if path.starts_with("/services/Soap/") {
+        crate::metadata::fault(code, message)
+    } else {
+        (status, axum::Json(serde_json::json!([{ "message": message, "errorCode": code }]))).into_response()
+    }
+}
+
+/// A layer on the REST, Metadata and SOAP routes: a session used from outside the
+/// connected app's IP ranges is not valid there, and beyond the concurrent-request
+/// limit Salesforce refuses the request (as it does long-running ones past 25).
+pub(crate) async fn guard(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let with_session = path.starts_with("/services/data/") || path.starts_with("/services/Soap/m/");
+    if with_session && !sim.org().app_ip_allowed(peer.ip()) {
+        return refusal(&path, StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
+    }
+    let Some(_slot) = sim.faults.enter() else {
+        return refusal(
+            &path,
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "ConcurrentPerOrgLongTxn Limit exceeded.",
+        );
+    };
+    next.run(request).await
 }

@@ -1,21 +1,15 @@
 //! Limits and misbehaviour an org shows on purpose, set through the control API (and
-//! by [`crate::chaos`]): requests served at once, Pub/Sub's concurrent-client limit,
+//! by chaos mode): requests served at once, Pub/Sub's concurrent-client limit,
 //! the daily event-delivery allocation, slow and bursty delivery. The connected app's
-//! refresh-token policy and IP restrictions live with the app (`org`); the request
-//! guard that enforces the HTTP side of both is here.
+//! refresh-token policy and IP restrictions live with the app (`org`); the control
+//! module's request guard enforces the HTTP side.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-
-use crate::sim::Sim;
 
 /// The most a limit can be ("none").
 const UNLIMITED: usize = usize::MAX;
@@ -131,7 +125,7 @@ impl Faults {
     }
 
     /// A request slot, or `None` when as many requests as allowed are being served.
-    fn enter(self: &Arc<Self>) -> Option<InFlight> {
+    pub fn enter(self: &Arc<Self>) -> Option<InFlight> {
         let max = self.max_requests.load(Ordering::SeqCst);
         self.in_flight
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
@@ -167,44 +161,10 @@ impl Drop for Subscription {
 }
 
 /// One request being served; leaving frees its slot.
-struct InFlight(Arc<Faults>);
+pub struct InFlight(Arc<Faults>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Salesforce's refusal, in the dialect of the API asked (REST JSON or a SOAP fault).
-fn refusal(path: &str, status: StatusCode, code: &str, message: &str) -> Response {
-    if path.starts_with("/services/Soap/") {
-        crate::metadata::fault(code, message)
-    } else {
-        (status, axum::Json(serde_json::json!([{ "message": message, "errorCode": code }]))).into_response()
-    }
-}
-
-/// A layer on the REST, Metadata and SOAP routes: a session used from outside the
-/// connected app's IP ranges is not valid there, and beyond the concurrent-request
-/// limit Salesforce refuses the request (as it does long-running ones past 25).
-pub(crate) async fn guard(
-    State(sim): State<Arc<Sim>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = request.uri().path().to_owned();
-    let with_session = path.starts_with("/services/data/") || path.starts_with("/services/Soap/m/");
-    if with_session && !sim.org().app_ip_allowed(peer.ip()) {
-        return refusal(&path, StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
-    }
-    let Some(_slot) = sim.faults.enter() else {
-        return refusal(
-            &path,
-            StatusCode::FORBIDDEN,
-            "REQUEST_LIMIT_EXCEEDED",
-            "ConcurrentPerOrgLongTxn Limit exceeded.",
-        );
-    };
-    next.run(request).await
 }

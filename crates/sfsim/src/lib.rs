@@ -60,6 +60,8 @@ pub struct Running {
     pub sim: Arc<Sim>,
     /// The simulated people (the control API acts through them too).
     pub people: Arc<activity::People>,
+    /// Chaos mode's settings and what it injected.
+    pub chaos: Arc<chaos::Chaos>,
     pub http_addr: SocketAddr,
     pub https_addr: Option<SocketAddr>,
     pub grpc_addr: SocketAddr,
@@ -141,7 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ];
     let sessions = Sessions::new(config.seed, org.id.clone(), config.session_timeout.as_millis() as i64);
     let people = Arc::new(activity::People::new(&org, config.seed));
-    let chaos = chaos::Chaos::default();
+    let chaos = Arc::new(chaos::Chaos::default());
     chaos.set(config.chaos.clone()).map_err(|e| anyhow::anyhow!("chaos: {e}"))?;
     let sim = Arc::new(Sim {
         base_url,
@@ -153,7 +155,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         retention_ms,
         stream_epoch: watch::channel(0).0,
         faults: Arc::default(),
-        chaos,
         tls_cert_pem: trust_pem,
         config,
     });
@@ -165,9 +166,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .merge(metadata::routes().with_state(sim.clone()))
                 .merge(partner::routes().with_state(sim.clone()))
                 .layer(axum::middleware::from_fn_with_state(sim.clone(), control::stall))
-                .layer(axum::middleware::from_fn_with_state(sim.clone(), faults::guard)),
+                .layer(axum::middleware::from_fn_with_state(sim.clone(), control::guard)),
         )
-        .nest("/control/v1", control::routes(sim.clone(), people.clone()))
+        .nest("/control/v1", control::routes(sim.clone(), people.clone(), chaos.clone()))
         .fallback(rest::unknown);
     // Paths are routed with repeated slashes collapsed (`//services/data/...` is what
     // some clients send, and Salesforce serves it).
@@ -186,9 +187,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pubsub::serve(sim.clone(), listener, Some((cert_pem, key_pem)));
     }
     activity::spawn(sim.clone(), people.clone());
-    chaos::spawn(sim.clone());
+    chaos::spawn(sim.clone(), chaos.clone());
     tokio::spawn(retention_loop(sim.clone()));
-    Ok(Running { sim, people, http_addr, https_addr, grpc_addr, grpc_tls_addr })
+    Ok(Running { sim, people, chaos, http_addr, https_addr, grpc_addr, grpc_tls_addr })
 }
 
 /// Retention also applies when nothing is published.

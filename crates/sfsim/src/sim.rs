@@ -31,7 +31,6 @@ pub struct Sim {
     pub stream_epoch: watch::Sender<u64>,
     /// Limits and misbehaviour set on purpose (control API, chaos mode).
     pub faults: Arc<crate::faults::Faults>,
-    pub chaos: crate::chaos::Chaos,
     /// PEM of the certificate TLS clients should trust (the generated CA, or the
     /// given certificate).
     pub tls_cert_pem: String,

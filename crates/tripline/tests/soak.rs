@@ -202,17 +202,12 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
     })
     .await
     .expect("monitoring at start");
-    // sfsim's chaos mode meanwhile: the faults a client recovers from unseen (the
-    // named ones above are checked one at a time, so none of those is drawn here).
-    let unseen = [
-        "stream-reset",
-        "sessions-expired",
-        "migration",
-        "password-change",
-        "refresh-rotation",
-        "slow-delivery",
-        "bursty-delivery",
-    ];
+    // sfsim's chaos mode meanwhile: faults a client recovers from unseen (the named
+    // ones above are checked one at a time, so none of those is drawn here; a
+    // migration's recovery queries the org, which a stall or a spent limit holds up,
+    // so it is tested on its own in tests/health.rs).
+    let unseen =
+        ["stream-reset", "sessions-expired", "password-change", "refresh-rotation", "slow-delivery", "bursty-delivery"];
     s.control("/chaos", json!({ "rate": 12, "seed": seed, "faults": unseen })).await;
     let soak = Instant::now();
     while soak.elapsed() < Duration::from_secs(seconds) {
@@ -255,7 +250,7 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
         }
     }
     s.control("/chaos", json!({ "rate": 0 })).await;
-    let chaos = s.org.sim.chaos.log();
+    let chaos = s.org.chaos.log();
     stop_tx.send(true).expect("stop the people");
     people.await.expect("people");
 
