@@ -8,6 +8,8 @@
 //!   [`control`], see `docs/sfsim.md`).
 //! - gRPC: the Pub/Sub API (`eventbus.v1.PubSub`, [`pubsub`]), plaintext and TLS.
 //! - [`activity`]: simulated people signing in, running and exporting reports.
+//! - [`faults`]: limits and misbehaviour set on purpose; [`chaos`]: chaos mode, which
+//!   injects the org's faults at random from a seed.
 //!
 //! [`Sim`] is what the interfaces share (the [`org`], OAuth [`sessions`], one [`bus`]
 //! log per topic); each interface keeps its own state beside it. [`browser`] is a
