@@ -89,6 +89,35 @@ async fn a_restart_resumes_from_the_checkpoint() {
 }
 
 #[tokio::test]
+async fn a_first_export_and_a_new_source_address_are_known_after_a_restart() {
+    use tripline::risk::RiskIndicator::{FirstExportByUser, NewSourceIp};
+    let s = Scenario::new(60).await;
+    let record = s.connect("Firsts", ScopeMode::All).await;
+    let user = id(&s.exporters().await[0]);
+    let running = s.run(&record).await;
+    s.export(&user, json!({"rows": 10, "source_ip": "203.0.113.7"})).await;
+    s.wait_for("the first export", |e| e.len() == 1).await;
+    running.stop().await;
+
+    // A new process knows only the store: the same address again is nothing new, a
+    // second address is.
+    let running = s.run(&record).await;
+    s.export(&user, json!({"rows": 11, "source_ip": "203.0.113.7"})).await;
+    s.export(&user, json!({"rows": 12, "source_ip": "203.0.113.8"})).await;
+    let events = s.wait_for("all three", |e| e.len() == 3).await;
+    assert_eq!(
+        events.iter().map(|e| e.source_ip.as_deref()).collect::<Vec<_>>(),
+        [Some("203.0.113.7"), Some("203.0.113.7"), Some("203.0.113.8")]
+    );
+    let has = |i: usize, indicator| events[i].indicators.contains(&indicator);
+    // (A first export comes from a new address by definition, and is counted once.)
+    assert!(has(0, FirstExportByUser) && !has(0, NewSourceIp), "{:?}", events[0].indicators);
+    assert!(!has(1, FirstExportByUser) && !has(1, NewSourceIp), "{:?}", events[1].indicators);
+    assert!(!has(2, FirstExportByUser) && has(2, NewSourceIp), "{:?}", events[2].indicators);
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn scope_by_users_and_groups() {
     let s = Scenario::new(120).await;
     let exporters = s.exporters().await;

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_alerts.sql"),
     include_str!("../../migrations/sqlite/0011_alert_blocks_appended.sql"),
     include_str!("../../migrations/sqlite/0012_user_source_index.sql"),
+    include_str!("../../migrations/sqlite/0013_user_sources.sql"),
 ];
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
@@ -812,6 +813,7 @@ impl Store for SqliteStore {
         }
         bump(&tx, connection, "out_of_scope_exports", outcome.out_of_scope as i64)?;
         let mut users = std::collections::HashSet::new();
+        let mut sources = std::collections::HashSet::new();
         let insert = format!(
             "INSERT INTO file_events ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
             &EVENT_COLUMNS[5..],
@@ -878,6 +880,14 @@ impl Store for SqliteStore {
             }
             outcome.new_file_events += 1;
             outcome.new_seqs.push((index, tx.last_insert_rowid()));
+            if let Some(ip) = e.source_ip.as_deref()
+                && sources.insert((e.user_id.as_str(), ip))
+            {
+                tx.prepare_cached(
+                    "INSERT INTO user_sources (connection_id, user_id, source_ip) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![e.connection_id, e.user_id.as_str(), ip])?;
+            }
             if !users.insert(e.user_id.as_str()) {
                 continue; // known from this batch already
             }
@@ -913,7 +923,7 @@ impl Store for SqliteStore {
     fn user_has_exported_from(&self, connection: &str, user_id: &SfId, source_ip: &str) -> Result<bool> {
         let db = self.reader();
         let mut stmt = db.prepare_cached(
-            "SELECT 1 FROM file_events WHERE user_id = ?2 AND connection_id = ?1 AND source_ip = ?3 LIMIT 1",
+            "SELECT 1 FROM user_sources WHERE connection_id = ?1 AND user_id = ?2 AND source_ip = ?3",
         )?;
         Ok(stmt.exists(params![connection, user_id.as_str(), source_ip])?)
     }
