@@ -36,7 +36,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_alert_blocks_appended.sql"),
     include_str!("../../migrations/sqlite/0012_user_source_index.sql"),
     include_str!("../../migrations/sqlite/0013_user_sources.sql"),
+    include_str!("../../migrations/sqlite/0014_file_event_key.sql"),
 ];
+
+/// Finds a file event by its id (`?1`) through `file_events_key`, the index of the
+/// id's first characters (migration 14).
+const BY_ID: &str = "substr(id, 1, 8) = substr(?1, 1, 8) AND +id = ?1";
 
 /// One writer connection, and a few read-only ones: in WAL mode readers see the last
 /// commit and neither waits on the other, so searches never stall ingest, and
@@ -815,13 +820,35 @@ impl Store for SqliteStore {
         let mut users = std::collections::HashSet::new();
         let mut sources = std::collections::HashSet::new();
         let insert = format!(
-            "INSERT INTO file_events ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO file_events ({}) VALUES ({})",
             &EVENT_COLUMNS[5..],
             (1..=34).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
         );
+        let find = format!("SELECT seq, raw FROM file_events WHERE {BY_ID}");
         for (index, chunk) in batch.exports.iter().enumerate() {
             let e = &chunk.file_event;
-            let inserted = tx.prepare_cached(&insert)?.execute(params![
+            // The file event's id derives from the export's ExecutionIdentifier, so the
+            // other chunks of an export (and replays of any chunk) find it by id. This
+            // check is what keeps ids unique (the table has no constraint: migration 14).
+            let stored: Option<(i64, String)> =
+                tx.prepare_cached(&find)?.query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            if let Some((seq, raw)) = stored {
+                let mut all: Vec<Evidence> = serde_json::from_str(&raw)?;
+                let seen = all.iter().any(|r| r.event_identifier().as_deref() == Some(&chunk.event_identifier));
+                if seen {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                // Another chunk of an export we have: count it, keep its evidence.
+                all.extend(e.raw.iter().cloned());
+                tx.prepare_cached(
+                    "UPDATE file_events SET chunk_count = chunk_count + 1, rows = MAX(rows, ?2), raw = ?3 WHERE seq = ?1",
+                )?
+                .execute(params![seq, e.rows, serde_json::to_string(&all)?])?;
+                outcome.merged_chunks += 1;
+                continue;
+            }
+            tx.prepare_cached(&insert)?.execute(params![
                 e.id,
                 e.connection_id,
                 e.observed_at,
@@ -857,27 +884,6 @@ impl Store for SqliteStore {
                 serde_json::to_string(&e.indicators)?,
                 serde_json::to_string(&e.raw)?,
             ])?;
-            if inserted == 0 {
-                // The file event's id derives from the export's ExecutionIdentifier, so
-                // the other chunks of an export (and replays of any chunk) find it by id.
-                let (seq, raw): (i64, String) = tx
-                    .prepare_cached("SELECT seq, raw FROM file_events WHERE id = ?1")?
-                    .query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                let mut all: Vec<Evidence> = serde_json::from_str(&raw)?;
-                let seen = all.iter().any(|r| r.event_identifier().as_deref() == Some(&chunk.event_identifier));
-                if seen {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                // Another chunk of an export we have: count it, keep its evidence.
-                all.extend(e.raw.iter().cloned());
-                tx.prepare_cached(
-                    "UPDATE file_events SET chunk_count = chunk_count + 1, rows = MAX(rows, ?2), raw = ?3 WHERE seq = ?1",
-                )?
-                .execute(params![seq, e.rows, serde_json::to_string(&all)?])?;
-                outcome.merged_chunks += 1;
-                continue;
-            }
             outcome.new_file_events += 1;
             outcome.new_seqs.push((index, tx.last_insert_rowid()));
             if let Some(ip) = e.source_ip.as_deref()
@@ -1367,7 +1373,7 @@ impl Store for SqliteStore {
     fn file_event(&self, id: &str) -> Result<Option<FileEvent>> {
         Ok(self
             .reader()
-            .query_row(&format!("SELECT {EVENT_COLUMNS} FROM file_events WHERE id = ?1"), [id], event_from_row)
+            .query_row(&format!("SELECT {EVENT_COLUMNS} FROM file_events WHERE {BY_ID}"), [id], event_from_row)
             .optional()?)
     }
 
@@ -1599,6 +1605,20 @@ mod tests {
     use super::*;
     use crate::search::Sort;
     use crate::store::ExportChunk;
+
+    /// The lookup that keeps file event ids unique is a search of the key index, not a
+    /// scan (SQLite 3.40 rewrites `substr(id, ...)` through a plain `id = ?` and scans;
+    /// the unary plus in `BY_ID` keeps it from doing so).
+    #[test]
+    fn a_file_event_is_found_by_id_through_the_key_index() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
+        let plan: String = store
+            .db()
+            .query_row(&format!("EXPLAIN QUERY PLAN SELECT seq FROM file_events WHERE {BY_ID}"), ["x"], |r| r.get(3))
+            .expect("plan");
+        assert!(plan.starts_with("SEARCH file_events USING INDEX file_events_key"), "{plan}");
+    }
 
     /// Text that is often absent, empty or repeated, as real columns are.
     fn text() -> impl Strategy<Value = Option<String>> {
