@@ -163,6 +163,10 @@ impl SqliteStore {
         // still serialises its own calls on one connection). NORMAL: a commit survives a
         // process crash (what the exactly-once design needs); only power loss can
         // roll back the newest transactions, never tear them.
+        // 8 KB pages for a new database (an existing one keeps its size): half the WAL
+        // frames and write calls of 4 KB. Alternating runs on 2026-11-28: catch-up
+        // 68-83k against 65-72k events/s at less CPU, search and CSV export no slower.
+        db.pragma_update(None, "page_size", 8192)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
