@@ -52,15 +52,21 @@ struct ApiErrorBody {
     error_code: String,
 }
 
-/// Told of each refreshed session, with the new refresh token when Salesforce rotated
-/// it (the one used is then spent: keep the new one before anything else).
-pub type TokenSaver = Box<dyn Fn(&Session, Option<&str>) + Send + Sync>;
+/// Where a connection's tokens are kept beyond this session (a database).
+pub trait TokenKeeper: Send + Sync {
+    /// A refreshed session, with the new refresh token when Salesforce rotated it (the
+    /// one used is then spent: keep the new one before anything else).
+    fn save(&self, session: &Session, rotated: Option<&str>);
+    /// The refresh token kept now: another session of the same connection may have
+    /// rotated the one this session holds.
+    fn refresh_token(&self) -> Option<String>;
+}
 
 /// A connection's authenticated access to one org.
 pub struct SalesforceApi {
     oauth: OAuthClient,
     refresh_token: RwLock<String>,
-    on_refresh: Option<TokenSaver>,
+    keeper: Option<Box<dyn TokenKeeper>>,
     session: RwLock<Session>,
     refreshing: tokio::sync::Mutex<()>,
     allowed_origins: Vec<String>,
@@ -96,7 +102,7 @@ impl SalesforceApi {
         Ok(SalesforceApi {
             oauth,
             refresh_token: RwLock::new(refresh_token),
-            on_refresh: None,
+            keeper: None,
             session: RwLock::new(session),
             refreshing: tokio::sync::Mutex::new(()),
             allowed_origins,
@@ -108,14 +114,24 @@ impl SalesforceApi {
         self.session.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Calls `saver` after each refresh, before the new session is used.
-    pub fn with_token_saver(mut self, saver: TokenSaver) -> SalesforceApi {
-        self.on_refresh = Some(saver);
+    /// Keeps each refreshed session in `keeper` before it is used, and asks it for the
+    /// refresh token when Salesforce refuses the one held.
+    pub fn with_token_keeper(mut self, keeper: Box<dyn TokenKeeper>) -> SalesforceApi {
+        self.keeper = Some(keeper);
         self
     }
 
     pub fn refresh_token(&self) -> String {
         self.refresh_token.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the keeper holds another refresh token than `used` (taken up if so).
+    fn kept_elsewhere(&self, used: &str) -> bool {
+        let Some(kept) = self.keeper.as_ref().and_then(|k| k.refresh_token()).filter(|k| k != used) else {
+            return false;
+        };
+        *self.refresh_token.write().unwrap_or_else(|e| e.into_inner()) = kept;
+        true
     }
 
     /// Replaces `stale` with a new access token, once even when many callers saw it fail.
@@ -125,8 +141,14 @@ impl SalesforceApi {
         if current.access_token != stale {
             return Ok(current);
         }
-        let used = self.refresh_token();
-        let tokens = self.oauth.refresh(&used).await?;
+        let mut used = self.refresh_token();
+        let tokens = match self.oauth.refresh(&used).await {
+            Err(Error::Authorization { .. }) if self.kept_elsewhere(&used) => {
+                used = self.refresh_token();
+                self.oauth.refresh(&used).await?
+            }
+            answer => answer?,
+        };
         // With rotation the used token is spent now: its successor is kept even if the
         // rest of the answer cannot be used.
         let rotated = tokens.refresh_token.as_deref().filter(|t| *t != used);
@@ -134,8 +156,8 @@ impl SalesforceApi {
             *self.refresh_token.write().unwrap_or_else(|e| e.into_inner()) = next.to_owned();
         }
         let session = Session::from_tokens(&tokens)?;
-        if let Some(save) = &self.on_refresh {
-            save(&session, rotated);
+        if let Some(keeper) = &self.keeper {
+            keeper.save(&session, rotated);
         }
         if !crate::login::instance_url_ok(&session.instance_url, &self.allowed_origins) {
             return Err(Error::Protocol(format!("instance URL {:?} is not a Salesforce host", session.instance_url)));

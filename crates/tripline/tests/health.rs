@@ -217,6 +217,25 @@ async fn an_org_that_misbehaves_is_named_and_recovered_from() {
         assert_ne!(kept, record.refresh_token, "rotated and kept");
     }
     s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    // Another session of the connection (a scope change from the console builds one)
+    // rotates the token the running connector holds: it takes the stored one up.
+    let stored = s.store.connection(&record.id).expect("record");
+    let tokens = tripline::connector::StoredTokens { store: s.store.clone(), connection_id: record.id.clone() };
+    let other = tripline::connector::api_for(&stored, &s.app, reqwest::Client::new())
+        .expect("api")
+        .with_token_keeper(Box::new(tokens));
+    s.control("/sessions/expire", no_body()).await;
+    other.query("SELECT Id FROM User LIMIT 1").await.expect("the other session refreshes");
+    assert_ne!(s.store.connection(&record.id).expect("record").refresh_token, running.context.api.refresh_token());
+    s.control("/sessions/expire", no_body()).await;
+    for _ in 0..200 {
+        if running.context.api.refresh_token() == s.store.connection(&record.id).expect("record").refresh_token {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(running.context.api.refresh_token(), s.store.connection(&record.id).expect("record").refresh_token);
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
 
     // A password change ends the session: refreshed without anyone noticing.
     s.control(&format!("/users/{service}/password"), json!({ "password": "Changed-Password-7" })).await;

@@ -67,8 +67,8 @@ pub async fn change_scope(
     if record.status == ConnectionStatus::Deauthorized {
         return Err(Error::Refused(format!("{:?} is deauthorized: authorize it again first", record.display_name)));
     }
-    let api = super::api_for(&record, app, reqwest::Client::new())?
-        .with_token_saver(super::token_saver(store.clone(), record.id.clone()));
+    let tokens = super::StoredTokens { store: store.clone(), connection_id: record.id.clone() };
+    let api = super::api_for(&record, app, reqwest::Client::new())?.with_token_keeper(Box::new(tokens));
     let unknown = super::scope::unknown_entries(&api, scope).await?;
     let kind = match scope {
         ScopeMode::All => None,

@@ -69,15 +69,25 @@ pub fn api_for(record: &ConnectionRecord, app: &SalesforceApp, http: reqwest::Cl
     )?)
 }
 
-/// Writes each refreshed session of a connection to `store` at once: a restart then
-/// begins with a live token, and a rotated refresh token (the only one that works
-/// after its predecessor was used) is not lost.
-pub(crate) fn token_saver(store: Arc<dyn Store>, id: String) -> salesforce::api::TokenSaver {
-    Box::new(move |session: &salesforce::api::Session, rotated: Option<&str>| {
-        if let Err(e) = store.set_tokens(&id, &session.access_token, rotated) {
+/// A connection's tokens in the store: each refreshed session is written at once (a
+/// restart then begins with a live token, and a rotated refresh token, the only one
+/// that works after its predecessor was used, is not lost), and the stored refresh
+/// token is what another session of the connection rotated to.
+pub struct StoredTokens {
+    pub store: Arc<dyn Store>,
+    pub connection_id: String,
+}
+
+impl salesforce::api::TokenKeeper for StoredTokens {
+    fn save(&self, session: &salesforce::api::Session, rotated: Option<&str>) {
+        if let Err(e) = self.store.set_tokens(&self.connection_id, &session.access_token, rotated) {
             tracing::error!("cannot keep the refreshed Salesforce tokens: {}", error_chain(&e));
         }
-    })
+    }
+
+    fn refresh_token(&self) -> Option<String> {
+        self.store.connection(&self.connection_id).ok().map(|r| r.refresh_token)
+    }
 }
 
 /// How a running connection behaves.
@@ -234,7 +244,8 @@ pub async fn start(
 ) -> Result<RunningConnection, Error> {
     let span = tracing::info_span!("connection", id = %record.id);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let api = Arc::new(api_for(record, app, http)?.with_token_saver(token_saver(store.clone(), record.id.clone())));
+    let tokens = StoredTokens { store: store.clone(), connection_id: record.id.clone() };
+    let api = Arc::new(api_for(record, app, http)?.with_token_keeper(Box::new(tokens)));
     let corporate =
         record.corporate_cidrs.iter().map(|c| Cidr::parse(c).map_err(Error::Setting)).collect::<Result<_, _>>()?;
     let context = Arc::new(ConnectionContext::new(
