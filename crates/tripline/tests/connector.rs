@@ -118,6 +118,29 @@ async fn a_first_export_and_a_new_source_address_are_known_after_a_restart() {
 }
 
 #[tokio::test]
+async fn exports_made_as_streaming_went_off_while_tripline_was_down_are_read_back() {
+    let s = Scenario::new(60).await;
+    let record = s.connect("Down", ScopeMode::All).await;
+    let user = id(&s.exporters().await[0]);
+    let running = s.run(&record).await;
+    s.export(&user, json!({"rows": 10})).await;
+    s.wait_for("the first export", |e| e.len() == 1).await;
+    running.stop().await;
+
+    // Streaming goes off while Tripline is down, and an export is made: it is in no
+    // stream, only in ReportEvent, and older than the next process.
+    s.control("/event-settings", json!({"event": "ReportEventStream", "streaming": false})).await;
+    s.export(&user, json!({"rows": 11})).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let running = s.run(&record).await;
+    s.wait_status(&record.id, tripline::connection::ConnectionStatus::Error, &["event-manager"]).await;
+    s.control("/event-settings", json!({"event": "ReportEventStream", "streaming": true})).await;
+    let events = s.wait_for("both", |e| e.len() == 2).await;
+    assert_eq!(events.iter().map(|e| e.rows).collect::<Vec<_>>(), [10, 11]);
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn scope_by_users_and_groups() {
     let s = Scenario::new(120).await;
     let exporters = s.exporters().await;

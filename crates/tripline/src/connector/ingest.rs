@@ -45,7 +45,7 @@ pub struct ConnectionContext {
     /// Who the connection monitors, as configured.
     pub(crate) mode: ScopeMode,
     /// Exports before this time (ms) predate the connection and are not recorded.
-    monitor_from_ms: i64,
+    pub(crate) monitor_from_ms: i64,
     /// Monitored users by 15-character id; `None` until a scan has succeeded (exports
     /// wait rather than being judged against a scope nobody has seen).
     scope: RwLock<Option<HashMap<String, SalesforceUser>>>,
@@ -479,7 +479,7 @@ impl ConnectionContext {
     }
 
     /// The newest stored export's time (where a gap would start).
-    fn last_observed(&self) -> Result<Option<i64>, StoreError> {
+    pub(crate) fn last_observed(&self) -> Result<Option<i64>, StoreError> {
         let query = crate::search::SearchQuery {
             from_ms: 0,
             to_ms: i64::MAX,

@@ -308,7 +308,11 @@ pub async fn start(
         org: health::OrgCheck::default(),
         last_full: None,
         streaming_off_since: open_streaming_gap(&*store, &record.id)?,
-        streaming_known_at: chrono::Utc::now().timestamp_millis(),
+        // Streaming is known to have been on only up to the newest stored export (less
+        // a minute for exports published out of order): a previous process may have
+        // died just as streaming was switched off, and what was exported since then is
+        // in no stream. Should the first check find streaming off, the gap starts here.
+        streaming_known_at: context.last_observed()?.map_or(context.monitor_from_ms, |at| at - 60_000),
     };
     tasks.push(tokio::spawn(watcher.run(shutdown.clone()).instrument(span.clone())));
     tasks
