@@ -167,6 +167,13 @@ impl SalesforceApi {
         Ok(session)
     }
 
+    /// Whether the instance answers at all: any answer to `GET /services/data/` (the
+    /// API versions, which need no session and count against no limit).
+    pub async fn answers(&self) -> Result<(), Error> {
+        self.http.get(format!("{}/services/data/", self.session().instance_url)).send().await?;
+        Ok(())
+    }
+
     /// GET a REST path (`/services/data/...`), refreshing the token once on 401.
     pub(crate) async fn get_json(&self, path: &str) -> Result<Value, Error> {
         let mut session = self.session();

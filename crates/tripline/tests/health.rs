@@ -250,3 +250,24 @@ async fn an_org_that_misbehaves_is_named_and_recovered_from() {
     assert_eq!(s.stored_exports().values().sum::<u64>(), 3, "each export once");
     running.stop().await;
 }
+
+#[tokio::test]
+async fn an_org_that_falls_silent_between_checks_shows_within_six_seconds() {
+    use std::time::{Duration, Instant};
+    use tripline::connector::RunSettings;
+
+    let s = Scenario::new(30).await;
+    let record = s.connect("Silent", ScopeMode::All).await;
+    // Checks as good as never: only the pulse can tell.
+    let settings = RunSettings { check_every: Duration::from_secs(600), ..RunSettings::default() };
+    let running = s.run_with(&record, settings).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    s.control("/stall", json!({ "seconds": 120 })).await;
+    let stalled = Instant::now();
+    let r = s.wait_status(&record.id, ConnectionStatus::Error, &["network"]).await;
+    assert!(stalled.elapsed() < Duration::from_secs(6), "shown after {:?}", stalled.elapsed());
+    assert!(format!("{:?}", r.status_detail).contains("did not answer within 3 s"), "{:?}", r.status_detail);
+    s.control("/stall", json!({ "seconds": 0 })).await;
+    s.wait_status(&record.id, ConnectionStatus::Monitoring, &[]).await;
+    running.stop().await;
+}

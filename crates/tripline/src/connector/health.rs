@@ -146,17 +146,19 @@ pub(crate) async fn check_org(api: &SalesforceApi, pubsub: &PubSub, full: bool, 
     };
     match tokio::time::timeout(deadline, run).await {
         Ok(check) => check,
-        Err(_) => OrgCheck {
-            problems: vec![Problem::error(
-                Source::Network,
-                format!(
-                    "Salesforce did not answer within {} s: it may be down or unreachable from this server.",
-                    deadline.as_secs()
-                ),
-            )],
-            report_streaming: None,
-        },
+        Err(_) => OrgCheck { problems: vec![silent(deadline)], report_streaming: None },
     }
+}
+
+/// An org that gave no answer within `deadline`.
+pub(crate) fn silent(deadline: Duration) -> Problem {
+    Problem::error(
+        Source::Network,
+        format!(
+            "Salesforce did not answer within {} s: it may be down or unreachable from this server.",
+            deadline.as_secs()
+        ),
+    )
 }
 
 /// One cause, one problem: without the licence, Event Manager's switches and the

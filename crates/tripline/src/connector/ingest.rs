@@ -63,6 +63,8 @@ pub struct ConnectionContext {
     pub(crate) changed: tokio::sync::Notify,
     /// Why the last scope scan failed, while it does.
     scan_problem: RwLock<Option<crate::connection::Problem>>,
+    /// Set while the org does not answer the pulse (`connector::pulse`).
+    silence: RwLock<Option<crate::connection::Problem>>,
     /// A recovery of the window since a restart is running.
     recovering: std::sync::atomic::AtomicBool,
 }
@@ -93,6 +95,7 @@ impl ConnectionContext {
             health: RwLock::default(),
             changed: tokio::sync::Notify::new(),
             scan_problem: RwLock::default(),
+            silence: RwLock::default(),
             recovering: Default::default(),
         }
     }
@@ -118,6 +121,18 @@ impl ConnectionContext {
 
     pub(crate) fn scan_problem(&self) -> Option<crate::connection::Problem> {
         self.scan_problem.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_silence(&self, problem: Option<crate::connection::Problem>) {
+        let mut current = self.silence.write().unwrap_or_else(|e| e.into_inner());
+        if *current != problem {
+            *current = problem;
+            self.changed.notify_one();
+        }
+    }
+
+    pub(crate) fn silence(&self) -> Option<crate::connection::Problem> {
+        self.silence.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The monitored users, if a scan has told them.
