@@ -197,6 +197,7 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
     let mut child = s.serve_process();
     let (mut kills, mut applied) = (0, 0);
     let (mut to_show, mut to_clear, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    let mut slowest: Vec<(Duration, &str)> = Vec::new();
     within(Duration::from_secs(20), || {
         reader.connection(&record.id).is_ok_and(|r| r.status == ConnectionStatus::Monitoring)
     })
@@ -226,7 +227,10 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
         println!("{:>6.1} s: {}", soak.elapsed().as_secs_f64(), fault.name);
         s.control(&fault.apply.0, fault.apply.1.clone()).await;
         match within(Duration::from_secs(10), || shows(&reader, &record.id, fault)).await {
-            Some(t) => to_show.push(t),
+            Some(t) => {
+                to_show.push(t);
+                slowest.push((t, fault.name));
+            }
             None => failures.push(format!("{}: not shown within 10 s", fault.name)),
         }
         tokio::time::sleep(Duration::from_millis(rng.below(3_000))).await;
@@ -300,6 +304,8 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
         summary(&to_show),
         summary(&to_clear),
     );
+    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    println!("slowest to show: {:?}", &slowest[..slowest.len().min(3)]);
     assert!(expected.len() > 10, "enough exports to mean something: {}", expected.len());
     assert!(complete.is_some(), "seed {seed}: stored exports never matched: {lost} lost, {duplicated} duplicated");
     assert_eq!((lost, duplicated), (0, 0), "seed {seed}");
