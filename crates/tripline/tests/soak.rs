@@ -304,7 +304,7 @@ async fn under_random_faults_and_kills_nothing_is_lost_and_every_fault_shows() {
         summary(&to_show),
         summary(&to_clear),
     );
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     println!("slowest to show: {:?}", &slowest[..slowest.len().min(3)]);
     assert!(expected.len() > 10, "enough exports to mean something: {}", expected.len());
     assert!(complete.is_some(), "seed {seed}: stored exports never matched: {lost} lost, {duplicated} duplicated");

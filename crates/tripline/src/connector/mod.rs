@@ -456,7 +456,11 @@ async fn pulse(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let silence = match tokio::time::timeout(deadline, context.api.answers()).await {
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(deadline, context.api.answers()) => answer,
+            _ = shutdown.changed() => return,
+        };
+        let silence = match answer {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(health::from_api_error(&e)),
             Err(_) => Some(health::silent(deadline)),
