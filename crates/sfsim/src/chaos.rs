@@ -125,7 +125,7 @@ fn apply(sim: &Sim, fault: ChaosFault, lasts: Duration, rng: &mut Rng) -> Option
     let service = sim.org().service_user.clone();
     match fault {
         ChaosFault::StreamReset => {
-            sim.stream_epoch.send_modify(|e| *e += 1);
+            sim.end_streams();
             None
         }
         ChaosFault::SessionsExpired => {
@@ -133,16 +133,12 @@ fn apply(sim: &Sim, fault: ChaosFault, lasts: Duration, rng: &mut Rng) -> Option
             None
         }
         ChaosFault::Migration => {
-            for topic in &sim.topics {
-                topic.migrate();
-            }
-            sim.stream_epoch.send_modify(|e| *e += 1);
+            sim.migrate();
             None
         }
         ChaosFault::PasswordChange => {
             let new = format!("Ch-{}", rng.token(ALNUM, 14));
-            let old = sim.org().passwords.insert(service.to_string(), new);
-            sim.sessions().end_sessions(&service);
+            let (old, _) = sim.set_password(&service, new);
             Some(Box::new(move |sim: &Sim| {
                 if let Some(old) = old {
                     sim.org().passwords.insert(service.to_string(), old);
@@ -150,11 +146,8 @@ fn apply(sim: &Sim, fault: ChaosFault, lasts: Duration, rng: &mut Rng) -> Option
             }))
         }
         ChaosFault::Deactivation => {
-            sim.org().set_user_active(&service, false);
-            sim.sessions().end_sessions(&service);
-            Some(Box::new(move |sim: &Sim| {
-                sim.org().set_user_active(&service, true);
-            }))
+            sim.set_user_active(&service, false);
+            Some(Box::new(move |sim: &Sim| sim.set_user_active(&service, true)))
         }
         ChaosFault::RefreshRotation => {
             let before = sim.org().app.refresh_policy;
@@ -191,7 +184,7 @@ fn apply(sim: &Sim, fault: ChaosFault, lasts: Duration, rng: &mut Rng) -> Option
         ChaosFault::SubscriptionLimit => {
             let before = sim.faults.max_subscriptions();
             sim.faults.set_max_subscriptions(Some(0));
-            sim.stream_epoch.send_modify(|e| *e += 1);
+            sim.end_streams();
             Some(Box::new(move |sim: &Sim| sim.faults.set_max_subscriptions(before)))
         }
         ChaosFault::DeliveryAllocation => {

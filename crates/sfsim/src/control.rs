@@ -260,13 +260,10 @@ struct UserState {
 
 async fn user_state(State(sim): State<Arc<Sim>>, Path(user): Path<String>, Json(body): Json<UserState>) -> Reply {
     let user = user_of(&sim, &user)?;
-    let mut org = sim.org();
     if let Some(active) = body.active {
-        org.set_user_active(&user, active);
-        if !active {
-            sim.sessions().end_sessions(&user);
-        }
+        sim.set_user_active(&user, active);
     }
+    let mut org = sim.org();
     if let Some(frozen) = body.frozen {
         org.set_user_frozen(&user, frozen);
     }
@@ -285,8 +282,7 @@ async fn set_password(State(sim): State<Arc<Sim>>, Path(user): Path<String>, Jso
     if body.password.chars().count() < 8 {
         return Err(bad("a password has at least 8 characters"));
     }
-    sim.org().passwords.insert(user.to_string(), body.password);
-    let ended = sim.sessions().end_sessions(&user);
+    let (_, ended) = sim.set_password(&user, body.password);
     Ok(Json(json!({ "ended_sessions": ended })))
 }
 
@@ -498,7 +494,7 @@ async fn api_limit(State(sim): State<Arc<Sim>>, Json(body): Json<Remaining>) -> 
 }
 
 async fn drop_streams(State(sim): State<Arc<Sim>>) -> Json<J> {
-    sim.stream_epoch.send_modify(|e| *e += 1);
+    sim.end_streams();
     Json(json!({ "dropped": true }))
 }
 
@@ -718,13 +714,8 @@ async fn set_delivery(State(sim): State<Arc<Sim>>, Json(body): Json<Delivery>) -
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))
 }
 
-/// The org moves to another instance: open streams end, retained events get new
-/// replay ids, and replay ids issued before are refused.
 async fn migrate(State(sim): State<Arc<Sim>>) -> Json<J> {
-    for topic in &sim.topics {
-        topic.migrate();
-    }
-    sim.stream_epoch.send_modify(|e| *e += 1);
+    sim.migrate();
     Json(json!({ "migrated": true }))
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sfwire::events::{EventRecord, LoginEventStream, LogoutEventStream, ReportEventStream};
+use sfwire::id::SfId;
 use tokio::sync::watch;
 
 use crate::bus::Topic;
@@ -27,7 +28,7 @@ pub struct Sim {
     /// Until this time (epoch ms) REST and Metadata requests are accepted and not
     /// answered, as an org that is up but stuck (`/control/v1/stall`).
     pub stalled_until_ms: AtomicI64,
-    /// Bumped to make every open Subscribe stream fail (`drop-streams`).
+    /// Bumped to make every open Subscribe stream fail (`end_streams`).
     pub stream_epoch: watch::Sender<u64>,
     /// Limits and misbehaviour set on purpose (control API, chaos mode).
     pub faults: Arc<crate::faults::Faults>,
@@ -117,6 +118,36 @@ impl Sim {
 
     fn publish(&self, e: EventType, events: impl IntoIterator<Item = (Option<String>, Vec<u8>, i64)>) {
         self.topic(e).publish(events.into_iter().map(|(id, payload, at)| (id.unwrap_or_default(), payload, at)));
+    }
+
+    /// Ends every open Subscribe stream (`UNAVAILABLE`), as the server does now and then.
+    pub fn end_streams(&self) {
+        self.stream_epoch.send_modify(|e| *e += 1);
+    }
+
+    /// The org moves to another instance: open streams end, retained events get new
+    /// replay ids, and replay ids issued before are refused.
+    pub fn migrate(&self) {
+        for topic in &self.topics {
+            topic.migrate();
+        }
+        self.end_streams();
+    }
+
+    /// Activates or deactivates a user; a deactivation ends the user's sessions.
+    pub fn set_user_active(&self, user: &SfId, active: bool) {
+        let mut org = self.org();
+        org.set_user_active(user, active);
+        if !active {
+            self.sessions().end_sessions(user);
+        }
+    }
+
+    /// A new password for a user, which ends the user's sessions: the old password and
+    /// how many sessions ended.
+    pub fn set_password(&self, user: &SfId, password: String) -> (Option<String>, usize) {
+        let old = self.org().passwords.insert(user.to_string(), password);
+        (old, self.sessions().end_sessions(user))
     }
 
     /// Counts one REST call against the daily limit; false when none are left.

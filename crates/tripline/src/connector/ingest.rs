@@ -111,12 +111,21 @@ impl ConnectionContext {
         let _ = self.scope_ready.subscribe().wait_for(|known| *known).await;
     }
 
-    pub(crate) fn set_scan_problem(&self, problem: Option<crate::connection::Problem>) {
-        let mut current = self.scan_problem.write().unwrap_or_else(|e| e.into_inner());
+    /// Puts `problem` in `slot`; health is judged again when it changed.
+    fn set_problem(
+        &self,
+        slot: &RwLock<Option<crate::connection::Problem>>,
+        problem: Option<crate::connection::Problem>,
+    ) {
+        let mut current = slot.write().unwrap_or_else(|e| e.into_inner());
         if *current != problem {
             *current = problem;
             self.changed.notify_one();
         }
+    }
+
+    pub(crate) fn set_scan_problem(&self, problem: Option<crate::connection::Problem>) {
+        self.set_problem(&self.scan_problem, problem);
     }
 
     pub(crate) fn scan_problem(&self) -> Option<crate::connection::Problem> {
@@ -124,11 +133,7 @@ impl ConnectionContext {
     }
 
     pub(crate) fn set_silence(&self, problem: Option<crate::connection::Problem>) {
-        let mut current = self.silence.write().unwrap_or_else(|e| e.into_inner());
-        if *current != problem {
-            *current = problem;
-            self.changed.notify_one();
-        }
+        self.set_problem(&self.silence, problem);
     }
 
     pub(crate) fn silence(&self) -> Option<crate::connection::Problem> {
