@@ -5,6 +5,7 @@
 //! same transaction as the events it covers, so a crash at any instant loses nothing
 //! and applies nothing twice.
 
+mod rows;
 pub(crate) mod secrets;
 pub mod sqlite;
 

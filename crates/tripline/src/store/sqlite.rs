@@ -5,11 +5,11 @@ mod alerts;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::types::{Type, Value as Sql};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
-use serde::de::DeserializeOwned;
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sfwire::id::SfId;
 
+use super::rows::{self, ACCOUNT_COLUMNS, CONNECTION_COLUMNS, Cells, EVENT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS};
 use super::{
     Checkpoint, ConnectionActivity, Dashboard, HourCount, Person, Ranked, ReportBatch, ReportOutcome, Result,
     SavedSearch, Store, StoreError,
@@ -85,41 +85,6 @@ impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Corrupt(format!("stored JSON: {e}"))
     }
-}
-
-/// A text column read as a value of a closed list (a status, a severity, an id...):
-/// anything else is corrupt data, reported, never replaced by a default.
-fn parsed<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = r.get(i)?;
-    text.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
-}
-
-fn parsed_opt<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: Option<String> = r.get(i)?;
-    text.map(|t| t.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e))))
-        .transpose()
-}
-
-/// A JSON text column read as `T`.
-fn json<T: DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
-    let text: String = r.get(i)?;
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
-}
-
-fn json_opt<T: DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>> {
-    let text: Option<String> = r.get(i)?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
-    })
-    .transpose()
 }
 
 fn now_ms() -> i64 {
@@ -287,112 +252,6 @@ fn first_sighting(tx: &Transaction<'_>, connection: &str, event_identifier: &str
     Ok(stmt.execute(params![connection, event_identifier])? == 1)
 }
 
-const EVENT_COLUMNS: &str = "seq, id, connection_id, observed_at, ingested_at, attribution, user_id, username, email, user_name, \
-    report_id, report_name, report_description, report_type, report_format, export_format, operation, rows, columns, \
-    column_count, queried_entities, execution_id, chunk_count, file_name, source_ip, browser, platform, city, country, \
-    session_key, destination, risk_score, severity, indicators, raw";
-
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<FileEvent> {
-    Ok(FileEvent {
-        seq: r.get(0)?,
-        id: r.get(1)?,
-        connection_id: r.get(2)?,
-        observed_at: r.get(3)?,
-        ingested_at: r.get(4)?,
-        attribution: parsed(r, 5)?,
-        user_id: parsed(r, 6)?,
-        username: r.get(7)?,
-        email: r.get(8)?,
-        user_name: r.get(9)?,
-        report_id: r.get(10)?,
-        report_name: r.get(11)?,
-        report_description: r.get(12)?,
-        report_type: parsed_opt(r, 13)?,
-        report_format: r.get(14)?,
-        export_format: r.get(15)?,
-        operation: r.get(16)?,
-        rows: r.get(17)?,
-        columns: r.get(18)?,
-        column_count: r.get(19)?,
-        queried_entities: r.get(20)?,
-        execution_id: r.get(21)?,
-        chunk_count: r.get(22)?,
-        file_name: r.get(23)?,
-        source_ip: r.get(24)?,
-        browser: r.get(25)?,
-        platform: r.get(26)?,
-        city: r.get(27)?,
-        country: r.get(28)?,
-        session_key: r.get(29)?,
-        destination: parsed(r, 30)?,
-        risk_score: r.get(31)?,
-        severity: parsed(r, 32)?,
-        indicators: json(r, 33)?,
-        raw: json(r, 34)?,
-    })
-}
-
-fn connection_from_row(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
-    let mode: String = r.get(5)?;
-    let entries: Vec<String> = json(r, 6)?;
-    let scope = ScopeMode::from_parts(&mode, &entries)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(e)))?;
-    Ok(ConnectionRecord {
-        id: r.get(0)?,
-        display_name: r.get(1)?,
-        org_id: parsed(r, 2)?,
-        instance_url: r.get(3)?,
-        login_url: r.get(4)?,
-        scope,
-        corporate_cidrs: json(r, 7)?,
-        refresh_token: r.get(8)?,
-        access_token: r.get(9)?,
-        service_user_id: parsed(r, 10)?,
-        status: parsed(r, 11)?,
-        status_detail: json_opt(r, 12)?,
-        created_at: r.get(13)?,
-        scope_scanned_at: r.get(14)?,
-        reconciled_to: r.get(15)?,
-    })
-}
-
-const TOKEN_COLUMNS: &str = "name, created_at, last_used_at, expires_at, revoked_at";
-
-fn token_from_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
-    Ok(ApiToken {
-        name: r.get(0)?,
-        created_at: r.get(1)?,
-        last_used_at: r.get(2)?,
-        expires_at: r.get(3)?,
-        revoked_at: r.get(4)?,
-    })
-}
-
-/// An audit entry, in the transaction of the change it records.
-const SESSION_COLUMNS: &str =
-    "session_key, login_key, user_id, username, source_ip, browser, platform, city, country, login_at";
-
-fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
-    Ok(Session {
-        session_key: r.get(0)?,
-        login_key: r.get(1)?,
-        user_id: parsed(r, 2)?,
-        username: r.get(3)?,
-        source_ip: r.get(4)?,
-        browser: r.get(5)?,
-        platform: r.get(6)?,
-        city: r.get(7)?,
-        country: r.get(8)?,
-        login_at: r.get(9)?,
-    })
-}
-
-const ACCOUNT_COLUMNS: &str = "accounts.id, accounts.username, accounts.role, accounts.created_at";
-
-fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account { id: r.get(0)?, username: r.get(1)?, role: parsed::<Role>(r, 2)?, created_at: r.get(3)? })
-}
-
 fn audit(tx: &Transaction<'_>, actor: &str, action: &str, target: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO audit_log (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
@@ -400,10 +259,6 @@ fn audit(tx: &Transaction<'_>, actor: &str, action: &str, target: &str) -> Resul
     )?;
     Ok(())
 }
-
-const CONNECTION_COLUMNS: &str = "id, display_name, org_id, instance_url, login_url, scope_mode, scope_entries, \
-    corporate_cidrs, refresh_token, access_token, service_user_id, status, status_detail, created_at, scope_scanned_at, \
-    reconciled_to";
 
 /// SQL for a filter, with its parameters.
 fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
@@ -568,18 +423,16 @@ impl Store for SqliteStore {
     fn connections(&self) -> Result<Vec<ConnectionRecord>> {
         let db = self.reader();
         let mut stmt = db.prepare(&format!("SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY created_at"))?;
-        let rows = stmt.query_map([], connection_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt.query_map([], |r| rows::connection(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(|r| self.unseal(r)).collect()
     }
 
     fn connection(&self, id: &str) -> Result<ConnectionRecord> {
         let db = self.reader();
         let record = db
-            .query_row(
-                &format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = ?1"),
-                [id],
-                connection_from_row,
-            )
+            .query_row(&format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = ?1"), [id], |r| {
+                rows::connection(r)
+            })
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("connection {id}")))?;
         self.unseal(record)
@@ -713,7 +566,7 @@ impl Store for SqliteStore {
             db.prepare("SELECT at, status, detail, actor FROM status_history WHERE connection_id = ?1 ORDER BY rowid")?;
         let rows = stmt
             .query_map([id], |r| {
-                Ok(StatusChange { at: r.get(0)?, status: parsed(r, 1)?, detail: json_opt(r, 2)?, actor: r.get(3)? })
+                Ok(StatusChange { at: r.get(0)?, status: r.parsed(1)?, detail: r.json_opt(2)?, actor: r.get(3)? })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -920,7 +773,7 @@ impl Store for SqliteStore {
         let mut stmt = db.prepare_cached(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE connection_id = ?1 AND session_key = ?2"
         ))?;
-        Ok(stmt.query_row(params![connection, session_key], session_from_row).optional()?)
+        Ok(stmt.query_row(params![connection, session_key], |r| rows::session(r)).optional()?)
     }
 
     fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool> {
@@ -960,7 +813,7 @@ impl Store for SqliteStore {
         )?;
         let rows = stmt
             .query_map([connection], |r| {
-                Ok(SalesforceUser { user_id: parsed(r, 0)?, username: r.get(1)?, email: r.get(2)?, name: r.get(3)? })
+                Ok(SalesforceUser { user_id: r.parsed(0)?, username: r.get(1)?, email: r.get(2)?, name: r.get(3)? })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -1059,7 +912,7 @@ impl Store for SqliteStore {
                     key: r.get(1)?,
                     received_at: r.get(2)?,
                     reason: r.get(3)?,
-                    evidence: json(r, 4)?,
+                    evidence: r.json(4)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1120,7 +973,7 @@ impl Store for SqliteStore {
         let db = self.reader();
         let mut stmt = db.prepare_cached(&sql)?;
         let mut events = stmt
-            .query_map(rusqlite::params_from_iter(params.iter()), event_from_row)?
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| rows::event(r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let next = if events.len() > query.page_size {
             events.truncate(query.page_size);
@@ -1175,7 +1028,7 @@ impl Store for SqliteStore {
                 let (hour, day) = (at.div_euclid(3_600_000) * 3_600_000, at.div_euclid(86_400_000) * 86_400_000);
                 let severity: String = r.get(4)?;
                 // The declaration order of severities is their rank.
-                let rank = parsed::<crate::risk::Severity>(r, 4)? as i64;
+                let rank = r.parsed::<crate::risk::Severity>(4)? as i64;
                 let count: i64 = r.get(5)?;
                 let user: String = r.get(6)?;
                 let username: Option<String> = r.get(7)?;
@@ -1260,7 +1113,7 @@ impl Store for SqliteStore {
             }
             let entry = hours.last_mut().expect("pushed");
             let downloads = r.get::<_, i64>(2)? as u64;
-            match parsed::<crate::events::Destination>(r, 1)? {
+            match r.parsed::<crate::events::Destination>(1)? {
                 crate::events::Destination::Corporate => entry.corporate += downloads,
                 crate::events::Destination::Unmonitored => entry.unmonitored += downloads,
             }
@@ -1273,7 +1126,7 @@ impl Store for SqliteStore {
         )?;
         let mut rows = stmt.query(params![from_hour, to_hour])?;
         while let Some(r) = rows.next()? {
-            severities.push((parsed::<crate::risk::Severity>(r, 0)?, r.get::<_, i64>(1)? as u64));
+            severities.push((r.parsed::<crate::risk::Severity>(0)?, r.get::<_, i64>(1)? as u64));
         }
         drop(rows);
         severities.sort();
@@ -1355,8 +1208,9 @@ impl Store for SqliteStore {
         let mut stmt = db.prepare_cached(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 ORDER BY login_at DESC LIMIT ?2"
         ))?;
-        let sessions =
-            stmt.query_map(params![user_id, limit as i64], session_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let sessions = stmt
+            .query_map(params![user_id, limit as i64], |r| rows::session(r))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(sessions)
     }
 
@@ -1377,7 +1231,7 @@ impl Store for SqliteStore {
     fn file_event(&self, id: &str) -> Result<Option<FileEvent>> {
         Ok(self
             .reader()
-            .query_row(&format!("SELECT {EVENT_COLUMNS} FROM file_events WHERE {BY_ID}"), [id], event_from_row)
+            .query_row(&format!("SELECT {EVENT_COLUMNS} FROM file_events WHERE {BY_ID}"), [id], |r| rows::event(r))
             .optional()?)
     }
 
@@ -1438,11 +1292,9 @@ impl Store for SqliteStore {
     fn api_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         Ok(self
             .reader()
-            .query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1"),
-                [token_hash],
-                token_from_row,
-            )
+            .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1"), [token_hash], |r| {
+                rows::token(r)
+            })
             .optional()?)
     }
 
@@ -1454,7 +1306,7 @@ impl Store for SqliteStore {
     fn api_tokens(&self) -> Result<Vec<ApiToken>> {
         let db = self.reader();
         let mut stmt = db.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, rowid"))?;
-        let rows = stmt.query_map([], token_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt.query_map([], |r| rows::token(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -1513,7 +1365,7 @@ impl Store for SqliteStore {
     fn accounts(&self) -> Result<Vec<Account>> {
         let db = self.reader();
         let mut stmt = db.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY username"))?;
-        let rows = stmt.query_map([], account_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt.query_map([], |r| rows::account(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -1543,7 +1395,7 @@ impl Store for SqliteStore {
             .query_row(
                 &format!("SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE username = ?1"),
                 [username],
-                |r| Ok((account_from_row(r)?, r.get(4)?)),
+                |r| Ok((rows::account(r)?, r.get(4)?)),
             )
             .optional()?)
     }
@@ -1570,7 +1422,7 @@ impl Store for SqliteStore {
                      WHERE s.token_hash = ?1 AND s.expires_at > ?2"
                 ),
                 params![token_hash, now_ms],
-                |r| Ok(ConsoleSession { account: account_from_row(r)?, csrf: r.get(4)?, expires_at: r.get(5)? }),
+                |r| Ok(ConsoleSession { account: rows::account(r)?, csrf: r.get(4)?, expires_at: r.get(5)? }),
             )
             .optional()?)
     }

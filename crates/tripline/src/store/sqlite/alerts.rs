@@ -2,12 +2,11 @@
 //! channels and the notification outbox.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use rusqlite::types::Value as Sql;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::{EVENT_COLUMNS, SqliteStore, audit, event_from_row, json, now_ms, parsed};
+use super::{SqliteStore, audit, now_ms};
 use crate::alerts::engine::{Contribution, Decision};
 use crate::alerts::template::Templates;
 use crate::alerts::{
@@ -15,106 +14,8 @@ use crate::alerts::{
 };
 use crate::events::FileEvent;
 use crate::risk::{RiskSettings, Severity, WatchEntry, WatchKind};
+use crate::store::rows::{self, ALERT_COLUMNS, Cells, RULE_COLUMNS, RULE_COLUMNS_OF_EVENTS, SLIM_COLUMNS};
 use crate::store::{AlertStore, Attempt, Reopened, Result, StoreError};
-
-/// The file event columns with the raw evidence left out (pages of alerts).
-static SLIM_COLUMNS: LazyLock<String> = LazyLock::new(|| EVENT_COLUMNS.replace(", raw", ", '[]'"));
-
-/// Only what rules look at (the rest empty): evaluation and back-tests read millions
-/// of events, and each column read costs.
-static RULE_COLUMNS_OF_EVENTS: LazyLock<String> = LazyLock::new(|| {
-    const READ: [&str; 15] = [
-        "seq",
-        "id",
-        "connection_id",
-        "observed_at",
-        "attribution",
-        "user_id",
-        "username",
-        "report_name",
-        "export_format",
-        "operation",
-        "rows",
-        "queried_entities",
-        "destination",
-        "severity",
-        "indicators",
-    ];
-    EVENT_COLUMNS
-        .split(", ")
-        .map(|c| match c {
-            c if READ.contains(&c) => c.to_owned(),
-            "raw" => "'[]'".to_owned(),
-            "ingested_at" | "chunk_count" | "risk_score" => "0".to_owned(),
-            "file_name" => "''".to_owned(),
-            _ => "NULL".to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-});
-
-/// The columns of a rule's stored definition.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Definition {
-    description: String,
-    severity: Severity,
-    conditions: crate::alerts::Conditions,
-    channels: Vec<i64>,
-    suppress_minutes: u32,
-}
-
-const RULE_COLUMNS: &str = "id, name, definition, enabled, active_from_seq, updated_at, updated_by";
-
-fn rule_from_row(r: &Row<'_>) -> rusqlite::Result<Rule> {
-    let d: Definition = json(r, 2)?;
-    Ok(Rule {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        description: d.description,
-        severity: d.severity,
-        enabled: r.get(3)?,
-        conditions: d.conditions,
-        channels: d.channels,
-        suppress_minutes: d.suppress_minutes,
-        active_from_seq: r.get(4)?,
-        updated_at: r.get(5)?,
-        updated_by: r.get(6)?,
-    })
-}
-
-fn definition(draft: &RuleDraft) -> Result<String> {
-    Ok(serde_json::to_string(&Definition {
-        description: draft.description.clone(),
-        severity: draft.severity,
-        conditions: draft.conditions.clone(),
-        channels: draft.channels.clone(),
-        suppress_minutes: draft.suppress_minutes,
-    })?)
-}
-
-const ALERT_COLUMNS: &str = "id, rule_id, rule_name, severity, connection_id, user_id, username, state, assignee, \
-    first_at, last_at, events, rows, created_at, updated_at, ord";
-
-fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
-    Ok(Alert {
-        id: r.get(0)?,
-        rule_id: r.get(1)?,
-        rule_name: r.get(2)?,
-        severity: parsed(r, 3)?,
-        connection_id: r.get(4)?,
-        user_id: r.get(5)?,
-        username: r.get(6)?,
-        state: parsed(r, 7)?,
-        assignee: r.get(8)?,
-        first_at: r.get(9)?,
-        last_at: r.get(10)?,
-        events: r.get(11)?,
-        rows: r.get(12)?,
-        created_at: r.get(13)?,
-        updated_at: r.get(14)?,
-        seq: r.get(15)?,
-    })
-}
 
 fn max_seq(tx: &Transaction<'_>) -> Result<i64> {
     Ok(tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM file_events", [], |r| r.get(0))?)
@@ -221,7 +122,7 @@ impl AlertStore for SqliteStore {
             .query_map([], |r| {
                 let departure: Option<String> = r.get(2)?;
                 Ok(WatchEntry {
-                    kind: parsed(r, 0)?,
+                    kind: r.parsed(0)?,
                     username: r.get(1)?,
                     departure: departure.and_then(|d| d.parse().ok()),
                     note: r.get(3)?,
@@ -280,13 +181,13 @@ impl AlertStore for SqliteStore {
     fn rules(&self) -> Result<Vec<Rule>> {
         let db = self.reader();
         let mut stmt = db.prepare(&format!("SELECT {RULE_COLUMNS} FROM rules ORDER BY name COLLATE NOCASE"))?;
-        let rules = stmt.query_map([], rule_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rules = stmt.query_map([], |r| rows::rule(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rules)
     }
 
     fn rule(&self, id: i64) -> Result<Rule> {
         self.reader()
-            .query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], rule_from_row)
+            .query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], |r| rows::rule(r))
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("rule {id}")))
     }
@@ -297,12 +198,12 @@ impl AlertStore for SqliteStore {
         tx.execute(
             "INSERT INTO rules (name, definition, enabled, active_from_seq, updated_at, updated_by)
              VALUES (?1, ?2, 0, 0, ?3, ?4)",
-            params![draft.name.trim(), definition(draft)?, now_ms(), actor],
+            params![draft.name.trim(), rows::definition(draft)?, now_ms(), actor],
         )
         .map_err(|e| unique(e, &format!("a rule named {:?}", draft.name.trim())))?;
         let id = tx.last_insert_rowid();
         audit(&tx, actor, "rule.create", draft.name.trim())?;
-        let rule = tx.query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], rule_from_row)?;
+        let rule = tx.query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], |r| rows::rule(r))?;
         tx.commit()?;
         Ok(rule)
     }
@@ -315,14 +216,14 @@ impl AlertStore for SqliteStore {
             .execute(
                 "UPDATE rules SET name = ?2, definition = ?3, updated_at = ?4, updated_by = ?5,
                  active_from_seq = CASE WHEN enabled THEN ?6 ELSE active_from_seq END WHERE id = ?1",
-                params![id, draft.name.trim(), definition(draft)?, now_ms(), actor, from],
+                params![id, draft.name.trim(), rows::definition(draft)?, now_ms(), actor, from],
             )
             .map_err(|e| unique(e, &format!("a rule named {:?}", draft.name.trim())))?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("rule {id}")));
         }
         audit(&tx, actor, "rule.update", draft.name.trim())?;
-        let rule = tx.query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], rule_from_row)?;
+        let rule = tx.query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], |r| rows::rule(r))?;
         tx.commit()?;
         Ok(rule)
     }
@@ -339,7 +240,7 @@ impl AlertStore for SqliteStore {
         if n == 0 {
             return Err(StoreError::NotFound(format!("rule {id}")));
         }
-        let rule = tx.query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], rule_from_row)?;
+        let rule = tx.query_row(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = ?1"), [id], |r| rows::rule(r))?;
         audit(&tx, actor, if enabled { "rule.enable" } else { "rule.disable" }, &rule.name)?;
         tx.commit()?;
         Ok(rule)
@@ -364,8 +265,9 @@ impl AlertStore for SqliteStore {
             "SELECT {} FROM file_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             *RULE_COLUMNS_OF_EVENTS
         ))?;
-        let events =
-            stmt.query_map(params![after_seq, limit as i64], event_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let events = stmt
+            .query_map(params![after_seq, limit as i64], |r| rows::event(r))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(events)
     }
 
@@ -376,7 +278,7 @@ impl AlertStore for SqliteStore {
             *RULE_COLUMNS_OF_EVENTS
         ))?;
         let events = stmt
-            .query_map(params![from_ms, to_ms, after_seq, limit as i64], event_from_row)?
+            .query_map(params![from_ms, to_ms, after_seq, limit as i64], |r| rows::event(r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(events)
     }
@@ -487,7 +389,7 @@ impl AlertStore for SqliteStore {
         let mut stmt = db.prepare(&format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE state IN ('open', 'in-progress') AND last_at >= ?1"
         ))?;
-        let alerts = stmt.query_map([since_ms], alert_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let alerts = stmt.query_map([since_ms], |r| rows::alert(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(alerts)
     }
 
@@ -545,7 +447,7 @@ impl AlertStore for SqliteStore {
         );
         let alerts = db
             .prepare(&sql)?
-            .query_map(rusqlite::params_from_iter(params.iter()), alert_from_row)?
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| rows::alert(r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((alerts, total as u64))
     }
@@ -553,7 +455,7 @@ impl AlertStore for SqliteStore {
     fn alert(&self, id: &str) -> Result<Option<(Alert, Vec<AlertNote>)>> {
         let db = self.reader();
         let Some(alert) = db
-            .query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), [id], alert_from_row)
+            .query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), [id], |r| rows::alert(r))
             .optional()?
         else {
             return Ok(None);
@@ -573,7 +475,7 @@ impl AlertStore for SqliteStore {
             seqs_of("?1")
         ))?;
         let events =
-            stmt.query_map(params![id, limit as i64], event_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            stmt.query_map(params![id, limit as i64], |r| rows::event(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(events)
     }
 
@@ -605,7 +507,8 @@ impl AlertStore for SqliteStore {
             tx.execute("UPDATE alerts SET updated_at = ?2 WHERE id = ?1", params![id, now])?;
             audit(&tx, actor, "alert.note", id)?;
         }
-        let alert = tx.query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), [id], alert_from_row)?;
+        let alert =
+            tx.query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), [id], |r| rows::alert(r))?;
         tx.commit()?;
         Ok(alert)
     }
@@ -623,7 +526,7 @@ impl AlertStore for SqliteStore {
             *SLIM_COLUMNS
         ))?;
         let events = stmt
-            .query_map(params![from_ms, to_ms, limit as i64], event_from_row)?
+            .query_map(params![from_ms, to_ms, limit as i64], |r| rows::event(r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((events, total as u64))
     }
@@ -636,7 +539,7 @@ impl AlertStore for SqliteStore {
         )?;
         let mut counts = stmt
             .query_map(params![from_ms, to_ms], |r| {
-                Ok((parsed::<Severity>(r, 0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+                Ok((r.parsed::<Severity>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         counts.sort_by_key(|c| std::cmp::Reverse(c.0));
