@@ -1,4 +1,6 @@
-//! The store's behaviour, independent of Salesforce: paging visits every result once.
+//! The store's behaviour, independent of Salesforce, on both databases: each test of
+//! the suite runs once on SQLite (`sqlite::...`) and once on a private PostgreSQL
+//! server (`postgres::...`); a few file-level ones are SQLite's own.
 
 use sfwire::id::{SfId, prefix};
 use tripline::events::{Attribution, Destination, FileEvent};
@@ -6,6 +8,44 @@ use tripline::risk::Severity;
 use tripline::search::{Field, Filter, Op, SearchQuery, Sort};
 use tripline::store::sqlite::SqliteStore;
 use tripline::store::{ExportChunk, ReportBatch, Store};
+
+/// A store of either kind, and what it lives in (dropped after it).
+struct Fixture {
+    store: Box<dyn Store>,
+    _home: Box<dyn std::any::Any>,
+}
+
+fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
+    Fixture { store: Box::new(store), _home: Box::new(dir) }
+}
+
+fn postgres() -> Fixture {
+    let server = tripline::store::postgres::private::PrivateServer::start(false).expect("a private PostgreSQL");
+    let url = server.database().expect("a database");
+    let key = tripline::store::secrets::SecretBox::from_key(&[7; 32]).expect("key");
+    let store = tripline::store::postgres::PostgresStore::connect(&url, key).expect("store");
+    Fixture { store: Box::new(store), _home: Box::new(server) }
+}
+
+/// Each named test, on each database.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { let f = super::sqlite(); super::$name(&*f.store) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { let f = super::postgres(); super::$name(&*f.store) })*
+        }
+    };
+}
+
+on_both!(
+    keyset_paging_visits_every_result_once_in_order,
+    dashboard_counts_take_each_stored_event_once,
+    alerts_are_listed_newest_oldest_or_most_severe_first,
+);
 
 fn event(i: i64, at: i64, user: &str, rows: i64) -> ExportChunk {
     ExportChunk {
@@ -50,10 +90,7 @@ fn event(i: i64, at: i64, user: &str, rows: i64) -> ExportChunk {
     }
 }
 
-#[test]
-fn keyset_paging_visits_every_result_once_in_order() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
+fn keyset_paging_visits_every_result_once_in_order(store: &dyn Store) {
     // 60 events, many sharing a timestamp, two users.
     let exports: Vec<ExportChunk> =
         (0..60).map(|i| event(i, 1_000 + i / 4, if i % 3 == 0 { "ann" } else { "bob" }, i * 10)).collect();
@@ -219,10 +256,7 @@ fn a_key_file_of_the_earlier_name_is_moved_and_still_opens_the_tokens() {
     assert!(dir.path().join("tripline.db.key").is_file() && !dir.path().join("tripline.key").exists());
 }
 
-#[test]
-fn dashboard_counts_take_each_stored_event_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
+fn dashboard_counts_take_each_stored_event_once(store: &dyn Store) {
     let hour = 3_600_000;
     let base = 500_000 * hour;
     let events: Vec<ExportChunk> =
@@ -251,14 +285,9 @@ fn dashboard_counts_take_each_stored_event_once() {
     assert_eq!(later.hours.iter().map(|h| h.corporate).sum::<u64>(), 5);
 }
 
-#[test]
-fn alerts_are_listed_newest_oldest_or_most_severe_first() {
+fn alerts_are_listed_newest_oldest_or_most_severe_first(store: &dyn Store) {
     use tripline::alerts::engine::{Contribution, Decision, NewAlert};
     use tripline::alerts::{AlertFilter, AlertOrder};
-    use tripline::store::AlertStore;
-
-    let dir = tempfile::tempdir().expect("dir");
-    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
     let events: Vec<ExportChunk> = (0..4).map(|i| event(i, 1_000 + i, "ann", 10)).collect();
     store
         .apply_reports("c", "/event/ReportEventStream", &ReportBatch { exports: events, ..Default::default() }, None)

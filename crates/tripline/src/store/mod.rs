@@ -5,9 +5,12 @@
 //! same transaction as the events it covers, so a crash at any instant loses nothing
 //! and applies nothing twice.
 
+pub mod postgres;
 mod rows;
-pub(crate) mod secrets;
+pub mod secrets;
+mod sql;
 pub mod sqlite;
+mod tally;
 
 use sfwire::id::SfId;
 

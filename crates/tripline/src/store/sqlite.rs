@@ -5,11 +5,12 @@ mod alerts;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sfwire::id::SfId;
 
 use super::rows::{self, ACCOUNT_COLUMNS, CONNECTION_COLUMNS, Cells, EVENT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS};
+use super::sql::{self, Dialect};
+use super::tally::{COUNTED_COLUMNS, Counted, Tally};
 use super::{
     Checkpoint, ConnectionActivity, Dashboard, HourCount, Person, Ranked, ReportBatch, ReportOutcome, Result,
     SavedSearch, Store, StoreError,
@@ -20,7 +21,7 @@ use crate::connection::{
 };
 use crate::events::{Evidence, FileEvent};
 use crate::people::{LoginRecord, SalesforceUser, Session};
-use crate::search::{Field, Filter, Op, QueryError, SearchPage, SearchQuery, like_pattern};
+use crate::search::{SearchPage, SearchQuery};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -258,130 +259,6 @@ fn audit(tx: &Transaction<'_>, actor: &str, action: &str, target: &str) -> Resul
         params![now_ms(), actor, action, target],
     )?;
     Ok(())
-}
-
-/// SQL for a filter, with its parameters.
-fn filter_sql(filter: &Filter, now: i64, params: &mut Vec<Sql>) -> String {
-    match filter {
-        Filter::All(list) | Filter::Any(list) if list.is_empty() => {
-            if matches!(filter, Filter::All(_)) {
-                "1".into()
-            } else {
-                "0".into()
-            }
-        }
-        Filter::All(list) => {
-            format!("({})", list.iter().map(|f| filter_sql(f, now, params)).collect::<Vec<_>>().join(" AND "))
-        }
-        Filter::Any(list) => {
-            format!("({})", list.iter().map(|f| filter_sql(f, now, params)).collect::<Vec<_>>().join(" OR "))
-        }
-        Filter::Term { field: field @ (Field::Username | Field::Email | Field::UserName), op }
-            if !matches!(op, Op::Exists(_)) =>
-        {
-            // People are found by id: names resolve through the small known_users table,
-            // then the (user_id, observed_at) index does the rest.
-            let column = if *field == Field::UserName { "name" } else { field.column() };
-            let (negate, positive) = match op {
-                Op::IsNot(v) => ("NOT ", Op::Is(v.clone())),
-                other => ("", other.clone()),
-            };
-            let inner = term_sql(column, false, &positive, now, params);
-            format!("user_id {negate}IN (SELECT user_id FROM known_users WHERE {inner})")
-        }
-        Filter::Term { field: Field::UserId, op: Op::Is(v) } if SfId::parse(v).is_ok() => {
-            // An id is exact (its 18-character form is how it is stored), so the
-            // (user_id, observed_at) index answers it.
-            params.push(Sql::Text(SfId::parse(v).map(|id| id.to_string()).unwrap_or_default()));
-            format!("user_id = ?{}", params.len())
-        }
-        Filter::Term { field: Field::Indicators, op } => {
-            // A JSON array of indicator names: each name is matched whole, quotes and all.
-            let mut one = |v: &str| {
-                params.push(Sql::Text(format!("%\"{}\"%", v.replace(['%', '_', '\\'], ""))));
-                format!("indicators LIKE ?{}", params.len())
-            };
-            match op {
-                Op::Is(v) => one(v),
-                Op::IsNot(v) => format!("NOT {}", one(v)),
-                Op::AnyOf(vs) if !vs.is_empty() => {
-                    format!("({})", vs.iter().map(|v| one(v)).collect::<Vec<_>>().join(" OR "))
-                }
-                Op::Exists(true) => "indicators != '[]'".into(),
-                Op::Exists(false) => "indicators = '[]'".into(),
-                other => term_sql("indicators", false, other, now, params),
-            }
-        }
-        Filter::Term { field: Field::Alert, op } => {
-            let mut inner = |v: &str| {
-                params.push(Sql::Text(v.to_owned()));
-                format!("seq IN ({})", alerts::seqs_of(&format!("?{}", params.len())))
-            };
-            match op {
-                Op::Is(v) => inner(v),
-                Op::IsNot(v) => format!("NOT {}", inner(v)),
-                Op::AnyOf(vs) if !vs.is_empty() => {
-                    format!("({})", vs.iter().map(|v| inner(v)).collect::<Vec<_>>().join(" OR "))
-                }
-                // Refused by validation: an alert is named by its id.
-                _ => "0".into(),
-            }
-        }
-        Filter::Term { field, op } => term_sql(field.column(), field.is_numeric(), op, now, params),
-    }
-}
-
-/// SQL for one comparison on `column` (a fixed name, never input).
-/// The WHERE clauses (and their parameters) of a query's time range, filter and
-/// ingest sequence.
-fn matching(query: &SearchQuery, from_ms: i64, to_ms: i64) -> (Vec<String>, Vec<Sql>) {
-    let mut params: Vec<Sql> = vec![Sql::Integer(from_ms), Sql::Integer(to_ms)];
-    let mut clauses = vec!["observed_at >= ?1".to_owned(), "observed_at < ?2".to_owned()];
-    clauses.push(filter_sql(&query.filter, now_ms(), &mut params));
-    if let Some(seq) = query.after_seq {
-        params.push(Sql::Integer(seq));
-        clauses.push(format!("seq > ?{}", params.len()));
-    }
-    (clauses, params)
-}
-
-fn term_sql(column: &str, numeric: bool, op: &Op, now: i64, params: &mut Vec<Sql>) -> String {
-    let mut value = |v: &str| {
-        params.push(if numeric {
-            v.parse::<f64>().map_or(Sql::Text(v.to_owned()), Sql::Real)
-        } else {
-            Sql::Text(v.to_owned())
-        });
-        format!("?{}", params.len())
-    };
-    // Text comparisons ignore case, as analysts expect of usernames and names.
-    let collate = if numeric { "" } else { " COLLATE NOCASE" };
-    match op {
-        Op::Is(v) => format!("{column} = {}{collate}", value(v)),
-        Op::IsNot(v) => format!("({column} IS NULL OR {column} != {}{collate})", value(v)),
-        Op::AnyOf(vs) => {
-            let list: Vec<String> = vs.iter().map(|v| value(v)).collect();
-            format!("{column}{collate} IN ({})", list.join(", "))
-        }
-        Op::Exists(true) => format!("({column} IS NOT NULL AND {column} != '')"),
-        Op::Exists(false) => format!("({column} IS NULL OR {column} = '')"),
-        Op::Greater(n) => {
-            params.push(Sql::Real(*n));
-            format!("{column} > ?{}", params.len())
-        }
-        Op::Less(n) => {
-            params.push(Sql::Real(*n));
-            format!("{column} < ?{}", params.len())
-        }
-        Op::WithinLast(ms) => {
-            params.push(Sql::Integer(now - ms));
-            format!("{column} >= ?{}", params.len())
-        }
-        Op::Matches(p) => {
-            params.push(Sql::Text(like_pattern(p)));
-            format!("{column} LIKE ?{} ESCAPE '\\'", params.len())
-        }
-    }
 }
 
 impl Store for SqliteStore {
@@ -920,142 +797,52 @@ impl Store for SqliteStore {
     }
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
-        query.validate()?;
-        // Paging by time narrows the time range itself to the cursor, so the index seeks
-        // straight to the page (SQLite does not pick the tighter of two bounds it cannot
-        // compare; measured: every page rescanned the range, quadratic exports).
-        let (mut from_ms, mut to_ms) = (query.from_ms, query.to_ms);
-        if query.sort.field == Field::ObservedAt
-            && let Some(at) =
-                query.after.as_deref().and_then(|a| a.split('|').next()).and_then(|v| v.parse::<i64>().ok())
-        {
-            if query.sort.descending {
-                to_ms = to_ms.min(at.saturating_add(1));
-            } else {
-                from_ms = from_ms.max(at);
-            }
-        }
-        let (mut clauses, mut params) = matching(query, from_ms, to_ms);
-        // Absent text sorts as empty text, so that the cursor comparison below sees
-        // the same order as ORDER BY (a NULL compares as neither less nor greater).
-        let column = if query.sort.field.is_numeric() {
-            query.sort.field.column().to_owned()
-        } else {
-            format!("IFNULL({}, '')", query.sort.field.column())
-        };
-        let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
-        if let Some(after) = &query.after {
-            // Keyset paging: (sort value, seq) strictly after the last row of the previous page.
-            let (value, seq) = after
-                .rsplit_once('|')
-                .and_then(|(v, s)| Some((v.to_owned(), s.parse::<i64>().ok()?)))
-                .ok_or_else(|| QueryError(format!("{after:?} is not a page cursor")))?;
-            let value = if query.sort.field.is_numeric() {
-                value
-                    .parse::<f64>()
-                    .map(Sql::Real)
-                    .map_err(|_| QueryError(format!("{after:?} is not a page cursor")))?
-            } else {
-                Sql::Text(value)
-            };
-            params.push(value);
-            let v = params.len();
-            params.push(Sql::Integer(seq));
-            let s = params.len();
-            clauses.push(format!("({column} {cmp} ?{v} OR ({column} = ?{v} AND seq {cmp} ?{s}))"));
-        }
-        params.push(Sql::Integer(query.page_size as i64 + 1));
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM file_events WHERE {} ORDER BY {column} {dir}, seq {dir} LIMIT ?{}",
-            clauses.join(" AND "),
-            params.len()
-        );
+        let (sql, params) = sql::search(Dialect::Sqlite, query, EVENT_COLUMNS, now_ms())?;
         let db = self.reader();
         let mut stmt = db.prepare_cached(&sql)?;
         let mut events = stmt
             .query_map(rusqlite::params_from_iter(params.iter()), |r| rows::event(r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let next = if events.len() > query.page_size {
-            events.truncate(query.page_size);
-            events.last().map(|e| format!("{}|{}", query.sort.field.cursor_value(e), e.seq))
-        } else {
-            None
-        };
+        let next = sql::next_cursor(query, &mut events);
         Ok(SearchPage { events, next })
     }
 
     fn aggregate(&self, max_events: usize) -> Result<usize> {
-        use std::collections::HashMap;
-        #[derive(Default)]
-        struct Sum {
-            downloads: i64,
-            rows: i64,
-            name: Option<String>,
-            last_at: i64,
-            worst: i64,
-        }
-        impl Sum {
-            fn add(&mut self, rows: i64, name: &Option<String>, at: i64, worst: i64) {
-                self.downloads += 1;
-                self.rows += rows;
-                if name.is_some() {
-                    self.name.clone_from(name);
-                }
-                self.last_at = self.last_at.max(at);
-                self.worst = self.worst.max(worst);
-            }
-        }
         let mut db = self.db();
         let tx = db.transaction()?;
         let last: i64 = tx.query_row("SELECT last_seq FROM agg_position WHERE id = 1", [], |r| r.get(0))?;
-        // Summed in memory first: one upsert per (hour, ...) key, not per event.
-        let mut hourly: HashMap<(i64, String, String, String), Sum> = HashMap::new();
-        let mut user_hours: HashMap<(i64, String), Sum> = HashMap::new();
-        let mut user_days: HashMap<(i64, String), Sum> = HashMap::new();
-        let mut report_hours: HashMap<(i64, String), Sum> = HashMap::new();
-        let mut report_days: HashMap<(i64, String), Sum> = HashMap::new();
-        let mut users: HashMap<String, Sum> = HashMap::new();
-        let mut connections: HashMap<String, i64> = HashMap::new();
+        let mut tally = Tally::default();
         let (mut n, mut top) = (0usize, last);
         {
-            let mut read = tx.prepare_cached(
-                "SELECT seq, observed_at, connection_id, destination, severity, rows, user_id, username, report_id, report_name
-                 FROM file_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
+            let mut read = tx.prepare_cached(&format!(
+                "SELECT {COUNTED_COLUMNS} FROM file_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
             let mut rows = read.query(params![last, max_events as i64])?;
             while let Some(r) = rows.next()? {
-                let at: i64 = r.get(1)?;
-                let (hour, day) = (at.div_euclid(3_600_000) * 3_600_000, at.div_euclid(86_400_000) * 86_400_000);
-                let severity: String = r.get(4)?;
-                // The declaration order of severities is their rank.
-                let rank = r.parsed::<crate::risk::Severity>(4)? as i64;
-                let count: i64 = r.get(5)?;
-                let user: String = r.get(6)?;
-                let username: Option<String> = r.get(7)?;
-                let report_id: Option<String> = r.get(8)?;
-                let report_name: Option<String> = r.get(9)?;
-                let report = report_id.or_else(|| report_name.clone()).unwrap_or_default();
-                let connection: String = r.get(2)?;
-                let newest = connections.entry(connection.clone()).or_default();
-                *newest = (*newest).max(at);
-                hourly.entry((hour, connection, r.get(3)?, severity)).or_default().add(count, &None, at, rank);
-                user_hours.entry((hour, user.clone())).or_default().add(count, &username, at, rank);
-                user_days.entry((day, user.clone())).or_default().add(count, &username, at, rank);
-                report_hours.entry((hour, report.clone())).or_default().add(count, &report_name, at, rank);
-                report_days.entry((day, report)).or_default().add(count, &report_name, at, rank);
-                users.entry(user).or_default().add(count, &username, at, rank);
+                tally.add(Counted {
+                    observed_at: r.get(1)?,
+                    connection_id: r.get(2)?,
+                    destination: r.get(3)?,
+                    severity: r.parsed(4)?,
+                    rows: r.get(5)?,
+                    user_id: r.get(6)?,
+                    username: r.get(7)?,
+                    report_id: r.get(8)?,
+                    report_name: r.get(9)?,
+                });
                 n += 1;
                 top = r.get(0)?;
             }
         }
-        for ((hour, connection, destination, severity), sum) in &hourly {
+        let Tally { hourly, user_hours, user_days, report_hours, report_days, users, connections } = &tally;
+        for ((hour, connection, destination, severity), sum) in hourly {
             tx.prepare_cached(
                 "INSERT INTO agg_hourly (hour, connection_id, destination, severity, downloads, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows",
             )?
             .execute(params![hour, connection, destination, severity, sum.downloads, sum.rows])?;
         }
-        for (table, sums) in [("agg_user_hourly", &user_hours), ("agg_user_daily", &user_days)] {
+        for (table, sums) in [("agg_user_hourly", user_hours), ("agg_user_daily", user_days)] {
             let mut upsert = tx.prepare_cached(&format!(
                 "INSERT INTO {table} (hour, user_id, username, downloads, rows) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows,
@@ -1065,7 +852,7 @@ impl Store for SqliteStore {
                 upsert.execute(params![at, user, sum.name, sum.downloads, sum.rows])?;
             }
         }
-        for (table, sums) in [("agg_report_hourly", &report_hours), ("agg_report_daily", &report_days)] {
+        for (table, sums) in [("agg_report_hourly", report_hours), ("agg_report_daily", report_days)] {
             let mut upsert = tx.prepare_cached(&format!(
                 "INSERT INTO {table} (hour, report, report_name, downloads, rows) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows,
@@ -1075,7 +862,7 @@ impl Store for SqliteStore {
                 upsert.execute(params![at, report, sum.name, sum.downloads, sum.rows])?;
             }
         }
-        for (user, sum) in &users {
+        for (user, sum) in users {
             tx.prepare_cached(
                 "INSERT INTO agg_users (user_id, username, downloads, rows, last_at, worst) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO UPDATE SET downloads = downloads + excluded.downloads, rows = rows + excluded.rows,
@@ -1084,7 +871,7 @@ impl Store for SqliteStore {
             )?
             .execute(params![user, sum.name, sum.downloads, sum.rows, sum.last_at, sum.worst])?;
         }
-        for (connection, at) in &connections {
+        for (connection, at) in connections {
             tx.prepare_cached(
                 "INSERT INTO agg_connections (connection_id, last_at) VALUES (?1, ?2)
                  ON CONFLICT DO UPDATE SET last_at = MAX(last_at, excluded.last_at)",
@@ -1215,14 +1002,7 @@ impl Store for SqliteStore {
     }
 
     fn count(&self, query: &SearchQuery, cap: u64) -> Result<u64> {
-        query.validate()?;
-        let (clauses, mut params) = matching(query, query.from_ms, query.to_ms);
-        params.push(Sql::Integer(cap.min(i64::MAX as u64) as i64));
-        let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM file_events WHERE {} LIMIT ?{})",
-            clauses.join(" AND "),
-            params.len()
-        );
+        let (sql, params) = sql::count(Dialect::Sqlite, query, cap, now_ms())?;
         let db = self.reader();
         let n: i64 = db.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
         Ok(n as u64)
@@ -1459,7 +1239,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::search::Sort;
+    use crate::search::{Field, Filter, Sort};
     use crate::store::ExportChunk;
 
     /// The lookup that keeps file event ids unique is a search of the key index, not a

@@ -30,14 +30,6 @@ fn unique(e: rusqlite::Error, what: &str) -> StoreError {
     }
 }
 
-/// The `seq`s of the events an alert (given as SQL for its id) holds, as a subquery.
-pub(super) fn seqs_of(alert_id: &str) -> String {
-    format!(
-        "SELECT j.value FROM alert_event_blocks b, json_each(b.seqs) j
-         WHERE b.alert = (SELECT ord FROM alerts WHERE id = {alert_id})"
-    )
-}
-
 /// Records the high and critical events some alert now holds (each once).
 fn covered(tx: &Transaction<'_>, decisions: &[Decision]) -> Result<()> {
     let contributions = decisions.iter().flat_map(|d| match d {
@@ -472,7 +464,7 @@ impl AlertStore for SqliteStore {
         let mut stmt = db.prepare(&format!(
             "SELECT {} FROM file_events WHERE seq IN ({}) ORDER BY observed_at, seq LIMIT ?2",
             *SLIM_COLUMNS,
-            seqs_of("?1")
+            crate::store::sql::Dialect::Sqlite.alert_seqs("?1")
         ))?;
         let events =
             stmt.query_map(params![id, limit as i64], |r| rows::event(r))?.collect::<rusqlite::Result<Vec<_>>>()?;

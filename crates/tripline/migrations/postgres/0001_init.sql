@@ -1,0 +1,386 @@
+-- Tripline on PostgreSQL: the schema the SQLite migrations 1-14 arrive at, in one step.
+-- Times are epoch milliseconds (BIGINT), as on SQLite; JSON is kept as text.
+-- Names unique "in any case" are unique on lower(name).
+
+CREATE TABLE connections (
+    id               TEXT PRIMARY KEY,
+    display_name     TEXT NOT NULL,
+    org_id           TEXT NOT NULL,
+    instance_url     TEXT NOT NULL,
+    login_url        TEXT NOT NULL,
+    scope_mode       TEXT NOT NULL,          -- all | users | groups
+    scope_entries    TEXT NOT NULL,          -- JSON array of what the CSV named
+    corporate_cidrs  TEXT NOT NULL,          -- JSON array
+    refresh_token    TEXT NOT NULL,          -- sealed
+    access_token     TEXT NOT NULL,          -- sealed
+    service_user_id  TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    status_detail    TEXT,                   -- JSON
+    created_at       BIGINT NOT NULL,
+    scope_scanned_at BIGINT,
+    reconciled_to    BIGINT
+);
+CREATE UNIQUE INDEX connections_name ON connections (lower(display_name));
+
+CREATE TABLE status_history (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    connection_id TEXT NOT NULL REFERENCES connections (id),
+    at            BIGINT NOT NULL,
+    status        TEXT NOT NULL,
+    detail        TEXT,
+    actor         TEXT NOT NULL
+);
+CREATE INDEX status_history_connection ON status_history (connection_id, id);
+
+CREATE TABLE checkpoints (
+    connection_id TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    replay_id     BYTEA NOT NULL,            -- empty: restarted from EARLIEST at updated_at
+    updated_at    BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, topic)
+);
+
+CREATE TABLE seen_events (
+    connection_id    TEXT NOT NULL,
+    event_identifier TEXT NOT NULL,
+    PRIMARY KEY (connection_id, event_identifier)
+);
+
+CREATE TABLE sessions (
+    connection_id TEXT NOT NULL,
+    session_key   TEXT NOT NULL,
+    login_key     TEXT,
+    user_id       TEXT NOT NULL,
+    username      TEXT,
+    source_ip     TEXT,
+    browser       TEXT,
+    platform      TEXT,
+    city          TEXT,
+    country       TEXT,
+    login_at      BIGINT NOT NULL,
+    logout_at     BIGINT,
+    PRIMARY KEY (connection_id, session_key)
+);
+CREATE INDEX sessions_user ON sessions (user_id, login_at);
+
+CREATE TABLE login_history (
+    connection_id    TEXT NOT NULL,
+    event_identifier TEXT NOT NULL,
+    kind             TEXT NOT NULL,          -- login | logout
+    user_id          TEXT NOT NULL,
+    username         TEXT,
+    source_ip        TEXT,
+    status           TEXT,
+    session_key      TEXT,
+    at               BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, event_identifier)
+);
+CREATE INDEX login_history_user ON login_history (connection_id, user_id, at);
+
+CREATE TABLE scope_users (
+    connection_id TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    username      TEXT NOT NULL,
+    email         TEXT,
+    name          TEXT,
+    PRIMARY KEY (connection_id, user_id)
+);
+
+CREATE TABLE counters (
+    connection_id TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    value         BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, name)
+);
+
+CREATE TABLE gaps (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    connection_id TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    detected_at   BIGINT NOT NULL,
+    from_ms       BIGINT NOT NULL,
+    to_ms         BIGINT,
+    reason        TEXT NOT NULL,
+    recovered     BOOLEAN NOT NULL DEFAULT FALSE,
+    UNIQUE (connection_id, topic, from_ms)
+);
+
+CREATE TABLE quarantine (
+    connection_id TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    key           TEXT NOT NULL,             -- a digest of what was received
+    received_at   BIGINT NOT NULL,
+    reason        TEXT NOT NULL,
+    evidence      TEXT NOT NULL,             -- JSON
+    PRIMARY KEY (connection_id, key)
+);
+CREATE INDEX quarantine_time ON quarantine (connection_id, received_at);
+
+CREATE TABLE search_checkpoints (
+    name     TEXT PRIMARY KEY,
+    last_seq BIGINT NOT NULL
+);
+
+CREATE TABLE known_users (
+    user_id  TEXT PRIMARY KEY,
+    username TEXT,
+    email    TEXT,
+    name     TEXT
+);
+CREATE INDEX known_users_username ON known_users (lower(username));
+CREATE INDEX known_users_email ON known_users (lower(email));
+
+CREATE TABLE api_tokens (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY,
+    name         TEXT PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_at   BIGINT NOT NULL,
+    last_used_at BIGINT,
+    expires_at   BIGINT,
+    revoked_at   BIGINT
+);
+
+CREATE TABLE audit_log (
+    id     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at     BIGINT NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+
+CREATE TABLE accounts (
+    id            BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    username      TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX accounts_username ON accounts (lower(username));
+
+CREATE TABLE console_sessions (
+    token_hash TEXT PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_account ON console_sessions (account_id);
+
+CREATE TABLE saved_searches (
+    id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name       TEXT NOT NULL,
+    query      TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX saved_searches_name ON saved_searches (lower(name));
+
+CREATE TABLE file_events (
+    seq                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                 TEXT NOT NULL UNIQUE,
+    connection_id      TEXT NOT NULL,
+    observed_at        BIGINT NOT NULL,
+    ingested_at        BIGINT NOT NULL,
+    attribution        TEXT NOT NULL,
+    user_id            TEXT NOT NULL,
+    username           TEXT,
+    email              TEXT,
+    user_name          TEXT,
+    report_id          TEXT,
+    report_name        TEXT,
+    report_description TEXT,
+    report_type        TEXT,
+    report_format      TEXT,
+    export_format      TEXT,
+    operation          TEXT,
+    rows               BIGINT NOT NULL,
+    columns            TEXT,
+    column_count       BIGINT,
+    queried_entities   TEXT,
+    execution_id       TEXT,
+    chunk_count        BIGINT NOT NULL,
+    file_name          TEXT NOT NULL,
+    source_ip          TEXT,
+    browser            TEXT,
+    platform           TEXT,
+    city               TEXT,
+    country            TEXT,
+    session_key        TEXT,
+    destination        TEXT NOT NULL,
+    risk_score         BIGINT NOT NULL,
+    severity           TEXT NOT NULL,
+    indicators         TEXT NOT NULL,        -- JSON array
+    raw                TEXT NOT NULL         -- JSON array of the Salesforce events
+);
+CREATE INDEX file_events_time ON file_events (observed_at);
+CREATE INDEX file_events_user_time ON file_events (user_id, observed_at);
+CREATE INDEX file_events_connection_user ON file_events (connection_id, user_id);
+
+CREATE TABLE user_sources (
+    connection_id TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    source_ip     TEXT NOT NULL,
+    PRIMARY KEY (connection_id, user_id, source_ip)
+);
+
+CREATE TABLE agg_position (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq BIGINT NOT NULL
+);
+INSERT INTO agg_position (id, last_seq) VALUES (1, 0);
+
+CREATE TABLE agg_hourly (
+    hour          BIGINT NOT NULL,
+    connection_id TEXT NOT NULL,
+    destination   TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    downloads     BIGINT NOT NULL,
+    rows          BIGINT NOT NULL,
+    PRIMARY KEY (hour, connection_id, destination, severity)
+);
+CREATE TABLE agg_user_hourly (
+    hour      BIGINT NOT NULL,
+    user_id   TEXT NOT NULL,
+    username  TEXT,
+    downloads BIGINT NOT NULL,
+    rows      BIGINT NOT NULL,
+    PRIMARY KEY (hour, user_id)
+);
+CREATE INDEX agg_user_hourly_user ON agg_user_hourly (user_id, hour);
+CREATE TABLE agg_user_daily (
+    hour      BIGINT NOT NULL,
+    user_id   TEXT NOT NULL,
+    username  TEXT,
+    downloads BIGINT NOT NULL,
+    rows      BIGINT NOT NULL,
+    PRIMARY KEY (hour, user_id)
+);
+CREATE TABLE agg_report_hourly (
+    hour        BIGINT NOT NULL,
+    report      TEXT NOT NULL,
+    report_name TEXT,
+    downloads   BIGINT NOT NULL,
+    rows        BIGINT NOT NULL,
+    PRIMARY KEY (hour, report)
+);
+CREATE TABLE agg_report_daily (
+    hour        BIGINT NOT NULL,
+    report      TEXT NOT NULL,
+    report_name TEXT,
+    downloads   BIGINT NOT NULL,
+    rows        BIGINT NOT NULL,
+    PRIMARY KEY (hour, report)
+);
+CREATE TABLE agg_users (
+    user_id   TEXT PRIMARY KEY,
+    username  TEXT,
+    downloads BIGINT NOT NULL,
+    rows      BIGINT NOT NULL,
+    last_at   BIGINT NOT NULL,
+    worst     BIGINT NOT NULL
+);
+CREATE TABLE agg_connections (
+    connection_id TEXT PRIMARY KEY,
+    last_at       BIGINT NOT NULL
+);
+
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE watchlist (
+    kind      TEXT NOT NULL,
+    username  TEXT NOT NULL,                 -- lower case
+    departure TEXT,
+    note      TEXT,
+    added_at  BIGINT NOT NULL,
+    added_by  TEXT NOT NULL,
+    PRIMARY KEY (kind, username)
+);
+
+CREATE TABLE rules (
+    id              BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name            TEXT NOT NULL,
+    definition      TEXT NOT NULL,           -- JSON
+    enabled         BOOLEAN NOT NULL,
+    active_from_seq BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    updated_by      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX rules_name ON rules (lower(name));
+
+CREATE TABLE alerts (
+    ord           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    rule_id       BIGINT NOT NULL,
+    rule_name     TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    username      TEXT,
+    state         TEXT NOT NULL,
+    assignee      TEXT,
+    first_at      BIGINT NOT NULL,
+    last_at       BIGINT NOT NULL,
+    events        BIGINT NOT NULL,
+    rows          BIGINT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL
+);
+CREATE INDEX alerts_created ON alerts (created_at);
+CREATE INDEX alerts_open ON alerts (state, last_at);
+
+CREATE TABLE alert_event_blocks (
+    id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    alert     BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    seqs      BIGINT[] NOT NULL,
+    UNIQUE (alert, first_seq)
+);
+
+CREATE TABLE alerted_events (
+    event_seq BIGINT PRIMARY KEY
+);
+
+CREATE TABLE alert_notes (
+    id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    at       BIGINT NOT NULL,
+    author   TEXT NOT NULL,
+    text     TEXT NOT NULL
+);
+CREATE INDEX alert_notes_alert ON alert_notes (alert_id, at);
+
+CREATE TABLE alert_position (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq BIGINT NOT NULL
+);
+INSERT INTO alert_position (id, last_seq) VALUES (1, 0);
+
+CREATE TABLE channels (
+    id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    target     TEXT NOT NULL,                -- sealed JSON
+    enabled    BOOLEAN NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX channels_name ON channels (lower(name));
+
+CREATE TABLE deliveries (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    alert_id      TEXT NOT NULL,
+    channel_id    BIGINT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    attempts      BIGINT NOT NULL DEFAULT 0,
+    next_at       BIGINT NOT NULL,
+    delivered_at  BIGINT,
+    failed_at     BIGINT,
+    last_error    TEXT,
+    last_error_at BIGINT,
+    UNIQUE (alert_id, channel_id)
+);
+CREATE INDEX deliveries_due ON deliveries (next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+CREATE INDEX deliveries_channel ON deliveries (channel_id, created_at);
