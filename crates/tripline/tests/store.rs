@@ -45,7 +45,315 @@ on_both!(
     keyset_paging_visits_every_result_once_in_order,
     dashboard_counts_take_each_stored_event_once,
     alerts_are_listed_newest_oldest_or_most_severe_first,
+    exports_are_stored_once_and_their_chunks_merge_with_the_checkpoint,
+    logins_make_sessions_once_and_checkpoints_say_where_a_stream_stands,
+    a_lost_window_is_one_gap_until_it_is_re_read,
+    names_are_unique_in_any_case,
+    connections_keep_their_tokens_sealed_and_their_history,
+    console_accounts_sessions_tokens_and_the_audit_log,
+    rules_alerts_and_the_outbox,
 );
+
+const TOPIC: &str = "/event/ReportEventStream";
+
+fn all_events(from_ms: i64, to_ms: i64) -> SearchQuery {
+    SearchQuery {
+        from_ms,
+        to_ms,
+        filter: Filter::All(vec![]),
+        sort: Sort::default(),
+        page_size: 100,
+        after: None,
+        after_seq: None,
+    }
+}
+
+fn exports_are_stored_once_and_their_chunks_merge_with_the_checkpoint(store: &dyn Store) {
+    use tripline::store::Checkpoint;
+    let first = event(1, 1_000, "ann", 5);
+    let batch = ReportBatch {
+        exports: vec![first.clone()],
+        out_of_scope: vec!["ev-outside".into()],
+        quarantined: vec![tripline::connection::QuarantinedEvent {
+            topic: TOPIC.into(),
+            key: "k1".into(),
+            received_at: 900,
+            reason: "undecodable".into(),
+            evidence: serde_json::json!({"payload": "AAE="}),
+        }],
+    };
+    let outcome = store.apply_reports("c", TOPIC, &batch, Some(b"r1")).expect("apply");
+    assert_eq!((outcome.new_file_events, outcome.out_of_scope), (1, 1));
+    assert_eq!(outcome.new_seqs.len(), 1);
+    // The second chunk of the same export (same file event id, another event).
+    let mut second = event(2, 1_001, "ann", 9);
+    second.file_event.id = first.file_event.id.clone();
+    let batch = ReportBatch { exports: vec![second.clone()], ..ReportBatch::default() };
+    let outcome = store.apply_reports("c", TOPIC, &batch, Some(b"r2")).expect("apply");
+    assert_eq!((outcome.new_file_events, outcome.merged_chunks), (0, 1));
+    // Replays of both chunks, and of what was out of scope or kept aside, add nothing.
+    let replay = ReportBatch {
+        exports: vec![first, second],
+        out_of_scope: vec!["ev-outside".into()],
+        quarantined: store.quarantine("c", 10).expect("kept aside").1,
+    };
+    let outcome = store.apply_reports("c", TOPIC, &replay, Some(b"r3")).expect("apply");
+    assert_eq!((outcome.new_file_events, outcome.merged_chunks, outcome.duplicates), (0, 0, 2));
+    assert_eq!(store.counter("c", "out_of_scope_exports").expect("counter"), 1);
+    assert_eq!(store.quarantine("c", 10).expect("kept aside").0, 1);
+    assert_eq!(store.checkpoint("c", TOPIC).expect("checkpoint"), Some(Checkpoint::At(b"r3".to_vec())));
+    let stored = store.file_event("fe-1").expect("read").expect("stored");
+    assert_eq!((stored.chunk_count, stored.rows, stored.raw.len()), (2, 9, 2));
+    assert_eq!(store.search(&all_events(0, 10_000)).expect("search").events.len(), 1);
+    let user = stored.user_id.clone();
+    assert!(store.user_has_file_events("c", &user).expect("first export"));
+    assert!(!store.user_has_file_events("other", &user).expect("per connection"));
+    // A backfill (no checkpoint) leaves the stream's checkpoint where it was.
+    let backfill = ReportBatch { exports: vec![event(3, 1_002, "bob", 1)], ..ReportBatch::default() };
+    store.apply_reports("c", TOPIC, &backfill, None).expect("apply");
+    assert_eq!(store.checkpoint("c", TOPIC).expect("checkpoint"), Some(Checkpoint::At(b"r3".to_vec())));
+    // Stored order is `seq` order.
+    let seqs: Vec<i64> = store.events_after(0, 10).expect("events").iter().map(|e| e.seq).collect();
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] < seqs[1]);
+}
+
+fn logins_make_sessions_once_and_checkpoints_say_where_a_stream_stands(store: &dyn Store) {
+    use tripline::people::{LoginRecord, Session};
+    use tripline::store::Checkpoint;
+    const LOGINS: &str = "/event/LoginEventStream";
+    assert_eq!(store.checkpoint("c", LOGINS).expect("none yet"), None);
+    store.mark_restart("c", LOGINS, 5_000).expect("restart");
+    assert_eq!(store.checkpoint("c", LOGINS).expect("restarted"), Some(Checkpoint::RestartedAt(5_000)));
+    let user = SfId::generate(prefix::USER, "0A", 1);
+    let session = |key: &str, at: i64| Session {
+        session_key: key.into(),
+        login_key: Some(format!("lk-{key}")),
+        user_id: user.clone(),
+        username: Some("ann@x.example".into()),
+        source_ip: Some("10.0.0.1".into()),
+        browser: Some("Chrome".into()),
+        platform: None,
+        city: None,
+        country: None,
+        login_at: at,
+    };
+    let login = LoginRecord {
+        event_identifier: "l1".into(),
+        logout: false,
+        success: true,
+        status: Some("Success".into()),
+        session: session("s1", 6_000),
+    };
+    assert_eq!(store.apply_logins("c", LOGINS, std::slice::from_ref(&login), &[], b"p1").expect("apply"), 1);
+    assert_eq!(store.apply_logins("c", LOGINS, &[login], &[], b"p2").expect("replay"), 0);
+    assert_eq!(store.checkpoint("c", LOGINS).expect("moved"), Some(Checkpoint::At(b"p2".to_vec())));
+    let found = store.session("c", "s1").expect("read").expect("a session");
+    assert_eq!((found.login_at, found.source_ip.as_deref()), (6_000, Some("10.0.0.1")));
+    assert_eq!(store.session("other", "s1").expect("read"), None, "sessions are per connection");
+    assert_eq!(store.person_sessions(user.as_str(), 5).expect("sessions").len(), 1);
+}
+
+fn a_lost_window_is_one_gap_until_it_is_re_read(store: &dyn Store) {
+    store.record_gap("c", TOPIC, 1_000, None, "streaming off", false).expect("open gap");
+    store.record_gap("c", TOPIC, 1_000, Some(2_000), "streaming off", false).expect("same window");
+    store.record_gap("c", TOPIC, 5_000, Some(6_000), "lost", false).expect("another");
+    assert_eq!(store.gaps("c").expect("gaps").len(), 2);
+    store.resolve_gaps("c", TOPIC, 0, 3_000).expect("re-read");
+    let gaps = store.gaps("c").expect("gaps");
+    assert_eq!((gaps[0].from_ms, gaps[0].to_ms, gaps[0].recovered), (1_000, Some(2_000), true));
+    assert!(gaps[0].reason.contains("re-read later"), "{}", gaps[0].reason);
+    assert!(!gaps[1].recovered);
+}
+
+fn connection(id: &str, name: &str) -> tripline::connection::ConnectionRecord {
+    tripline::connection::ConnectionRecord {
+        id: id.into(),
+        display_name: name.into(),
+        org_id: SfId::generate(prefix::ORGANIZATION, "0A", 1),
+        instance_url: "https://x.my.salesforce.com".into(),
+        login_url: "https://x.my.salesforce.com".into(),
+        scope: tripline::connection::ScopeMode::All,
+        corporate_cidrs: vec!["10.0.0.0/8".into()],
+        refresh_token: "refresh-secret".into(),
+        access_token: "access-secret".into(),
+        service_user_id: SfId::generate(prefix::USER, "0A", 9),
+        status: tripline::connection::ConnectionStatus::Initializing,
+        status_detail: None,
+        created_at: 1,
+        scope_scanned_at: None,
+        reconciled_to: None,
+    }
+}
+
+fn conflict<T: std::fmt::Debug>(result: tripline::store::Result<T>) {
+    assert!(matches!(result, Err(tripline::store::StoreError::Conflict(_))), "{result:?}");
+}
+
+fn names_are_unique_in_any_case(store: &dyn Store) {
+    use tripline::access::Role;
+    use tripline::alerts::{RuleDraft, Target, WebhookBody};
+    store.create_connection(&connection("c1", "Production")).expect("added");
+    conflict(store.create_connection(&connection("c2", "PRODUCTION")));
+    store.create_account("Admin", Role::Admin, "hash", "tests").expect("account");
+    conflict(store.create_account("admin", Role::Viewer, "hash", "tests"));
+    assert_eq!(store.account_credentials("ADMIN").expect("read").expect("found").0.username, "Admin");
+    store.save_search("Big exports", "rows>1000", "admin").expect("saved");
+    conflict(store.save_search("big EXPORTS", "rows>1", "admin"));
+    store.add_api_token("ci", "h1", None, "admin").expect("token");
+    conflict(store.add_api_token("ci", "h2", None, "admin"));
+    let draft = RuleDraft {
+        name: "Mass export".into(),
+        description: String::new(),
+        severity: Severity::High,
+        conditions: Default::default(),
+        channels: vec![],
+        suppress_minutes: 60,
+    };
+    store.create_rule(&draft, "admin").expect("rule");
+    conflict(store.create_rule(&RuleDraft { name: "MASS EXPORT".into(), ..draft }, "admin"));
+    let target = Target::Webhook { url: "http://127.0.0.1:9/hook".into(), secret: "s".into(), body: WebhookBody::Json };
+    store.save_channel(None, "SOC", &target, true, "admin").expect("channel");
+    conflict(store.save_channel(None, "soc", &target, true, "admin"));
+    // Nothing of the refused writes was kept.
+    assert_eq!(store.connections().expect("list").len(), 1);
+    assert_eq!(store.accounts().expect("list").len(), 1);
+    assert_eq!(store.saved_searches().expect("list").len(), 1);
+    assert_eq!(store.api_tokens().expect("list").len(), 1);
+    assert_eq!(store.rules().expect("list").len(), 1);
+    assert_eq!(store.channels().expect("list").len(), 1);
+}
+
+fn connections_keep_their_tokens_sealed_and_their_history(store: &dyn Store) {
+    use tripline::connection::{ConnectionStatus, Problem, ProblemSource, StatusDetail};
+    store.create_connection(&connection("c1", "Production")).expect("added");
+    let read = store.connection("c1").expect("read");
+    assert_eq!((read.refresh_token.as_str(), read.access_token.as_str()), ("refresh-secret", "access-secret"));
+    store.set_tokens("c1", "access-2", None).expect("refreshed");
+    store.set_tokens("c1", "access-3", Some("refresh-2")).expect("rotated");
+    let read = store.connection("c1").expect("read");
+    assert_eq!((read.refresh_token.as_str(), read.access_token.as_str()), ("refresh-2", "access-3"));
+    let detail = StatusDetail { problems: vec![Problem::error(ProblemSource::Network, "unreachable")], since: 7 };
+    store.set_status("c1", ConnectionStatus::Error, Some(&detail), "server").expect("status");
+    store.set_status("c1", ConnectionStatus::Monitoring, None, "server").expect("status");
+    let history = store.status_history("c1").expect("history");
+    assert_eq!(
+        history.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [ConnectionStatus::Error, ConnectionStatus::Monitoring]
+    );
+    assert_eq!(history[0].detail.as_ref().expect("detail").problems[0].source, ProblemSource::Network);
+    store.set_corporate_ranges(&["192.168.0.0/16".into()], "admin").expect("ranges");
+    assert_eq!(store.corporate_ranges().expect("ranges"), Some(vec!["192.168.0.0/16".to_owned()]));
+    assert_eq!(store.connection("c1").expect("read").corporate_cidrs, ["192.168.0.0/16"]);
+    store.reauthorize("c1", "refresh-3", "access-4", "https://y.my.salesforce.com", "admin").expect("again");
+    let read = store.connection("c1").expect("read");
+    assert_eq!(
+        (read.status, read.instance_url.as_str()),
+        (ConnectionStatus::Initializing, "https://y.my.salesforce.com")
+    );
+    assert!(matches!(store.connection("nope"), Err(tripline::store::StoreError::NotFound(_))));
+    store.delete_connection("c1", "admin").expect("removed");
+    assert!(store.connections().expect("list").is_empty());
+    assert!(store.status_history("c1").expect("history").is_empty());
+}
+
+fn console_accounts_sessions_tokens_and_the_audit_log(store: &dyn Store) {
+    use tripline::access::Role;
+    let ann = store.create_account("ann", Role::Analyst, "hash-1", "setup").expect("account");
+    let expires = 4_000_000_000_000; // in 2096
+    store.create_console_session("t1", ann.id, "csrf", expires).expect("session");
+    store.create_console_session("t2", ann.id, "csrf", expires).expect("session");
+    assert_eq!(store.console_session("t1", 5_000).expect("read").expect("live").account.role, Role::Analyst);
+    assert!(store.console_session("t1", expires).expect("read").is_none(), "expired");
+    store.end_console_session("t1").expect("signed out");
+    assert!(store.console_session("t1", 5_000).expect("read").is_none());
+    store.set_account_role(ann.id, Role::Admin, "setup").expect("role");
+    store.set_account_password(ann.id, "hash-2", "setup").expect("password");
+    assert!(store.console_session("t2", 5_000).expect("read").is_none(), "a new password ends every session");
+    let (account, hash) = store.account_credentials("ann").expect("read").expect("found");
+    assert_eq!((account.role, hash.as_str()), (Role::Admin, "hash-2"));
+    store.add_api_token("ci", "h1", Some(99), "ann").expect("token");
+    store.touch_api_token("ci", 50).expect("used");
+    let token = store.api_token("h1").expect("read").expect("found");
+    assert_eq!((token.last_used_at, token.expires_at, token.revoked_at), (Some(50), Some(99), None));
+    store.revoke_api_token("ci", "ann").expect("revoked");
+    assert!(store.api_token("h1").expect("read").expect("kept").revoked_at.is_some());
+    store.delete_account(ann.id, "setup").expect("removed");
+    assert!(store.accounts().expect("list").is_empty());
+    let actions: Vec<String> = store.audit_log(20).expect("log").into_iter().map(|e| e.action).collect();
+    assert_eq!(actions[0], "account.delete", "newest first: {actions:?}");
+    for done in
+        ["account.create (analyst)", "account.role (admin)", "account.password", "api-token.create", "api-token.revoke"]
+    {
+        assert!(actions.iter().any(|a| a == done), "{done} in {actions:?}");
+    }
+}
+
+fn rules_alerts_and_the_outbox(store: &dyn Store) {
+    use tripline::alerts::engine::{Contribution, Decision, NewAlert};
+    use tripline::alerts::{AlertState, AlertUpdate, RuleDraft, Target, WebhookBody};
+    use tripline::store::Attempt;
+    let exports: Vec<ExportChunk> = (0..3).map(|i| event(i, 1_000 + i, "ann", 10)).collect();
+    store.apply_reports("c", TOPIC, &ReportBatch { exports, ..Default::default() }, None).expect("stored");
+    let target = Target::Webhook { url: "http://127.0.0.1:9/hook".into(), secret: "s".into(), body: WebhookBody::Json };
+    let channel = store.save_channel(None, "SOC", &target, true, "admin").expect("channel");
+    assert_eq!(store.channel(channel.id).expect("read").target, target, "the sealed target reads back");
+    let draft = RuleDraft {
+        name: "Any export".into(),
+        description: "d".into(),
+        severity: Severity::High,
+        conditions: Default::default(),
+        channels: vec![channel.id],
+        suppress_minutes: 60,
+    };
+    let rule = store.create_rule(&draft, "admin").expect("rule");
+    assert!(!rule.enabled);
+    let rule = store.set_rule_enabled(rule.id, true, "admin").expect("enabled");
+    assert_eq!((rule.enabled, rule.active_from_seq), (true, 3), "applies to events stored from now on");
+    let contribution = |seq: i64| Contribution { seq, at: 1_000 + seq, rows: 10, severity: Severity::High };
+    let open = Decision::Open(NewAlert {
+        id: "a1".into(),
+        rule_id: rule.id,
+        rule_name: rule.name.clone(),
+        severity: Severity::High,
+        channels: vec![channel.id],
+        connection_id: "c".into(),
+        user_id: "005000000000001AAA".into(),
+        username: Some("ann@x.example".into()),
+        events: vec![contribution(1)],
+    });
+    let grow = Decision::Grow { alert_id: "a1".into(), event: contribution(2) };
+    store.apply_alerts(2, &[open.clone(), grow]).expect("raised");
+    store.apply_alerts(2, &[open]).expect("a replay raises nothing");
+    assert_eq!(store.alert_position().expect("position"), 2);
+    let (alert, _) = store.alert("a1").expect("read").expect("raised");
+    assert_eq!((alert.events, alert.rows, alert.state), (2, 20, AlertState::Open));
+    assert_eq!(store.alert_events("a1", 10).expect("events").len(), 2);
+    assert_eq!(store.uncovered(0, 10_000, 10).expect("uncovered").1, 0, "the two high events are covered");
+    // The outbox: one message for the channel, failing once, then delivered.
+    let due = store.due_deliveries(i64::MAX, 10).expect("due");
+    assert_eq!(due.len(), 1);
+    store.record_attempt(due[0].id, &Attempt::Failed { error: "refused".into(), retry_at: Some(5) }).expect("failed");
+    assert_eq!(store.next_delivery_at().expect("next"), Some(5));
+    assert_eq!(store.channel_health().expect("health")[&channel.id].last_error.as_deref(), Some("refused"));
+    store.record_attempt(due[0].id, &Attempt::Delivered).expect("delivered");
+    assert!(store.due_deliveries(i64::MAX, 10).expect("due").is_empty());
+    let health = store.channel_health().expect("health")[&channel.id].clone();
+    assert_eq!((health.pending, health.delivered, health.failed), (0, 1, 0));
+    // Triage: a closed alert that matches again opens a new one.
+    let update =
+        AlertUpdate { state: Some(AlertState::FalsePositive), assignee: Some("ann".into()), note: Some("test".into()) };
+    store.update_alert("a1", &update, "ann").expect("closed");
+    let reopened =
+        store.apply_alerts(3, &[Decision::Grow { alert_id: "a1".into(), event: contribution(3) }]).expect("grew");
+    assert_eq!(reopened.len(), 1);
+    let (new, _) = store.alert(&reopened[0].new).expect("read").expect("opened");
+    assert_eq!((new.state, new.events), (AlertState::Open, 1));
+    let (_, notes) = store.alert("a1").expect("read").expect("kept");
+    assert_eq!(notes[0].text, "test");
+    let counts = store.alert_counts(0, i64::MAX).expect("counts");
+    assert_eq!(counts, [(Severity::High, 2, 1)]);
+}
 
 fn event(i: i64, at: i64, user: &str, rows: i64) -> ExportChunk {
     ExportChunk {

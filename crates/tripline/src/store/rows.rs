@@ -87,7 +87,9 @@ pub(super) static RULE_COLUMNS_OF_EVENTS: std::sync::LazyLock<String> = std::syn
         .map(|c| match c {
             c if READ.contains(&c) => c.to_owned(),
             "raw" => "'[]'".to_owned(),
-            "ingested_at" | "chunk_count" | "risk_score" => "0".to_owned(),
+            // Typed, as PostgreSQL reads an untyped 0 as a 4-byte integer.
+            "ingested_at" | "chunk_count" | "risk_score" => "CAST(0 AS BIGINT)".to_owned(),
+            "column_count" => "CAST(NULL AS BIGINT)".to_owned(),
             "file_name" => "''".to_owned(),
             _ => "NULL".to_owned(),
         })

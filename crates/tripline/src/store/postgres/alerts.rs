@@ -638,7 +638,7 @@ impl AlertStore for PostgresStore {
                 )?,
                 Attempt::Failed { error, retry_at } => tx.exec(
                     "UPDATE deliveries SET attempts = attempts + 1, last_error = $2, last_error_at = $3,
-                     next_at = COALESCE($4, next_at), failed_at = CASE WHEN $4::bigint IS NULL THEN $3 END WHERE id = $1",
+                     next_at = COALESCE($4, next_at), failed_at = CASE WHEN $4::bigint IS NULL THEN $3::bigint END WHERE id = $1",
                     &[&delivery_id, error, &now, retry_at],
                 )?,
             };
