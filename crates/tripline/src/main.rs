@@ -70,7 +70,7 @@ struct DemoArgs {
 #[derive(Args)]
 struct AdminArgs {
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db", global = true)]
-    database: PathBuf,
+    database: tripline::store::Database,
     #[command(subcommand)]
     action: AdminAction,
 }
@@ -91,7 +91,7 @@ enum AdminAction {
 #[derive(Args)]
 struct ApiTokenArgs {
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db", global = true)]
-    database: PathBuf,
+    database: tripline::store::Database,
     #[command(subcommand)]
     action: TokenAction,
 }
@@ -119,7 +119,7 @@ enum TokenAction {
 #[derive(Args)]
 struct ConnectionsArgs {
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db", global = true)]
-    database: PathBuf,
+    database: tripline::store::Database,
     #[command(subcommand)]
     action: Option<ConnectionsAction>,
     /// Also print each connection's status history.
@@ -177,7 +177,7 @@ struct AddArgs {
 #[derive(Args)]
 struct ServeArgs {
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
-    database: PathBuf,
+    database: tripline::store::Database,
     /// Create the database if there is none (without it, a missing database is an
     /// error, so that a mistyped path never starts an empty installation).
     #[arg(long)]
@@ -229,7 +229,7 @@ struct ServeArgs {
 struct SearchArgs {
     /// The database to search.
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
-    database: PathBuf,
+    database: tripline::store::Database,
     /// Events within this long before now (7d, 24h, 90m...). Default 7d.
     #[arg(long, conflicts_with = "from")]
     since: Option<String>,
@@ -269,7 +269,7 @@ struct SearchArgs {
 struct AlertsArgs {
     /// The database.
     #[arg(long, global = true, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
-    database: PathBuf,
+    database: tripline::store::Database,
     #[command(subcommand)]
     action: AlertsAction,
 }
@@ -480,12 +480,8 @@ fn quiet_broken_pipe(e: anyhow::Error) -> anyhow::Result<()> {
 
 fn run_search(args: SearchArgs) -> anyhow::Result<()> {
     use tripline::search::{Field, Filter, Op, SearchQuery, Sort, output};
-    use tripline::store::Store;
 
-    if !args.database.exists() {
-        anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
-    }
-    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let store = args.database.open()?;
     let now = chrono::Utc::now().timestamp_millis();
     let parse_time = |text: &str| {
         chrono::DateTime::parse_from_rfc3339(text)
@@ -691,10 +687,10 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         pubsub: salesforce::pubsub::Endpoint { url: args.pubsub_url, ca_pem },
         allowed_origins: args.allow_origins,
     };
-    let store: Arc<dyn Store> = Arc::new(if args.init {
-        tripline::store::sqlite::SqliteStore::create(&args.database)?
+    let store: Arc<dyn Store> = Arc::from(if args.init {
+        args.database.create()?
     } else {
-        tripline::store::sqlite::SqliteStore::open(&args.database).context("start with --init to create one")?
+        args.database.open().context("start with --init to create one")?
     });
     let settings = tripline::connector::RunSettings {
         rescan_every: Duration::from_secs(args.rescan_minutes.max(1) * 60),
@@ -723,9 +719,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
-    use tripline::store::Store;
-
-    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let store = args.database.open()?;
     match args.action {
         AdminAction::CreateUser { username, role } => {
             let username = tripline::access::check_username(&username).map_err(anyhow::Error::msg)?;
@@ -753,26 +747,22 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
 
 fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
     use tripline::search::output::time_text;
-    use tripline::store::Store;
 
-    if !args.database.exists() {
-        anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
-    }
-    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let store = args.database.open()?;
     let actor = cli_actor();
     if let Some(ConnectionsAction::Add(add)) = args.action {
         let runtime = tokio::runtime::Runtime::new()?;
-        return runtime.block_on(run_connections_add(&store, add, args.allow_origins));
+        return runtime.block_on(run_connections_add(&*store, add, args.allow_origins));
     }
     if let Some(id) = &args.pause {
-        tripline::connector::lifecycle::pause(&store, id, &actor)?;
+        tripline::connector::lifecycle::pause(&*store, id, &actor)?;
     }
     if let Some(id) = &args.resume {
-        tripline::connector::lifecycle::resume(&store, id, &actor)?;
+        tripline::connector::lifecycle::resume(&*store, id, &actor)?;
     }
     if let Some(id) = &args.deauthorize {
         let runtime = tokio::runtime::Runtime::new()?;
-        runtime.block_on(tripline::connector::lifecycle::deauthorize(&store, id, &args.allow_origins, &actor))?;
+        runtime.block_on(tripline::connector::lifecycle::deauthorize(&*store, id, &args.allow_origins, &actor))?;
     }
     let connections = store.connections()?;
     if connections.is_empty() {
@@ -810,12 +800,11 @@ fn run_connections(args: ConnectionsArgs) -> anyhow::Result<()> {
 }
 
 async fn run_connections_add(
-    store: &tripline::store::sqlite::SqliteStore,
+    store: &dyn tripline::store::Store,
     args: AddArgs,
     allowed_origins: Vec<String>,
 ) -> anyhow::Result<()> {
     use tripline::connector::scope_csv::{CsvKind, ScopeCsv};
-    use tripline::store::Store;
 
     let new = match args.scope.as_slice() {
         [mode] if mode == "all" => tripline::connector::NewConnection {
@@ -903,9 +892,8 @@ async fn run_connections_add(
 
 fn run_api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
     use tripline::search::output::time_text;
-    use tripline::store::Store;
 
-    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let store = args.database.open()?;
     let actor = cli_actor();
     match args.action {
         TokenAction::Create { name, expires_in } => {
@@ -953,12 +941,8 @@ fn run_alerts(args: AlertsArgs) -> anyhow::Result<()> {
     use std::io::Write;
     use tripline::alerts::output::{AlertWriter, alert_json};
     use tripline::alerts::{AlertFilter, AlertUpdate};
-    use tripline::store::{AlertStore, Store};
 
-    if !args.database.exists() {
-        anyhow::bail!("no database at {} (set --database or TRIPLINE_DATABASE)", args.database.display());
-    }
-    let store = tripline::store::sqlite::SqliteStore::open(&args.database)?;
+    let store = args.database.open()?;
     match args.action {
         AlertsAction::List { state, severity, rule, user, limit, format, checkpoint } => {
             let mut filter = AlertFilter {

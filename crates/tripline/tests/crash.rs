@@ -15,7 +15,16 @@ use common::{Lcg, Scenario, id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
-    let s = Arc::new(Scenario::new(60).await);
+    killed_at_random_points(Scenario::new(60).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_points_loses_nothing_and_duplicates_nothing_on_postgres() {
+    killed_at_random_points(Scenario::on_postgres(60).await).await;
+}
+
+async fn killed_at_random_points(s: Scenario) {
+    let s = Arc::new(s);
     let record = s.connect("Crash test", ScopeMode::All).await;
     let in_scope: HashSet<String> = tripline::connector::scope::export_holders(
         &tripline::connector::api_for(&record, &s.app, reqwest::Client::new()).expect("api"),
@@ -99,10 +108,18 @@ async fn killed_at_random_points_loses_nothing_and_duplicates_nothing() {
 /// sent again), and none is raised twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_delivery_every_alert_is_raised_once_and_delivered() {
+    killed_mid_delivery(Scenario::new(40).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_delivery_every_alert_is_raised_once_and_delivered_on_postgres() {
+    killed_mid_delivery(Scenario::on_postgres(40).await).await;
+}
+
+async fn killed_mid_delivery(s: Scenario) {
     use tripline::alerts::{AlertFilter, Conditions, RuleDraft, Target, WebhookBody};
     use tripline::risk::Severity;
 
-    let s = Scenario::new(40).await;
     s.connect("Crash test", ScopeMode::All).await;
     // A slow receiver (up to 400 ms an answer): kills land while messages are in flight.
     let received: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -29,6 +29,64 @@ use crate::search::{QueryError, SearchPage, SearchQuery};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Where Tripline keeps its data, as `--database` / `TRIPLINE_DATABASE` names it: a
+/// `postgres://` (or `postgresql://`) URL, else the path of an SQLite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl std::str::FromStr for Database {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> std::result::Result<Database, Self::Err> {
+        Ok(if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Database::Postgres(text.to_owned())
+        } else {
+            Database::Sqlite(text.into())
+        })
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("a PostgreSQL URL that does not parse"),
+            },
+        }
+    }
+}
+
+impl Database {
+    /// Opens the store; an SQLite file must exist. A PostgreSQL database is brought
+    /// up to date, its tokens sealed with `TRIPLINE_SECRET_KEY`.
+    pub fn open(&self) -> Result<Box<dyn Store>> {
+        Ok(match self {
+            Database::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
+            Database::Postgres(url) => {
+                Box::new(postgres::PostgresStore::connect(url, secrets::SecretBox::from_env()?)?)
+            }
+        })
+    }
+
+    /// Opens the store, creating an SQLite file if there is none.
+    pub fn create(&self) -> Result<Box<dyn Store>> {
+        match self {
+            Database::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::create(path)?)),
+            Database::Postgres(_) => self.open(),
+        }
+    }
+}
+
 /// Why the store could not do what was asked, by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -50,6 +50,22 @@ impl SecretBox {
         Ok(SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(key)) })
     }
 
+    /// The key from `TRIPLINE_SECRET_KEY` alone: a shared database is opened by
+    /// several nodes, which must all hold the same key (no file is created).
+    pub fn from_env() -> Result<SecretBox> {
+        let text = std::env::var("TRIPLINE_SECRET_KEY").map_err(|_| {
+            StoreError::Secrets(
+                "set TRIPLINE_SECRET_KEY (32 random bytes in base64, e.g. from `openssl rand -base64 32`), \
+                 the same on every node: tokens are encrypted with it"
+                    .into(),
+            )
+        })?;
+        let key = STANDARD
+            .decode(text.trim())
+            .map_err(|_| StoreError::Secrets("TRIPLINE_SECRET_KEY is not base64".into()))?;
+        SecretBox::from_key(&key)
+    }
+
     /// The key from `TRIPLINE_SECRET_KEY`, else from (or newly into) `key_file`.
     pub fn load(key_file: &Path) -> Result<SecretBox> {
         let decode = |text: &str, from: &str| {

@@ -22,7 +22,14 @@ pub struct Scenario {
     pub store: Arc<dyn Store>,
     pub app: SalesforceApp,
     pub dir: tempfile::TempDir,
+    /// What `tripline serve` is given as `--database`.
+    pub database: String,
+    /// The private PostgreSQL server the store lives on, if it does (stopped last).
+    pub postgres: Option<tripline::store::postgres::private::PrivateServer>,
 }
+
+/// The key PostgreSQL scenarios seal tokens with, in process and in `serve`.
+const POSTGRES_KEY: [u8; 32] = [7; 32];
 
 /// `TEST_LOG=debug` (or any tracing filter, such as `tripline=debug,sfsim=info`)
 /// prints the logs of the test being run, with their connection and topic spans.
@@ -39,14 +46,35 @@ pub fn logs() {
 }
 
 impl Scenario {
+    /// The org and an SQLite store.
     pub async fn new(users: usize) -> Scenario {
+        Scenario::start(users, false).await
+    }
+
+    /// The org and a PostgreSQL store, on a private server.
+    pub async fn on_postgres(users: usize) -> Scenario {
+        Scenario::start(users, true).await
+    }
+
+    async fn start(users: usize, postgres: bool) -> Scenario {
         logs();
         let config = sfsim::Config { users, seed: 5, callback_urls: vec![CALLBACK.into()], ..sfsim::Config::default() };
         let org = sfsim::start(config).await.expect("sfsim");
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("tripline.db")).expect("store"));
+        let (store, database, postgres): (Arc<dyn Store>, String, _) = if postgres {
+            let server =
+                tripline::store::postgres::private::PrivateServer::start(false).expect("a private PostgreSQL server");
+            let url = server.database().expect("a database");
+            let key = tripline::store::secrets::SecretBox::from_key(&POSTGRES_KEY).expect("key");
+            let store = tripline::store::postgres::PostgresStore::connect(&url, key).expect("store");
+            (Arc::new(store), url, Some(server))
+        } else {
+            let path = dir.path().join("tripline.db");
+            let store = SqliteStore::create(&path).expect("store");
+            (Arc::new(store), path.display().to_string(), None)
+        };
         let app = tripline::emulated::app(&org, CALLBACK);
-        Scenario { org, http: reqwest::Client::new(), store, app, dir }
+        Scenario { org, http: reqwest::Client::new(), store, app, dir, database, postgres }
     }
 
     /// `tripline serve` as its own process on this scenario's database (for SIGKILLs).
@@ -59,9 +87,13 @@ impl Scenario {
             ),
             None => std::process::Stdio::null(),
         };
-        std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
-            .args(["serve", "--database"])
-            .arg(self.dir.path().join("tripline.db"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tripline"));
+        if self.postgres.is_some() {
+            let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, POSTGRES_KEY);
+            command.env("TRIPLINE_SECRET_KEY", key);
+        }
+        command
+            .args(["serve", "--database", &self.database])
             .args([
                 "--salesforce-client-id",
                 &self.app.client_id,
