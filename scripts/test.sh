@@ -11,6 +11,16 @@ fi
 target/pyenv/bin/pip install --quiet --disable-pip-version-check -r scripts/python-requirements.txt
 export TRIPLINE_PYTHON="$PWD/target/pyenv/bin/python"
 
+echo "== PostgreSQL server binaries for the PostgreSQL store tests (Debian's package; tests start private servers)"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
+# The tests start the server as this unprivileged user when they run as root.
+if [ "$(id -u)" = 0 ] && ! getent passwd postgres >/dev/null; then
+  useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -12,13 +12,17 @@ use tripline::store::{ExportChunk, ReportBatch, Store};
 /// A store of either kind, and what it lives in (dropped after it).
 struct Fixture {
     store: Box<dyn Store>,
+    /// Opens the same database again, as a second node would.
+    again: Box<dyn Fn() -> Box<dyn Store>>,
     _home: Box<dyn std::any::Any>,
 }
 
 fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().expect("dir");
-    let store = SqliteStore::create(&dir.path().join("t.db")).expect("store");
-    Fixture { store: Box::new(store), _home: Box::new(dir) }
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::create(&path).expect("store");
+    let again = Box::new(move || Box::new(SqliteStore::open(&path).expect("store")) as Box<dyn Store>);
+    Fixture { store: Box::new(store), again, _home: Box::new(dir) }
 }
 
 fn postgres() -> Fixture {
@@ -26,17 +30,21 @@ fn postgres() -> Fixture {
     let url = server.database().expect("a database");
     let key = tripline::store::secrets::SecretBox::from_key(&[7; 32]).expect("key");
     let store = tripline::store::postgres::PostgresStore::connect(&url, key).expect("store");
-    Fixture { store: Box::new(store), _home: Box::new(server) }
+    let again = Box::new(move || {
+        let key = tripline::store::secrets::SecretBox::from_key(&[7; 32]).expect("key");
+        Box::new(tripline::store::postgres::PostgresStore::connect(&url, key).expect("store")) as Box<dyn Store>
+    });
+    Fixture { store: Box::new(store), again, _home: Box::new(server) }
 }
 
 /// Each named test, on each database.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $(#[test] fn $name() { let f = super::sqlite(); super::$name(&*f.store) })*
+            $(#[test] fn $name() { let f = super::sqlite(); super::$name(&f) })*
         }
         mod postgres {
-            $(#[test] fn $name() { let f = super::postgres(); super::$name(&*f.store) })*
+            $(#[test] fn $name() { let f = super::postgres(); super::$name(&f) })*
         }
     };
 }
@@ -52,6 +60,7 @@ on_both!(
     connections_keep_their_tokens_sealed_and_their_history,
     console_accounts_sessions_tokens_and_the_audit_log,
     rules_alerts_and_the_outbox,
+    a_node_that_lost_its_lease_cannot_write,
 );
 
 const TOPIC: &str = "/event/ReportEventStream";
@@ -68,7 +77,8 @@ fn all_events(from_ms: i64, to_ms: i64) -> SearchQuery {
     }
 }
 
-fn exports_are_stored_once_and_their_chunks_merge_with_the_checkpoint(store: &dyn Store) {
+fn exports_are_stored_once_and_their_chunks_merge_with_the_checkpoint(f: &Fixture) {
+    let store = &*f.store;
     use tripline::store::Checkpoint;
     let first = event(1, 1_000, "ann", 5);
     let batch = ReportBatch {
@@ -118,7 +128,8 @@ fn exports_are_stored_once_and_their_chunks_merge_with_the_checkpoint(store: &dy
     assert!(seqs[0] < seqs[1]);
 }
 
-fn logins_make_sessions_once_and_checkpoints_say_where_a_stream_stands(store: &dyn Store) {
+fn logins_make_sessions_once_and_checkpoints_say_where_a_stream_stands(f: &Fixture) {
+    let store = &*f.store;
     use tripline::people::{LoginRecord, Session};
     use tripline::store::Checkpoint;
     const LOGINS: &str = "/event/LoginEventStream";
@@ -154,7 +165,8 @@ fn logins_make_sessions_once_and_checkpoints_say_where_a_stream_stands(store: &d
     assert_eq!(store.person_sessions(user.as_str(), 5).expect("sessions").len(), 1);
 }
 
-fn a_lost_window_is_one_gap_until_it_is_re_read(store: &dyn Store) {
+fn a_lost_window_is_one_gap_until_it_is_re_read(f: &Fixture) {
+    let store = &*f.store;
     store.record_gap("c", TOPIC, 1_000, None, "streaming off", false).expect("open gap");
     store.record_gap("c", TOPIC, 1_000, Some(2_000), "streaming off", false).expect("same window");
     store.record_gap("c", TOPIC, 5_000, Some(6_000), "lost", false).expect("another");
@@ -190,7 +202,8 @@ fn conflict<T: std::fmt::Debug>(result: tripline::store::Result<T>) {
     assert!(matches!(result, Err(tripline::store::StoreError::Conflict(_))), "{result:?}");
 }
 
-fn names_are_unique_in_any_case(store: &dyn Store) {
+fn names_are_unique_in_any_case(f: &Fixture) {
+    let store = &*f.store;
     use tripline::access::Role;
     use tripline::alerts::{RuleDraft, Target, WebhookBody};
     store.create_connection(&connection("c1", "Production")).expect("added");
@@ -224,7 +237,8 @@ fn names_are_unique_in_any_case(store: &dyn Store) {
     assert_eq!(store.channels().expect("list").len(), 1);
 }
 
-fn connections_keep_their_tokens_sealed_and_their_history(store: &dyn Store) {
+fn connections_keep_their_tokens_sealed_and_their_history(f: &Fixture) {
+    let store = &*f.store;
     use tripline::connection::{ConnectionStatus, Problem, ProblemSource, StatusDetail};
     store.create_connection(&connection("c1", "Production")).expect("added");
     let read = store.connection("c1").expect("read");
@@ -257,7 +271,8 @@ fn connections_keep_their_tokens_sealed_and_their_history(store: &dyn Store) {
     assert!(store.status_history("c1").expect("history").is_empty());
 }
 
-fn console_accounts_sessions_tokens_and_the_audit_log(store: &dyn Store) {
+fn console_accounts_sessions_tokens_and_the_audit_log(f: &Fixture) {
+    let store = &*f.store;
     use tripline::access::Role;
     let ann = store.create_account("ann", Role::Analyst, "hash-1", "setup").expect("account");
     let expires = 4_000_000_000_000; // in 2096
@@ -289,7 +304,8 @@ fn console_accounts_sessions_tokens_and_the_audit_log(store: &dyn Store) {
     }
 }
 
-fn rules_alerts_and_the_outbox(store: &dyn Store) {
+fn rules_alerts_and_the_outbox(f: &Fixture) {
+    let store = &*f.store;
     use tripline::alerts::engine::{Contribution, Decision, NewAlert};
     use tripline::alerts::{AlertState, AlertUpdate, RuleDraft, Target, WebhookBody};
     use tripline::store::Attempt;
@@ -398,7 +414,8 @@ fn event(i: i64, at: i64, user: &str, rows: i64) -> ExportChunk {
     }
 }
 
-fn keyset_paging_visits_every_result_once_in_order(store: &dyn Store) {
+fn keyset_paging_visits_every_result_once_in_order(f: &Fixture) {
+    let store = &*f.store;
     // 60 events, many sharing a timestamp, two users.
     let exports: Vec<ExportChunk> =
         (0..60).map(|i| event(i, 1_000 + i / 4, if i % 3 == 0 { "ann" } else { "bob" }, i * 10)).collect();
@@ -564,7 +581,8 @@ fn a_key_file_of_the_earlier_name_is_moved_and_still_opens_the_tokens() {
     assert!(dir.path().join("tripline.db.key").is_file() && !dir.path().join("tripline.key").exists());
 }
 
-fn dashboard_counts_take_each_stored_event_once(store: &dyn Store) {
+fn dashboard_counts_take_each_stored_event_once(f: &Fixture) {
+    let store = &*f.store;
     let hour = 3_600_000;
     let base = 500_000 * hour;
     let events: Vec<ExportChunk> =
@@ -593,7 +611,8 @@ fn dashboard_counts_take_each_stored_event_once(store: &dyn Store) {
     assert_eq!(later.hours.iter().map(|h| h.corporate).sum::<u64>(), 5);
 }
 
-fn alerts_are_listed_newest_oldest_or_most_severe_first(store: &dyn Store) {
+fn alerts_are_listed_newest_oldest_or_most_severe_first(f: &Fixture) {
+    let store = &*f.store;
     use tripline::alerts::engine::{Contribution, Decision, NewAlert};
     use tripline::alerts::{AlertFilter, AlertOrder};
     let events: Vec<ExportChunk> = (0..4).map(|i| event(i, 1_000 + i, "ann", 10)).collect();
@@ -628,4 +647,64 @@ fn alerts_are_listed_newest_oldest_or_most_severe_first(store: &dyn Store) {
     assert_eq!(ids(AlertOrder::Newest), ["a4", "a3", "a2", "a1"]);
     assert_eq!(ids(AlertOrder::Oldest), ["a1", "a2", "a3", "a4"]);
     assert_eq!(ids(AlertOrder::Severity), ["a4", "a2", "a1", "a3"], "critical (newest first), moderate, low");
+}
+
+fn node(name: &str, incarnation: &str) -> tripline::store::Node {
+    tripline::store::Node {
+        name: name.into(),
+        incarnation: incarnation.into(),
+        started_at: 1,
+        heartbeat_at: 0,
+        address: Some(format!("http://{name}.example:8080")),
+    }
+}
+
+fn a_node_that_lost_its_lease_cannot_write(f: &Fixture) {
+    use tripline::store::{Checkpoint, StoreError};
+    let (a, b) = (&*f.store, (f.again)());
+    let (node_a, node_b, node_b_again) = (node("a", "1"), node("b", "1"), node("b", "2"));
+    let fenced = |result: tripline::store::Result<tripline::store::ReportOutcome>| {
+        assert!(matches!(result, Err(StoreError::Fenced(_))), "{result:?}");
+    };
+    // A holds the connection; B cannot take it while the lease lasts.
+    let lease = a.claim("c", &node_a, 60_000).expect("claim").expect("free");
+    assert_eq!(lease.token, 1);
+    assert_eq!(b.claim("c", &node_b, 60_000).expect("claim"), None);
+    assert_eq!(a.claim("c", &node_a, 60_000).expect("renew").expect("held").token, 1, "renewed, same token");
+    let batch = ReportBatch { exports: vec![event(1, 1_000, "ann", 5)], ..ReportBatch::default() };
+    a.apply_reports("c", TOPIC, &batch, Some(b"a1")).expect("the holder writes");
+    // A stops renewing (paused); once the lease runs out B takes it over.
+    a.claim("c", &node_a, 1).expect("renew").expect("held");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(b.claim("c", &node_b, 60_000).expect("claim").expect("expired").token, 2);
+    // A, continued, cannot write: not an event, not a checkpoint, not a gap.
+    let batch = ReportBatch { exports: vec![event(2, 1_001, "ann", 5)], ..ReportBatch::default() };
+    fenced(a.apply_reports("c", TOPIC, &batch, Some(b"a2")));
+    assert!(matches!(a.mark_restart("c", TOPIC, 5), Err(StoreError::Fenced(_))));
+    assert!(matches!(a.record_gap("c", TOPIC, 1, None, "x", false), Err(StoreError::Fenced(_))));
+    assert!(a.file_event("fe-2").expect("read").is_none(), "nothing of the refused write was kept");
+    assert_eq!(a.checkpoint("c", TOPIC).expect("checkpoint"), Some(Checkpoint::At(b"a1".to_vec())));
+    assert_eq!(a.claim("c", &node_a, 60_000).expect("claim"), None, "B holds it now");
+    b.apply_reports("c", TOPIC, &batch, Some(b"b1")).expect("the new holder writes");
+    // B restarted (a new incarnation) takes its lease back at once; the old one is fenced.
+    let restarted_b = (f.again)();
+    assert_eq!(restarted_b.claim("c", &node_b_again, 60_000).expect("claim").expect("same node").token, 3);
+    let later = ReportBatch { exports: vec![event(3, 1_002, "ann", 5)], ..ReportBatch::default() };
+    fenced(b.apply_reports("c", TOPIC, &later, Some(b"b2")));
+    // Released, the lease is free for another node at once, at a higher token.
+    restarted_b.request_restart("c", true).expect("asked");
+    assert!(restarted_b.claim("c", &node_b_again, 60_000).expect("claim").expect("held").restart);
+    restarted_b.release("c", &node_b_again).expect("released");
+    let taken = a.claim("c", &node_a, 60_000).expect("claim").expect("released");
+    assert_eq!((taken.token, taken.restart), (4, false));
+    a.apply_reports("c", TOPIC, &later, Some(b"a3")).expect("the holder writes again");
+    // Connections no node claimed are not fenced (a single node's tests and tools).
+    a.apply_reports("other", TOPIC, &ReportBatch::default(), Some(b"o1")).expect("unclaimed");
+    // Nodes and leases as the status page shows them.
+    a.heartbeat(&node_a).expect("beat");
+    b.heartbeat(&node_b_again).expect("beat");
+    let names: Vec<String> = a.nodes().expect("nodes").into_iter().map(|n| n.name).collect();
+    assert_eq!(names.len(), 2);
+    let leases = a.leases().expect("leases");
+    assert_eq!((leases[0].key.as_str(), leases[0].node.as_str(), leases[0].token), ("c", "a", 4));
 }

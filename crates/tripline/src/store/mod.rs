@@ -5,6 +5,7 @@
 //! same transaction as the events it covers, so a crash at any instant loses nothing
 //! and applies nothing twice.
 
+mod lease;
 pub mod postgres;
 mod rows;
 pub mod secrets;
@@ -108,6 +109,41 @@ pub enum StoreError {
     /// The search cannot run as asked.
     #[error(transparent)]
     InvalidQuery(#[from] QueryError),
+    /// This node no longer holds the lease on the connection it writes for: another
+    /// node took it over, and the write was refused (nothing of it was kept).
+    #[error("{0}")]
+    Fenced(String),
+}
+
+/// What `Store::claim` is asked for: a connection's ingest, or a duty one node does
+/// for all (`ALERTING`).
+pub const ALERTING: &str = "duty:alerting";
+
+/// One node's right to do a piece of work for a while: run a connection's ingest, or
+/// a duty done once for all nodes. Each takeover raises `token`, the fencing token
+/// every ingest write of the connection is checked against in its transaction.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Lease {
+    pub key: String,
+    pub node: String,
+    pub token: i64,
+    pub expires_at: i64,
+    /// A node that does not hold the connection asked its holder to restart it (a
+    /// new scope or authorization taken in its console).
+    pub restart: bool,
+}
+
+/// A `tripline serve` process sharing the database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Node {
+    /// Unique among the nodes (`--node-name`, by default the host name).
+    pub name: String,
+    /// This process's run of the node: a restarted node takes its leases back at once.
+    pub incarnation: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Where its console answers, as it was told.
+    pub address: Option<String>,
 }
 
 /// Where a topic's stream stands.
@@ -357,6 +393,23 @@ pub trait Store: AlertStore + Send + Sync {
     fn delete_saved_search(&self, id: i64) -> Result<()>;
     fn search_checkpoint(&self, name: &str) -> Result<i64>;
     fn set_search_checkpoint(&self, name: &str, last_seq: i64) -> Result<()>;
+
+    /// Records that `node` is alive now (its row created at its first beat).
+    fn heartbeat(&self, node: &Node) -> Result<()>;
+    /// Every node that has beaten, most recent first.
+    fn nodes(&self) -> Result<Vec<Node>>;
+    /// Every lease, held or expired.
+    fn leases(&self) -> Result<Vec<Lease>>;
+    /// Takes the lease on `key` for `ttl_ms`, or keeps it: renewed (same token) when
+    /// this incarnation of `node` holds it; taken over (token raised) when it is free,
+    /// expired, or held by an earlier incarnation of the same node. `None` while
+    /// another node holds it. Once claimed, this store refuses the connection's ingest
+    /// writes unless the lease still has the token it was claimed with.
+    fn claim(&self, key: &str, node: &Node, ttl_ms: i64) -> Result<Option<Lease>>;
+    /// Gives a lease up (its work stopped), so another node may take it at once.
+    fn release(&self, key: &str, node: &Node) -> Result<()>;
+    /// Asks (or, done, stops asking) the holder of `key` to restart its work.
+    fn request_restart(&self, key: &str, requested: bool) -> Result<()>;
 }
 
 /// What a rule's alert that had been closed became when a new match came (closed

@@ -14,13 +14,14 @@ use sfwire::id::SfId;
 use tokio_postgres::GenericClient;
 
 use self::db::{Arg, Db, Pool, args, boxed, unique};
+use super::lease::{self, Fences, LEASE_COLUMNS, NODE_COLUMNS};
 use super::rows::{self, ACCOUNT_COLUMNS, CONNECTION_COLUMNS, Cells, EVENT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS};
 use super::secrets::SecretBox;
 use super::sql::{self, Dialect};
 use super::tally::{COUNTED_COLUMNS, Counted, Tally};
 use super::{
-    Checkpoint, ConnectionActivity, Dashboard, HourCount, Person, Ranked, ReportBatch, ReportOutcome, Result,
-    SavedSearch, Store, StoreError,
+    Checkpoint, ConnectionActivity, Dashboard, HourCount, Lease, Node, Person, Ranked, ReportBatch, ReportOutcome,
+    Result, SavedSearch, Store, StoreError,
 };
 use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{
@@ -30,7 +31,14 @@ use crate::events::{Evidence, FileEvent};
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::search::{SearchPage, SearchQuery};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_leases.sql"),
+];
+
+/// The database's clock in epoch milliseconds: leases are timed by the one clock all
+/// nodes share.
+const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The advisory lock under which file events are numbered (see the module comment).
 const FILE_EVENT_LOCK: i64 = 0x7472_6970_6c01;
@@ -40,6 +48,7 @@ const MIGRATION_LOCK: i64 = 0x7472_6970_6c02;
 pub struct PostgresStore {
     pool: Pool,
     secrets: SecretBox,
+    fences: Fences,
 }
 
 fn now_ms() -> i64 {
@@ -50,7 +59,7 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host/db`) and brings
     /// its schema up to date; `secrets` seals tokens (every node must share the key).
     pub fn connect(url: &str, secrets: SecretBox) -> Result<PostgresStore> {
-        let store = PostgresStore { pool: Pool::new(url)?, secrets };
+        let store = PostgresStore { pool: Pool::new(url)?, secrets, fences: Fences::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -76,6 +85,20 @@ impl PostgresStore {
             tx.exec("INSERT INTO schema_version (version) VALUES ($1)", &[&known])?;
             Ok(())
         })
+    }
+
+    /// Refuses a write for `connection` once this process's lease on it was taken
+    /// over. The lease row stays share-locked to the commit, so a takeover waits for
+    /// this transaction rather than slipping in between the check and the commit.
+    fn fence(&self, tx: &mut Tx<'_, '_>, connection: &str) -> Result<()> {
+        if let Some(held) = self.fences.held(connection) {
+            let stored = tx
+                .opt("SELECT token FROM leases WHERE key = $1 FOR SHARE", &[&connection])?
+                .map(|r| r.int(0))
+                .transpose()?;
+            self.fences.check(connection, held, stored)?;
+        }
+        Ok(())
     }
 
     fn unseal(&self, mut record: ConnectionRecord) -> Result<ConnectionRecord> {
@@ -344,6 +367,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (connection_id, topic) DO UPDATE SET replay_id = '\\x'::bytea, updated_at = excluded.updated_at",
                 &[&connection, &topic, &since_ms],
             )?;
+            self.fence(tx, connection)?;
             Ok(())
         })
     }
@@ -413,6 +437,7 @@ impl Store for PostgresStore {
                 }
             }
             save_checkpoint(tx, connection, topic, checkpoint)?;
+            self.fence(tx, connection)?;
             Ok(applied)
         })
     }
@@ -539,6 +564,7 @@ impl Store for PostgresStore {
             if let Some(checkpoint) = checkpoint {
                 save_checkpoint(tx, connection, topic, checkpoint)?;
             }
+            self.fence(tx, connection)?;
             Ok(outcome)
         })
     }
@@ -587,6 +613,7 @@ impl Store for PostgresStore {
                     &[&connection, &u.user_id.as_str(), &u.username, &u.email, &u.name],
                 )?;
             }
+            self.fence(tx, connection)?;
             Ok(())
         })
     }
@@ -653,6 +680,7 @@ impl Store for PostgresStore {
                      to_ms = excluded.to_ms, reason = excluded.reason, recovered = excluded.recovered",
                 &[&connection, &topic, &now_ms(), &from, &to, &reason, &recovered],
             )?;
+            self.fence(tx, connection)?;
             Ok(())
         })
     }
@@ -665,6 +693,7 @@ impl Store for PostgresStore {
                    AND COALESCE(to_ms, from_ms) <= $4",
                 &[&connection, &topic, &from, &to],
             )?;
+            self.fence(tx, connection)?;
             Ok(())
         })
     }
@@ -672,6 +701,7 @@ impl Store for PostgresStore {
     fn set_reconciled_to(&self, connection: &str, to_ms: i64) -> Result<()> {
         self.pool.write(|tx| {
             tx.exec("UPDATE connections SET reconciled_to = $2 WHERE id = $1", &[&connection, &to_ms])?;
+            self.fence(tx, connection)?;
             Ok(())
         })
     }
@@ -1139,6 +1169,62 @@ impl Store for PostgresStore {
                  ON CONFLICT (name) DO UPDATE SET last_seq = GREATEST(search_checkpoints.last_seq, excluded.last_seq)",
                 &[&name, &last_seq],
             )?;
+            Ok(())
+        })
+    }
+
+    fn heartbeat(&self, node: &Node) -> Result<()> {
+        self.pool.write(|tx| {
+            tx.exec(
+                &format!(
+                    "INSERT INTO nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, {NOW}, $4)
+                     ON CONFLICT (name) DO UPDATE SET incarnation = excluded.incarnation, started_at = excluded.started_at,
+                         heartbeat_at = excluded.heartbeat_at, address = excluded.address"
+                ),
+                &[&node.name, &node.incarnation, &node.started_at, &node.address],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<Node>> {
+        let rows = self
+            .pool
+            .read(|db| db.rows(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY heartbeat_at DESC, name"), &[]))?;
+        rows.iter().map(lease::node).collect()
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>> {
+        let rows = self.pool.read(|db| db.rows(&format!("SELECT {LEASE_COLUMNS} FROM leases ORDER BY key"), &[]))?;
+        rows.iter().map(lease::lease).collect()
+    }
+
+    fn claim(&self, key: &str, node: &Node, ttl_ms: i64) -> Result<Option<Lease>> {
+        let sql = lease::CLAIM.replace("{now}", NOW);
+        let claimed = self.pool.write(|tx| {
+            // A lease share-locked by a writer that stopped mid-transaction is not
+            // waited for: the claim is tried again at the next turn.
+            tx.batch("SET LOCAL lock_timeout = '2s'")?;
+            tx.opt(&sql, &[&key, &node.name, &node.incarnation, &ttl_ms])?.as_ref().map(lease::lease).transpose()
+        })?;
+        if let Some(lease) = &claimed {
+            self.fences.claimed(lease);
+        }
+        Ok(claimed)
+    }
+
+    fn release(&self, key: &str, node: &Node) -> Result<()> {
+        self.pool.write(|tx| {
+            tx.exec(lease::RELEASE, &[&key, &node.name, &node.incarnation])?;
+            Ok(())
+        })?;
+        self.fences.released(key);
+        Ok(())
+    }
+
+    fn request_restart(&self, key: &str, requested: bool) -> Result<()> {
+        self.pool.write(|tx| {
+            tx.exec("UPDATE leases SET restart = $2 WHERE key = $1", &[&key, &requested])?;
             Ok(())
         })
     }

@@ -8,12 +8,13 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sfwire::id::SfId;
 
+use super::lease::{self, Fences, LEASE_COLUMNS, NODE_COLUMNS};
 use super::rows::{self, ACCOUNT_COLUMNS, CONNECTION_COLUMNS, Cells, EVENT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS};
 use super::sql::{self, Dialect};
 use super::tally::{COUNTED_COLUMNS, Counted, Tally};
 use super::{
-    Checkpoint, ConnectionActivity, Dashboard, HourCount, Person, Ranked, ReportBatch, ReportOutcome, Result,
-    SavedSearch, Store, StoreError,
+    Checkpoint, ConnectionActivity, Dashboard, HourCount, Lease, Node, Person, Ranked, ReportBatch, ReportOutcome,
+    Result, SavedSearch, Store, StoreError,
 };
 use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{
@@ -38,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_user_source_index.sql"),
     include_str!("../../migrations/sqlite/0013_user_sources.sql"),
     include_str!("../../migrations/sqlite/0014_file_event_key.sql"),
+    include_str!("../../migrations/sqlite/0015_leases.sql"),
 ];
 
 /// Finds a file event by its id (`?1`) through `file_events_key`, the index of the
@@ -52,6 +54,7 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
     secrets: super::secrets::SecretBox,
+    fences: Fences,
 }
 
 /// Read-only connections per store.
@@ -165,7 +168,13 @@ impl SqliteStore {
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<_>>()?;
-        Ok(SqliteStore { db: Mutex::new(db), readers, next_reader: Default::default(), secrets })
+        Ok(SqliteStore {
+            db: Mutex::new(db),
+            readers,
+            next_reader: Default::default(),
+            secrets,
+            fences: Fences::default(),
+        })
     }
 
     /// The writer (and reads that must see the writer's own transaction).
@@ -205,6 +214,29 @@ impl SqliteStore {
         audit(&tx, actor, action, &username)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Refuses a write for `connection` in `tx` once this process's lease on it was
+    /// taken over (nothing to check for a connection it never claimed).
+    fn fence(&self, tx: &Transaction<'_>, connection: &str) -> Result<()> {
+        if let Some(held) = self.fences.held(connection) {
+            let stored = tx
+                .prepare_cached("SELECT token FROM leases WHERE key = ?1")?
+                .query_row([connection], |r| r.get(0))
+                .optional()?;
+            self.fences.check(connection, held, stored)?;
+        }
+        Ok(())
+    }
+
+    /// A write of `connection`'s ingest, in one transaction, fenced.
+    fn ingest_write<T>(&self, connection: &str, write: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let value = write(&tx)?;
+        self.fence(&tx, connection)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     fn unseal(&self, mut record: ConnectionRecord) -> Result<ConnectionRecord> {
@@ -462,12 +494,14 @@ impl Store for SqliteStore {
     }
 
     fn mark_restart(&self, connection: &str, topic: &str, since_ms: i64) -> Result<()> {
-        self.db().execute(
-            "INSERT INTO checkpoints (connection_id, topic, replay_id, updated_at) VALUES (?1, ?2, x'', ?3)
-             ON CONFLICT (connection_id, topic) DO UPDATE SET replay_id = x'', updated_at = excluded.updated_at",
-            params![connection, topic, since_ms],
-        )?;
-        Ok(())
+        self.ingest_write(connection, |tx| {
+            tx.execute(
+                "INSERT INTO checkpoints (connection_id, topic, replay_id, updated_at) VALUES (?1, ?2, x'', ?3)
+                 ON CONFLICT (connection_id, topic) DO UPDATE SET replay_id = x'', updated_at = excluded.updated_at",
+                params![connection, topic, since_ms],
+            )?;
+            Ok(())
+        })
     }
 
     fn apply_logins(
@@ -530,6 +564,7 @@ impl Store for SqliteStore {
             }
         }
         save_checkpoint(&tx, connection, topic, checkpoint)?;
+        self.fence(&tx, connection)?;
         tx.commit()?;
         Ok(applied)
     }
@@ -641,6 +676,7 @@ impl Store for SqliteStore {
         if let Some(checkpoint) = checkpoint {
             save_checkpoint(&tx, connection, topic, checkpoint)?;
         }
+        self.fence(&tx, connection)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -679,6 +715,7 @@ impl Store for SqliteStore {
             )?
             .execute(params![connection, u.user_id.as_str(), u.username, u.email, u.name])?;
         }
+        self.fence(&tx, connection)?;
         tx.commit()?;
         Ok(())
     }
@@ -731,27 +768,33 @@ impl Store for SqliteStore {
         reason: &str,
         recovered: bool,
     ) -> Result<()> {
-        self.db().execute(
-            "INSERT INTO gaps (connection_id, topic, detected_at, from_ms, to_ms, reason, recovered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (connection_id, topic, from_ms) DO UPDATE SET
-                 to_ms = excluded.to_ms, reason = excluded.reason, recovered = excluded.recovered",
-            params![connection, topic, now_ms(), from, to, reason, recovered],
-        )?;
-        Ok(())
+        self.ingest_write(connection, |tx| {
+            tx.execute(
+                "INSERT INTO gaps (connection_id, topic, detected_at, from_ms, to_ms, reason, recovered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (connection_id, topic, from_ms) DO UPDATE SET
+                     to_ms = excluded.to_ms, reason = excluded.reason, recovered = excluded.recovered",
+                params![connection, topic, now_ms(), from, to, reason, recovered],
+            )?;
+            Ok(())
+        })
     }
 
     fn resolve_gaps(&self, connection: &str, topic: &str, from: i64, to: i64) -> Result<()> {
-        self.db().execute(
-            "UPDATE gaps SET recovered = 1, reason = reason || '; re-read later from ReportEvent'
-             WHERE connection_id = ?1 AND topic = ?2 AND recovered = 0 AND from_ms >= ?3 AND IFNULL(to_ms, from_ms) <= ?4",
-            params![connection, topic, from, to],
-        )?;
-        Ok(())
+        self.ingest_write(connection, |tx| {
+            tx.execute(
+                "UPDATE gaps SET recovered = 1, reason = reason || '; re-read later from ReportEvent'
+                 WHERE connection_id = ?1 AND topic = ?2 AND recovered = 0 AND from_ms >= ?3 AND IFNULL(to_ms, from_ms) <= ?4",
+                params![connection, topic, from, to],
+            )?;
+            Ok(())
+        })
     }
 
     fn set_reconciled_to(&self, connection: &str, to_ms: i64) -> Result<()> {
-        self.db().execute("UPDATE connections SET reconciled_to = ?2 WHERE id = ?1", params![connection, to_ms])?;
-        Ok(())
+        self.ingest_write(connection, |tx| {
+            tx.execute("UPDATE connections SET reconciled_to = ?2 WHERE id = ?1", params![connection, to_ms])?;
+            Ok(())
+        })
     }
 
     fn gaps(&self, connection: &str) -> Result<Vec<Gap>> {
@@ -1230,6 +1273,56 @@ impl Store for SqliteStore {
              ON CONFLICT (name) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
             params![name, last_seq],
         )?;
+        Ok(())
+    }
+
+    fn heartbeat(&self, node: &Node) -> Result<()> {
+        self.db().execute(
+            &format!(
+                "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET incarnation = excluded.incarnation, started_at = excluded.started_at,
+                     heartbeat_at = excluded.heartbeat_at, address = excluded.address"
+            ),
+            params![node.name, node.incarnation, node.started_at, now_ms(), node.address],
+        )?;
+        Ok(())
+    }
+
+    fn nodes(&self) -> Result<Vec<Node>> {
+        let db = self.reader();
+        let mut stmt = db.prepare(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY heartbeat_at DESC, name"))?;
+        let rows = stmt.query_map([], |r| lease::node(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>> {
+        let db = self.reader();
+        let mut stmt = db.prepare(&format!("SELECT {LEASE_COLUMNS} FROM leases ORDER BY key"))?;
+        let rows = stmt.query_map([], |r| lease::lease(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn claim(&self, key: &str, node: &Node, ttl_ms: i64) -> Result<Option<Lease>> {
+        let sql = lease::CLAIM.replace('$', "?").replace("{now}", "?5");
+        let claimed = self
+            .db()
+            .prepare_cached(&sql)?
+            .query_row(params![key, node.name, node.incarnation, ttl_ms, now_ms()], |r| lease::lease(r))
+            .optional()?;
+        if let Some(lease) = &claimed {
+            self.fences.claimed(lease);
+        }
+        Ok(claimed)
+    }
+
+    fn release(&self, key: &str, node: &Node) -> Result<()> {
+        self.db().execute(&lease::RELEASE.replace('$', "?"), params![key, node.name, node.incarnation])?;
+        self.fences.released(key);
+        Ok(())
+    }
+
+    fn request_restart(&self, key: &str, requested: bool) -> Result<()> {
+        self.db().execute("UPDATE leases SET restart = ?2 WHERE key = ?1", params![key, requested])?;
         Ok(())
     }
 }

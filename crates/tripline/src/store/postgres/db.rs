@@ -190,6 +190,9 @@ impl Pool {
             Ok::<_, tokio_postgres::Error>(client)
         });
         let client = futures_executor::block_on(task).map_err(|e| StoreError::Database(Box::new(e)))??;
+        // A node stopped (SIGSTOP, a VM paused) inside a transaction must not hold
+        // its locks for ever: the server ends such a session.
+        futures_executor::block_on(client.batch_execute("SET idle_in_transaction_session_timeout = '20s'"))?;
         Ok(Slot { client, statements: HashMap::new() })
     }
 
