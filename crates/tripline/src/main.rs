@@ -176,8 +176,13 @@ struct AddArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// The SQLite file, or a postgres:// URL shared by several nodes.
     #[arg(long, env = "TRIPLINE_DATABASE", default_value = "tripline.db")]
     database: tripline::store::Database,
+    /// This node's name among the nodes of one database (default: the host name).
+    /// Unique per node; a node restarted under its name takes its connections back at once.
+    #[arg(long, env = "TRIPLINE_NODE_NAME")]
+    node_name: Option<String>,
     /// Create the database if there is none (without it, a missing database is an
     /// error, so that a mistyped path never starts an empty installation).
     #[arg(long)]
@@ -699,7 +704,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let no_accounts = store.accounts()?.is_empty();
-    let mut server = tripline::server::Server::start(store, &app, settings).await?;
+    let membership = tripline::connector::fleet::Membership::new(args.node_name, Some(public.clone()));
+    let mut server = tripline::server::Server::start_as(store, &app, settings, membership).await?;
     server.console.secure_cookies = public.starts_with("https://");
     server.console.corporate_cidrs = args.corporate_ip_ranges;
     server.console.public_url = Some(public.clone());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::alerting::Alerting;
+use crate::connector::fleet::Membership;
 use crate::connector::{self, Fleet, RunSettings, SalesforceApp};
 use crate::console::ConsoleSettings;
 use crate::risk::RiskPolicy;
@@ -25,18 +26,30 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts every stored connection that is not held; one that cannot start shows
-    /// Error with the cause, the others run.
+    /// Starts every stored connection that is not held, as the only node or the first
+    /// of several named after this host; one that cannot start shows Error with the
+    /// cause, the others run.
     pub async fn start(
         store: Arc<dyn Store>,
         app: &SalesforceApp,
+        settings: RunSettings,
+    ) -> Result<Server, crate::store::StoreError> {
+        Server::start_as(store, app, settings, Membership::default()).await
+    }
+
+    /// Starts this node of the database: the stored connections no other node holds
+    /// (up to its share once the others are counted, at its first turn).
+    pub async fn start_as(
+        store: Arc<dyn Store>,
+        app: &SalesforceApp,
         mut settings: RunSettings,
+        membership: Membership,
     ) -> Result<Server, crate::store::StoreError> {
         let risk = Arc::new(RiskPolicy::new(crate::alerting::policy(&*store)?));
         settings.risk = risk.clone();
         let alerting = Arc::new(Alerting::new(store.clone(), settings.stored.clone()));
         alerting.set_templates(store.message_templates()?);
-        let fleet = Arc::new(Fleet::new(store.clone(), app.clone(), settings));
+        let fleet = Arc::new(Fleet::new(store.clone(), app.clone(), settings, membership));
         for record in store.connections()? {
             if record.status.is_held() {
                 continue;
@@ -75,13 +88,63 @@ impl Server {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let aggregator = tokio::spawn(aggregate(self.store.clone(), stopped.clone()));
         self.alerting.set_console_url(self.console.public_url.clone());
-        let alerting = tokio::spawn(self.alerting.clone().run(stopped));
+        let alerting = tokio::spawn(alert_duty(self.store.clone(), self.fleet.clone(), self.alerting.clone(), stopped.clone()));
+        let coordinator = tokio::spawn(self.fleet.clone().coordinate(stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         let _ = stop.send(true);
         let _ = aggregator.await;
         let _ = alerting.await;
+        let _ = coordinator.await;
         self.fleet.stop_all().await;
         Ok(())
+    }
+}
+
+/// Runs alert evaluation and delivery while this node holds the alerting lease: one
+/// node evaluates and delivers for all, and another takes over when it stops.
+async fn alert_duty(
+    store: Arc<dyn Store>,
+    fleet: Arc<Fleet>,
+    alerting: Arc<Alerting>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::store::ALERTING;
+    let (node, ttl, every) = (fleet.node().clone(), fleet.lease_ttl_ms(), fleet.turn_every());
+    let mut running: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let (s, n) = (store.clone(), node.clone());
+        let held = match tokio::task::spawn_blocking(move || s.claim(ALERTING, &n, ttl)).await {
+            Ok(Ok(lease)) => Some(lease.is_some()),
+            Ok(Err(e)) => {
+                tracing::warn!("the alerting lease could not be renewed: {}", salesforce::error::error_chain(&e));
+                None
+            }
+            Err(_) => None,
+        };
+        match (held, running.is_some()) {
+            (Some(true), false) => {
+                tracing::info!("this node evaluates alerts and delivers notifications");
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                running = Some((tx, tokio::spawn(alerting.clone().run(rx))));
+            }
+            (Some(false), true) => {
+                tracing::warn!("another node took alerting over");
+                if let Some((tx, task)) = running.take() {
+                    let _ = tx.send(true);
+                    let _ = task.await;
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    if let Some((tx, task)) = running.take() {
+        let _ = tx.send(true);
+        let _ = task.await;
+        let _ = tokio::task::spawn_blocking(move || store.release(ALERTING, &node)).await;
     }
 }
 

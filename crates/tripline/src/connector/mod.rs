@@ -5,7 +5,7 @@
 
 pub mod authorize;
 mod error;
-mod fleet;
+pub mod fleet;
 pub(crate) mod health;
 pub(crate) mod ingest;
 pub mod lifecycle;
