@@ -88,7 +88,8 @@ impl Server {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let aggregator = tokio::spawn(aggregate(self.store.clone(), stopped.clone()));
         self.alerting.set_console_url(self.console.public_url.clone());
-        let alerting = tokio::spawn(alert_duty(self.store.clone(), self.fleet.clone(), self.alerting.clone(), stopped.clone()));
+        let alerting =
+            tokio::spawn(alert_duty(self.store.clone(), self.fleet.clone(), self.alerting.clone(), stopped.clone()));
         let coordinator = tokio::spawn(self.fleet.clone().coordinate(stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         let _ = stop.send(true);

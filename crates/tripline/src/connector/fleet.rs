@@ -250,8 +250,7 @@ impl Fleet {
         }
 
         // Free connections, up to this node's share.
-        let held_elsewhere =
-            |id: &str| leases.iter().any(|l| l.key == id && l.node != me.name && l.expires_at > now);
+        let held_elsewhere = |id: &str| leases.iter().any(|l| l.key == id && l.node != me.name && l.expires_at > now);
         for record in &wanted {
             let count = self.running.lock().await.len();
             if count >= share {

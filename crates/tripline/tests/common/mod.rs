@@ -81,6 +81,11 @@ impl Scenario {
     /// `SERVE_LOG` sets its log filter (default `error`), `SERVE_LOG_FILE` a file its
     /// logs are appended to (else they are dropped).
     pub fn serve_process(&self) -> std::process::Child {
+        self.serve_node(None)
+    }
+
+    /// `tripline serve` as a named node of this scenario's database.
+    pub fn serve_node(&self, name: Option<&str>) -> std::process::Child {
         let output = match std::env::var_os("SERVE_LOG_FILE") {
             Some(path) => std::process::Stdio::from(
                 std::fs::OpenOptions::new().create(true).append(true).open(path).expect("the serve log file"),
@@ -92,8 +97,11 @@ impl Scenario {
             let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, POSTGRES_KEY);
             command.env("TRIPLINE_SECRET_KEY", key);
         }
+        command.args(["serve", "--database", &self.database]);
+        if let Some(name) = name {
+            command.args(["--node-name", name]);
+        }
         command
-            .args(["serve", "--database", &self.database])
             .args([
                 "--salesforce-client-id",
                 &self.app.client_id,
