@@ -258,6 +258,17 @@ test('pause and resume from the detail panel take effect at once and are audited
   await page.goto(demo.url + '/admin/settings');
   assert.match(await page.inputValue('#ranges'), /10\.20\.0\.0\/16/, 'the demo\'s corporate ranges');
   await shot(page, 'settings');
+  // The node this demo runs on holds the connection and the alerting duty.
+  await page.goto(demo.url + '/admin/nodes');
+  const row = page.locator('#nodes tbody tr', { hasText: '(this node)' });
+  await row.locator('text=Live').waitFor();
+  await row.locator('text=Salesforce production').waitFor({ timeout: 15_000 });
+  await row.locator('text=Alert evaluation and notifications').waitFor({ timeout: 15_000 });
+  await shot(page, 'nodes');
+  const nodes = await (await fetch(demo.url + '/api/v1/nodes', { headers: { authorization: 'Bearer ' + token } })).json();
+  assert.equal(nodes.nodes.length, 1);
+  assert.equal(nodes.nodes[0].live, true);
+  assert.ok(nodes.nodes[0].leases.some((l) => l.key === 'duty:alerting'), JSON.stringify(nodes));
   await page.context().close();
 });
 

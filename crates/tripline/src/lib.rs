@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Tripline: turns a Salesforce org's real-time event streams into attributed
 //! report-download file events, and finds them again (Forensic Search).
 //!

@@ -637,7 +637,8 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         };
         tripline::emulated::authorize(&*store, &app, &org, &new).await?;
     }
-    let mut server = tripline::server::Server::start(store, &app, Default::default()).await?;
+    let membership = tripline::connector::fleet::Membership::new(None, Some(console_url.clone()));
+    let mut server = tripline::server::Server::start_as(store, &app, Default::default(), membership).await?;
     server.console.corporate_cidrs = corporate;
     server.console.suggested_my_domain = Some(org.base_url().to_owned());
     server.console.public_url = Some(console_url.clone());

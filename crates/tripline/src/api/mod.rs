@@ -69,6 +69,7 @@ pub(crate) fn router(
         .route("/api/v1/export", post(export::export))
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/connections/{id}/rescan", post(rescan))
+        .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/tokens", get(tokens))
         .route("/api/v1/tokens/{name}", delete(revoke_token))
         .route("/api/v1/audit", get(audit_log))
@@ -328,6 +329,12 @@ async fn connections(State(api): State<Api>, headers: HeaderMap) -> Result<Json<
     let store = api.store.clone();
     let list = blocking(move || store.connections()).await?;
     Ok(Json(json!(list)))
+}
+
+/// The nodes sharing the database, their last heartbeat and the leases they hold.
+async fn nodes(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authenticate(&api, &headers)?;
+    Ok(Json(json!({ "nodes": api.fleet.nodes().await? })))
 }
 
 /// Scans the org for the connection's monitored users now.

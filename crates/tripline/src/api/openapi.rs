@@ -145,6 +145,10 @@ pub(super) async fn document() -> Json<Value> {
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": rescan
             } },
+            "/api/v1/nodes": { "get": {
+                "summary": "The nodes sharing the database: name, console address, start, last heartbeat, live, and the leases each holds (connection ids with their fencing token, duties).",
+                "responses": answers("Nodes.")
+            } },
             "/api/v1/tokens": { "get": {
                 "summary": "The API tokens: name, created, last used, expiry, revocation (never the tokens).",
                 "responses": answers("Tokens.")

@@ -10,7 +10,20 @@ use salesforce::error::error_chain;
 
 use super::{ConnectionContext, Error, RunSettings, RunningConnection, SalesforceApp};
 use crate::connection::{ConnectionRecord, ConnectionStatus, StatusDetail};
-use crate::store::{Node, Store, StoreError};
+use crate::store::{Lease, Node, Store, StoreError};
+
+/// A node as the status page and the API show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeStatus {
+    #[serde(flatten)]
+    pub node: Node,
+    /// It beat within a lease's time.
+    pub live: bool,
+    /// The node answering this request.
+    pub this_node: bool,
+    /// The leases it holds now (connections by id, duties as `duty:...`).
+    pub leases: Vec<Lease>,
+}
 
 /// This node among the nodes of one database, and how it keeps its leases.
 #[derive(Debug, Clone)]
@@ -174,6 +187,25 @@ impl Fleet {
         }
         self.stop(id).await;
         self.start(&record).await
+    }
+
+    /// Every node of the database and what it holds, this one first.
+    pub async fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
+        let ttl = self.membership.ttl_ms();
+        let (nodes, leases) = self.blocking(|s, _| Ok((s.nodes()?, s.leases()?))).await?;
+        let now = now_ms();
+        let me = &self.membership.node.name;
+        let mut list: Vec<NodeStatus> = nodes
+            .into_iter()
+            .map(|node| NodeStatus {
+                live: node.heartbeat_at + ttl >= now,
+                this_node: &node.name == me,
+                leases: leases.iter().filter(|l| l.node == node.name && l.expires_at > now).cloned().collect(),
+                node,
+            })
+            .collect();
+        list.sort_by_key(|n| !n.this_node);
+        Ok(list)
     }
 
     /// The running connection's context (for rescans, stream health).

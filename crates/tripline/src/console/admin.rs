@@ -276,6 +276,58 @@ async fn tokens_page(
     Ok((status, page::shell(&frame, Nav::Tokens, "API tokens", body)).into_response())
 }
 
+/// The nodes sharing the database, and which runs what.
+pub(crate) async fn nodes(State(console): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
+    let frame = Frame::load(&console, &signed).await?;
+    let nodes = console.fleet.nodes().await?;
+    let connections = db(&console, |s| s.connections()).await?;
+    let work = |key: &str| -> String {
+        if key == crate::store::ALERTING {
+            return "Alert evaluation and notifications".into();
+        }
+        connections.iter().find(|c| c.id == key).map_or_else(|| key.to_owned(), |c| c.display_name.clone())
+    };
+    let body = html! {
+        div.page-head {
+            div {
+                div.crumbs { "Administration › " a href="/admin/settings" { "Settings" } }
+                h1 { "Nodes" }
+                p { "The Tripline servers sharing this database. Each data connection runs on one node at a time; when a node stops beating, the others take its work over." }
+            }
+        }
+        section.panel {
+            div.table-wrap {
+                table #nodes {
+                    thead { tr { th { "Node" } th { "State" } th { "Runs" } th { "Last heartbeat" } th { "Started" } th { "Console" } } }
+                    tbody {
+                        @for n in &nodes {
+                            tr {
+                                td { strong { (n.node.name) } @if n.this_node { " " span.muted { "(this node)" } } }
+                                td {
+                                    @if n.live { span.badge.status-monitoring { span.dot {} "Live" } }
+                                    @else { span.badge.status-error { span.dot {} "Not responding" } }
+                                }
+                                td {
+                                    @if n.leases.is_empty() { span.muted { "Nothing" } }
+                                    @else {
+                                        @for l in &n.leases {
+                                            div { (work(&l.key)) " " span.muted title="Fencing token: raised at each takeover" { "#" (l.token) } }
+                                        }
+                                    }
+                                }
+                                td { (page::time(n.node.heartbeat_at)) }
+                                td { (page::time(n.node.started_at)) }
+                                td { @if let Some(a) = &n.node.address { code { (a) } } @else { span.muted { "-" } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page::shell(&frame, Nav::Settings, "Nodes", body).into_response())
+}
+
 pub(crate) async fn tokens(State(console): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
     tokens_page(&console, &signed, None, StatusCode::OK).await
 }
@@ -449,8 +501,8 @@ async fn settings_page(
                     dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) }
                     dt { "OAuth callback URL" } dd { code { (console.fleet.app().redirect_uri) } }
                     dt { "Connected app" } dd { code { (console.fleet.app().client_id) } }
+                    dt { "Node" } dd { (console.fleet.node().name) " · " a href="/admin/nodes" { "All nodes" } }
                 }
-                p.hint { "Time zone, working hours and retention come with alerts and scale-out." }
             }
         }
     };

@@ -195,6 +195,7 @@ fn routes() -> Routes {
         .post("/admin/connections/{id}/reauthorize", ADMIN, wizard::reauthorize_start)
         .post("/admin/connections/{id}/{action}", ADMIN, connections::act)
         .get("/admin/audit", ADMIN, auth::audit_page)
+        .get("/admin/nodes", ADMIN, admin::nodes)
         .get("/admin/accounts", ADMIN, admin::accounts)
         .post("/admin/accounts", ADMIN, admin::create_account)
         .post("/admin/accounts/{id}/role", ADMIN, admin::account_role)
