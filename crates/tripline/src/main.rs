@@ -38,6 +38,21 @@ enum Command {
     Serve(ServeArgs),
     /// Run the emulated Salesforce org (OAuth, REST/SOQL, Metadata API, Pub/Sub gRPC).
     Sfsim(SfsimArgs),
+    /// Move an embedded installation (SQLite) to PostgreSQL: every table copied in
+    /// batches (run it again to resume an interrupted copy), then verified by row
+    /// counts and checksums. Stop `tripline serve` first. Tokens are sealed again with
+    /// TRIPLINE_SECRET_KEY.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The SQLite database to copy (its key file beside it opens its tokens).
+    #[arg(long)]
+    from: PathBuf,
+    /// The PostgreSQL database to copy into: new and empty, or an interrupted copy's.
+    #[arg(long)]
+    to: String,
 }
 
 #[derive(Args)]
@@ -404,6 +419,7 @@ fn main() -> std::process::ExitCode {
             Command::Alerts(args) => run_alerts(args).or_else(quiet_broken_pipe),
             Command::Serve(args) => runtime.block_on(run_serve(args)),
             Command::Sfsim(args) => runtime.block_on(run_sfsim(args)),
+            Command::Migrate(args) => run_migrate(args),
         });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -413,6 +429,58 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    use tripline::store::secrets::SecretBox;
+    let tripline::store::Database::Postgres(url) = args.to.parse::<tripline::store::Database>()? else {
+        anyhow::bail!("--to must be a postgres:// URL");
+    };
+    let source_key = SecretBox::of_sqlite(&args.from)?;
+    let target = tripline::store::postgres::PostgresStore::connect(&url, SecretBox::from_env()?)
+        .context("connecting to the PostgreSQL database")?;
+    let mut shown = (String::new(), std::time::Instant::now());
+    let outcome = target.import_sqlite(&args.from, &source_key, |p| {
+        // One line per table, redrawn at most ten times a second.
+        if p.table != shown.0 {
+            if !shown.0.is_empty() {
+                eprintln!();
+            }
+            shown = (p.table.clone(), std::time::Instant::now());
+        } else if shown.1.elapsed() < std::time::Duration::from_millis(100) && p.copied < p.total {
+            return true;
+        }
+        shown.1 = std::time::Instant::now();
+        let percent = (p.copied * 100).checked_div(p.total).unwrap_or(100).min(100);
+        let width = 30 * percent as usize / 100;
+        eprint!(
+            "\r  {:<20} [{}{}] {:>3}%  {} of {} rows",
+            p.table,
+            "#".repeat(width),
+            " ".repeat(30 - width),
+            percent,
+            p.copied,
+            p.total
+        );
+        let _ = std::io::stderr().flush();
+        true
+    });
+    if !shown.0.is_empty() {
+        eprintln!();
+    }
+    let report = outcome?.context("the copy stopped")?;
+    let rows: u64 = report.tables.iter().map(|(_, n)| n).sum();
+    println!(
+        "{} tables, {rows} rows copied{} and verified (row counts and checksums match).",
+        report.tables.len(),
+        if report.resumed { " (continuing an interrupted copy)" } else { "" }
+    );
+    println!(
+        "Start the nodes with --database {} and the same TRIPLINE_SECRET_KEY.",
+        tripline::store::Database::Postgres(url)
+    );
+    Ok(())
 }
 
 async fn run_sfsim(args: SfsimArgs) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod db;
+pub mod import;
 pub mod private;
 
 use sfwire::id::SfId;

@@ -66,6 +66,21 @@ impl SecretBox {
         SecretBox::from_key(&key)
     }
 
+    /// The key an SQLite database's tokens were sealed with: its key file when there
+    /// is one (whatever `TRIPLINE_SECRET_KEY` says now), else `TRIPLINE_SECRET_KEY`.
+    pub fn of_sqlite(database: &Path) -> Result<SecretBox> {
+        let file = key_file(database);
+        if file.is_file() {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| StoreError::Secrets(format!("secret key file {}: {e}", file.display())))?;
+            let key = STANDARD
+                .decode(text.trim())
+                .map_err(|_| StoreError::Secrets(format!("{} is not base64", file.display())))?;
+            return SecretBox::from_key(&key);
+        }
+        SecretBox::from_env()
+    }
+
     /// The key from `TRIPLINE_SECRET_KEY`, else from (or newly into) `key_file`.
     pub fn load(key_file: &Path) -> Result<SecretBox> {
         let decode = |text: &str, from: &str| {
