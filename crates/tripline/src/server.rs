@@ -87,6 +87,7 @@ impl Server {
         let app = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let aggregator = tokio::spawn(aggregate(self.store.clone(), stopped.clone()));
+        let retention = tokio::spawn(retain(self.store.clone(), stopped.clone()));
         self.alerting.set_console_url(self.console.public_url.clone());
         let alerting =
             tokio::spawn(alert_duty(self.store.clone(), self.fleet.clone(), self.alerting.clone(), stopped.clone()));
@@ -94,10 +95,47 @@ impl Server {
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         let _ = stop.send(true);
         let _ = aggregator.await;
+        let _ = retention.await;
         let _ = alerting.await;
         let _ = coordinator.await;
         self.fleet.stop_all().await;
         Ok(())
+    }
+}
+
+/// Removes downloads older than the retention an admin set: a minute after start, then
+/// hourly, in batches with pauses between them (ingest goes on meanwhile). Every node
+/// does; what one removed the others find gone.
+async fn retain(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut pause = std::time::Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+        pause = std::time::Duration::from_secs(3_600);
+        loop {
+            let store = store.clone();
+            let removed = tokio::task::spawn_blocking(move || -> Result<u64, crate::store::StoreError> {
+                let Some(days) = store.retention()? else { return Ok(0) };
+                let before = chrono::Utc::now().timestamp_millis() - i64::from(days) * 86_400_000;
+                store.remove_before(before)
+            })
+            .await;
+            match removed {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => tracing::info!("retention: {n} downloads older than the retention removed"),
+                Ok(Err(e)) => {
+                    tracing::warn!("retention could not be applied: {}", salesforce::error::error_chain(&e));
+                    break;
+                }
+                Err(_) => break,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 }
 

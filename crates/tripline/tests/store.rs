@@ -61,6 +61,7 @@ on_both!(
     console_accounts_sessions_tokens_and_the_audit_log,
     rules_alerts_and_the_outbox,
     a_node_that_lost_its_lease_cannot_write,
+    downloads_older_than_the_retention_are_removed_with_their_hours,
 );
 
 const TOPIC: &str = "/event/ReportEventStream";
@@ -707,4 +708,41 @@ fn a_node_that_lost_its_lease_cannot_write(f: &Fixture) {
     assert_eq!(names.len(), 2);
     let leases = a.leases().expect("leases");
     assert_eq!((leases[0].key.as_str(), leases[0].node.as_str(), leases[0].token), ("c", "a", 4));
+}
+
+fn downloads_older_than_the_retention_are_removed_with_their_hours(f: &Fixture) {
+    let store = &*f.store;
+    let day = 86_400_000;
+    let (january, march) = (10 * day, 70 * day); // 1970-01-11, 1970-03-12
+    let mut exports: Vec<ExportChunk> = (0..3).map(|i| event(i, january + i * 3_600_000, "ann", 10)).collect();
+    exports.extend((3..5).map(|i| event(i, march + i, "bob", 20)));
+    store.apply_reports("c", TOPIC, &ReportBatch { exports, ..Default::default() }, None).expect("stored");
+    while store.aggregate(100).expect("aggregate") > 0 {}
+    assert_eq!(store.retention().expect("retention"), None, "kept for ever until set");
+    store.set_retention(Some(30), "admin").expect("set");
+    assert_eq!(store.retention().expect("retention"), Some(30));
+    assert!(
+        store.audit_log(5).expect("audit").iter().any(|e| e.action == "settings.retention" && e.target == "30 days")
+    );
+    // Everything before 1970-02-15 goes: January whole, on either store.
+    let mut removed = 0;
+    loop {
+        let n = store.remove_before(45 * day).expect("removed");
+        if n == 0 {
+            break;
+        }
+        removed += n;
+    }
+    assert_eq!(removed, 3);
+    let left: Vec<String> =
+        store.search(&all_events(0, 100 * day)).expect("search").events.into_iter().map(|e| e.id).collect();
+    assert_eq!(left, ["fe-4", "fe-3"], "newest first");
+    let dashboard = store.dashboard(0, 100 * day, 10).expect("dashboard");
+    assert!(dashboard.hours.iter().all(|h| h.hour >= march - day), "January's hours are gone: {:?}", dashboard.hours);
+    assert_eq!(dashboard.hours.iter().map(|h| h.corporate + h.unmonitored).sum::<u64>(), 2);
+    // A late download of a removed month is stored again.
+    let late = ReportBatch { exports: vec![event(9, january, "ann", 1)], ..Default::default() };
+    assert_eq!(store.apply_reports("c", TOPIC, &late, None).expect("stored").new_file_events, 1);
+    store.set_retention(None, "admin").expect("for ever");
+    assert_eq!(store.retention().expect("retention"), None);
 }

@@ -177,8 +177,8 @@ CREATE TABLE saved_searches (
 CREATE UNIQUE INDEX saved_searches_name ON saved_searches (lower(name));
 
 CREATE TABLE file_events (
-    seq                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id                 TEXT NOT NULL UNIQUE,
+    seq                BIGINT GENERATED ALWAYS AS IDENTITY,
+    id                 TEXT NOT NULL,      -- unique: checked on insert, under the numbering lock
     connection_id      TEXT NOT NULL,
     observed_at        BIGINT NOT NULL,
     ingested_at        BIGINT NOT NULL,
@@ -211,11 +211,15 @@ CREATE TABLE file_events (
     risk_score         BIGINT NOT NULL,
     severity           TEXT NOT NULL,
     indicators         TEXT NOT NULL,        -- JSON array
-    raw                TEXT NOT NULL         -- JSON array of the Salesforce events
-);
+    raw                TEXT NOT NULL,        -- JSON array of the Salesforce events
+    PRIMARY KEY (seq, observed_at)
+) PARTITION BY RANGE (observed_at);
+-- One partition per calendar month (UTC), file_events_YYYY_MM, made as events for it
+-- arrive; retention drops whole months.
 CREATE INDEX file_events_time ON file_events (observed_at);
 CREATE INDEX file_events_user_time ON file_events (user_id, observed_at);
 CREATE INDEX file_events_connection_user ON file_events (connection_id, user_id);
+CREATE INDEX file_events_id ON file_events (id);
 
 CREATE TABLE user_sources (
     connection_id TEXT NOT NULL,

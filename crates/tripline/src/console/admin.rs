@@ -473,6 +473,7 @@ async fn settings_page(
         Some(t) => t,
         None => corporate_ranges(console).await?.join("\n"),
     };
+    let retention = db(console, |s| s.retention()).await?;
     let body = html! {
         div.page-head {
             div {
@@ -496,6 +497,20 @@ async fn settings_page(
                 }
             }
             section.panel {
+                h2 { "Retention" }
+                p { "Downloads older than this are removed, with their hours on the dashboard. Alerts stay. Leave empty to keep them for ever." }
+                form.stack method="post" action="/admin/settings/retention" {
+                    (frame.csrf_field())
+                    div {
+                        label for="retention" { "Keep downloads for (days)" }
+                        input #retention type="number" name="days" min="1" max="36500" step="1"
+                            value=[retention] placeholder="For ever";
+                        div.hint { "Applied within the hour. On PostgreSQL whole months are removed, once all of a month is older." }
+                    }
+                    button.primary type="submit" { "Save retention" }
+                }
+            }
+            section.panel {
                 h2 { "This server" }
                 dl.facts {
                     dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) }
@@ -511,6 +526,34 @@ async fn settings_page(
 
 pub(crate) async fn settings(State(console): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
     settings_page(&console, &signed, None, None, StatusCode::OK).await
+}
+
+pub(crate) async fn save_retention(
+    State(console): State<Console>,
+    signed: Signed,
+    body: bytes::Bytes,
+) -> Result<Response, ConsoleError> {
+    let form = FormData::parse(&body, &["days"])?;
+    let text = form.text("days");
+    let days = match text.trim() {
+        "" => None,
+        t => match t.parse::<u32>() {
+            Ok(d) if (1..=36_500).contains(&d) => Some(d),
+            _ => {
+                let notice = html! { div.errors role="alert" { "Nothing changed: the retention is a whole number of days from 1 to 36,500, or empty to keep downloads for ever." } };
+                return settings_page(&console, &signed, None, Some(notice), StatusCode::BAD_REQUEST).await;
+            }
+        },
+    };
+    let who = actor(&signed.0.account);
+    db(&console, move |s| s.set_retention(days, &who)).await?;
+    let notice = match days {
+        Some(d) => {
+            html! { div.notice.ok role="status" { "Downloads are kept for " (d) " days; older ones are removed within the hour." } }
+        }
+        None => html! { div.notice.ok role="status" { "Downloads are kept for ever." } },
+    };
+    settings_page(&console, &signed, None, Some(notice), StatusCode::OK).await
 }
 
 pub(crate) async fn save_settings(

@@ -205,6 +205,7 @@ fn routes() -> Routes {
         .post("/admin/tokens/revoke", ADMIN, admin::revoke_token)
         .get("/admin/settings", ADMIN, admin::settings)
         .post("/admin/settings", ADMIN, admin::save_settings)
+        .post("/admin/settings/retention", ADMIN, admin::save_retention)
         .get("/account", VIEWER, admin::my_account)
         .post("/account/password", VIEWER, admin::change_password)
 }

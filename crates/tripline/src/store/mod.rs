@@ -394,6 +394,15 @@ pub trait Store: AlertStore + Send + Sync {
     fn search_checkpoint(&self, name: &str) -> Result<i64>;
     fn set_search_checkpoint(&self, name: &str, last_seq: i64) -> Result<()>;
 
+    /// How many days stored downloads are kept (`None`: for ever).
+    fn retention(&self) -> Result<Option<u32>>;
+    /// Sets how long downloads are kept (audited); applied within the hour.
+    fn set_retention(&self, days: Option<u32>, actor: &str) -> Result<()>;
+    /// Removes stored downloads observed before `before_ms`, and the dashboard counts
+    /// of their hours: SQLite a batch per call, PostgreSQL whole months (a month goes
+    /// once all of it is older). How many downloads were removed (0: none left).
+    fn remove_before(&self, before_ms: i64) -> Result<u64>;
+
     /// Records that `node` is alive now (its row created at its first beat).
     fn heartbeat(&self, node: &Node) -> Result<()>;
     /// Every node that has beaten, most recent first.

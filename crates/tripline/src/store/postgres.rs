@@ -9,6 +9,7 @@
 mod alerts;
 mod db;
 pub mod import;
+mod partitions;
 pub mod private;
 
 use sfwire::id::SfId;
@@ -43,6 +44,10 @@ const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The advisory lock under which file events are numbered (see the module comment).
 const FILE_EVENT_LOCK: i64 = 0x7472_6970_6c01;
+/// How far apart the chunks of one export (and the replays of one chunk) are observed
+/// at most: a day, where minutes are seen.
+const CHUNK_SPREAD_MS: i64 = 86_400_000;
+
 /// The advisory lock under which the schema is migrated.
 const MIGRATION_LOCK: i64 = 0x7472_6970_6c02;
 
@@ -50,6 +55,7 @@ pub struct PostgresStore {
     pool: Pool,
     secrets: SecretBox,
     fences: Fences,
+    partitions: partitions::Partitions,
 }
 
 fn now_ms() -> i64 {
@@ -60,8 +66,16 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host/db`) and brings
     /// its schema up to date; `secrets` seals tokens (every node must share the key).
     pub fn connect(url: &str, secrets: SecretBox) -> Result<PostgresStore> {
-        let store = PostgresStore { pool: Pool::new(url)?, secrets, fences: Fences::default() };
+        let store =
+            PostgresStore { pool: Pool::new(url)?, secrets, fences: Fences::default(), partitions: Default::default() };
         store.migrate()?;
+        // This month's and the next month's partitions, made ahead of their events.
+        let now = now_ms();
+        let made = store.pool.write(|tx| {
+            tx.one("SELECT pg_advisory_xact_lock($1)", &[&FILE_EVENT_LOCK])?;
+            store.partitions.ensure(tx, [now, partitions::month_of(now).end])
+        })?;
+        store.partitions.known(made);
         Ok(store)
     }
 
@@ -470,8 +484,10 @@ impl Store for PostgresStore {
                     &[&connection, &(outcome.out_of_scope as i64)],
                 )?;
             }
+            let mut made = Vec::new();
             if !batch.exports.is_empty() {
                 tx.one("SELECT pg_advisory_xact_lock($1)", &[&FILE_EVENT_LOCK])?;
+                made = self.partitions.ensure(tx, batch.exports.iter().map(|c| c.file_event.observed_at))?;
             }
             let mut users = std::collections::HashSet::new();
             let mut sources = std::collections::HashSet::new();
@@ -479,9 +495,15 @@ impl Store for PostgresStore {
                 let e = &chunk.file_event;
                 // The file event's id derives from the export's ExecutionIdentifier, so the
                 // other chunks of an export (and replays of any chunk) find it by id.
-                let stored = tx.opt("SELECT seq, raw FROM file_events WHERE id = $1 FOR UPDATE", &[&e.id])?;
+                // The chunks of an export are observed within moments of each other:
+                // the lookup searches the months of a day either side, not all.
+                let stored = tx.opt(
+                    "SELECT seq, raw, observed_at FROM file_events WHERE id = $1 AND observed_at >= $2 AND observed_at < $3
+                     FOR UPDATE",
+                    &[&e.id, &(e.observed_at - CHUNK_SPREAD_MS), &(e.observed_at + CHUNK_SPREAD_MS)],
+                )?;
                 if let Some(row) = stored {
-                    let seq = row.int(0)?;
+                    let (seq, observed_at) = (row.int(0)?, row.int(2)?);
                     let mut all: Vec<Evidence> = row.json(1)?;
                     let seen = all.iter().any(|r| r.event_identifier().as_deref() == Some(&chunk.event_identifier));
                     if seen {
@@ -491,8 +513,9 @@ impl Store for PostgresStore {
                     // Another chunk of an export we have: count it, keep its evidence.
                     all.extend(e.raw.iter().cloned());
                     tx.exec(
-                        "UPDATE file_events SET chunk_count = chunk_count + 1, rows = GREATEST(rows, $2), raw = $3 WHERE seq = $1",
-                        &[&seq, &e.rows, &serde_json::to_string(&all)?],
+                        "UPDATE file_events SET chunk_count = chunk_count + 1, rows = GREATEST(rows, $2), raw = $3
+                         WHERE seq = $1 AND observed_at = $4",
+                        &[&seq, &e.rows, &serde_json::to_string(&all)?, &observed_at],
                     )?;
                     outcome.merged_chunks += 1;
                     continue;
@@ -566,7 +589,11 @@ impl Store for PostgresStore {
                 save_checkpoint(tx, connection, topic, checkpoint)?;
             }
             self.fence(tx, connection)?;
-            Ok(outcome)
+            Ok((outcome, made))
+        })
+        .map(|(outcome, made)| {
+            self.partitions.known(made);
+            outcome
         })
     }
 
@@ -1172,6 +1199,57 @@ impl Store for PostgresStore {
             )?;
             Ok(())
         })
+    }
+
+    fn retention(&self) -> Result<Option<u32>> {
+        let row = self.pool.read(|db| db.opt("SELECT value FROM settings WHERE name = 'retention_days'", &[]))?;
+        Ok(row.map(|r| r.json::<Option<u32>>(0)).transpose()?.flatten())
+    }
+
+    fn set_retention(&self, days: Option<u32>, actor: &str) -> Result<()> {
+        let value = serde_json::to_string(&days)?;
+        self.pool.write(|tx| {
+            tx.exec(
+                "INSERT INTO settings (name, value) VALUES ('retention_days', $1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &[&value],
+            )?;
+            let shown = days.map_or_else(|| "for ever".to_owned(), |d| format!("{d} days"));
+            audit(tx, actor, "settings.retention", &shown)
+        })
+    }
+
+    fn remove_before(&self, before_ms: i64) -> Result<u64> {
+        let gone: Vec<partitions::Month> = self
+            .pool
+            .read(|db| {
+                db.rows(
+                    "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = 'file_events'::regclass",
+                    &[],
+                )
+            })?
+            .iter()
+            .filter_map(|r| partitions::month_named(&r.get::<_, String>(0)))
+            .filter(|m| m.end <= before_ms)
+            .collect();
+        let Some(until) = gone.iter().map(|m| m.end).max() else { return Ok(0) };
+        let removed = self.pool.write(|tx| {
+            tx.one("SELECT pg_advisory_xact_lock($1)", &[&FILE_EVENT_LOCK])?;
+            let mut removed = 0;
+            for m in &gone {
+                removed += tx.one(&format!("SELECT COUNT(*) FROM {}", m.name), &[])?.int(0)?;
+                tx.batch(&format!("DROP TABLE IF EXISTS {}", m.name))?;
+            }
+            for table in ["agg_hourly", "agg_user_hourly", "agg_report_hourly", "agg_user_daily", "agg_report_daily"] {
+                tx.exec(&format!("DELETE FROM {table} WHERE hour < $1"), &[&until])?;
+            }
+            Ok(removed)
+        })?;
+        for m in &gone {
+            self.partitions.forget(m);
+        }
+        Ok(count(removed))
     }
 
     fn heartbeat(&self, node: &Node) -> Result<()> {

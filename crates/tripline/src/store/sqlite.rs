@@ -1276,6 +1276,52 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn retention(&self) -> Result<Option<u32>> {
+        let text: Option<String> = self
+            .reader()
+            .query_row("SELECT value FROM settings WHERE name = 'retention_days'", [], |r| r.get(0))
+            .optional()?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?.flatten())
+    }
+
+    fn set_retention(&self, days: Option<u32>, actor: &str) -> Result<()> {
+        let value = serde_json::to_string(&days)?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES ('retention_days', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [&value],
+        )?;
+        let shown = days.map_or_else(|| "for ever".to_owned(), |d| format!("{d} days"));
+        audit(&tx, actor, "settings.retention", &shown)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remove_before(&self, before_ms: i64) -> Result<u64> {
+        const BATCH: i64 = 10_000;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let removed = tx.execute(
+            "DELETE FROM file_events WHERE seq IN
+                 (SELECT seq FROM file_events WHERE observed_at < ?1 ORDER BY observed_at LIMIT ?2)",
+            params![before_ms, BATCH],
+        )?;
+        if (removed as i64) < BATCH {
+            let (hour, day) =
+                (before_ms.div_euclid(3_600_000) * 3_600_000, before_ms.div_euclid(86_400_000) * 86_400_000);
+            for table in ["agg_hourly", "agg_user_hourly", "agg_report_hourly"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE hour < ?1"), [hour])?;
+            }
+            for table in ["agg_user_daily", "agg_report_daily"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE hour < ?1"), [day])?;
+            }
+        }
+        tx.commit()?;
+        Ok(removed as u64)
+    }
+
     fn heartbeat(&self, node: &Node) -> Result<()> {
         self.db().execute(
             &format!(

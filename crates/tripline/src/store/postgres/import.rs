@@ -292,6 +292,8 @@ impl PostgresStore {
             let mut stmt = db.prepare_cached(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(after.iter()))?;
             let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+            // Each row's integer columns as read (for the file events' months).
+            let mut times: Vec<Vec<i64>> = Vec::new();
             let (mut n, mut key) = (0usize, Vec::new());
             while let Some(r) = rows.next()? {
                 key = (0..key_columns.len())
@@ -303,8 +305,10 @@ impl PostgresStore {
                         })
                     })
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut integers = Vec::with_capacity(table.columns.len());
                 for (i, column) in table.columns.iter().enumerate() {
                     let mut v: Value = r.get(key_columns.len() + i)?;
+                    integers.push(if let Value::Integer(x) = v { x } else { 0 });
                     if sealed[i]
                         && let Value::Text(t) = &v
                     {
@@ -312,6 +316,7 @@ impl PostgresStore {
                     }
                     values.push(to_target(v, &table.types[i], name, column)?);
                 }
+                times.push(integers);
                 n += 1;
             }
             if n == 0 {
@@ -338,7 +343,16 @@ impl PostgresStore {
                 .join(", ");
             let insert = format!("INSERT INTO \"{name}\" ({select_columns}) OVERRIDING SYSTEM VALUE VALUES {tuples}");
             let next_key = serde_json::to_string(&key).map_err(corrupt)?;
-            self.pool.write(|tx| {
+            let observed = table.columns.iter().position(|c| c == "observed_at").filter(|_| name == "file_events");
+            let made = self.pool.write(|tx| {
+                // File events go into the partitions of their months.
+                let made = match observed {
+                    Some(at) => {
+                        tx.one("SELECT pg_advisory_xact_lock($1)", &[&super::FILE_EVENT_LOCK])?;
+                        self.partitions.ensure(tx, times.iter().map(|row| row[at]))?
+                    }
+                    None => Vec::new(),
+                };
                 if first {
                     // Rows the new schema put in (the singletons' first positions).
                     tx.batch(&format!("DELETE FROM \"{name}\""))?;
@@ -350,8 +364,9 @@ impl PostgresStore {
                      ON CONFLICT (source_table) DO UPDATE SET last_key = excluded.last_key, copied = excluded.copied",
                     &[name, &next_key, &((copied + n as u64) as i64)],
                 )?;
-                Ok(())
+                Ok(made)
             })?;
+            self.partitions.known(made);
             (first, copied, last) = (false, copied + n as u64, Some(next_key));
             if !progress(&Progress { table: name.clone(), copied, total }) {
                 return Ok(false);
