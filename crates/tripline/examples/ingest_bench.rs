@@ -6,7 +6,11 @@
 //! `--python PATH` names its interpreter. Prints each run, then min / median / max
 //! and the ratio.
 //!
-//! `ingest_bench [--events N] [--runs R] [--python PATH]`
+//! With `--store postgres` Tripline stores into PostgreSQL instead: a private server
+//! (the machine's PostgreSQL binaries, durable settings: fsync and full page writes
+//! on) started by the benchmark, a new database each run.
+//!
+//! `ingest_bench [--events N] [--runs R] [--python PATH] [--store sqlite|postgres]`
 
 mod support;
 
@@ -27,7 +31,7 @@ struct Run {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (mut events, mut runs, mut python) = (1_000_000_usize, 1_usize, None::<String>);
+    let (mut events, mut runs, mut python, mut postgres) = (1_000_000_usize, 1_usize, None::<String>, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a value"));
@@ -35,9 +39,19 @@ async fn main() -> anyhow::Result<()> {
             "--events" => events = value()?.parse()?,
             "--runs" => runs = value()?.parse()?,
             "--python" => python = Some(value()?),
-            other => anyhow::bail!("unknown argument {other:?} (ingest_bench [--events N] [--runs R] [--python PATH])"),
+            "--store" => {
+                postgres = match value()?.as_str() {
+                    "sqlite" => false,
+                    "postgres" => true,
+                    other => anyhow::bail!("--store is sqlite or postgres, not {other:?}"),
+                }
+            }
+            other => anyhow::bail!(
+                "unknown argument {other:?} (ingest_bench [--events N] [--runs R] [--python PATH] [--store sqlite|postgres])"
+            ),
         }
     }
+    let server = if postgres { Some(tripline::store::postgres::private::PrivateServer::start(true)?) } else { None };
     let backlog = support::backlog(events).await?;
     let (org, app, published, last) = (&backlog.org, &backlog.app, backlog.published, &backlog.last);
     println!("{published} retained events, {runs} run(s) each, alternating");
@@ -49,12 +63,23 @@ async fn main() -> anyhow::Result<()> {
     let (mut ours, mut peers) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?);
+        let store: Arc<dyn Store> = match &server {
+            Some(server) => Arc::new(tripline::store::postgres::PostgresStore::connect(
+                &server.database()?,
+                tripline::store::secrets::SecretBox::from_key(&[1; 32])?,
+            )?),
+            None => Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?),
+        };
         let record = support::connect(&*store, app, org, "bench").await?;
-        let r = tripline_run(&dir.path().join("bench.db"), &store, &record, &backlog, baseline).await?;
+        let r = tripline_run(&store, &record, &backlog, baseline).await?;
         println!(
-            "run {run} tripline: {:.0} events/s, {:.1} CPU s per 1M (sfsim included), connector memory {:.0} MB ({})",
-            r.events_per_s, r.cpu_s_per_million, r.memory_mb, r.stored
+            "run {run} tripline ({}): {:.0} events/s, {:.1} CPU s per 1M (sfsim{} included), connector memory {:.0} MB ({})",
+            if postgres { "PostgreSQL" } else { "SQLite" },
+            r.events_per_s,
+            r.cpu_s_per_million,
+            if postgres { ", not the PostgreSQL server," } else { "" },
+            r.memory_mb,
+            r.stored
         );
         ours.push(r);
         drop(store);
@@ -83,7 +108,6 @@ async fn main() -> anyhow::Result<()> {
 
 /// The connector from EARLIEST until the report checkpoint reaches the backlog's last event.
 async fn tripline_run(
-    db: &std::path::Path,
     store: &Arc<dyn Store>,
     record: &tripline::connection::ConnectionRecord,
     backlog: &support::Backlog,
@@ -105,11 +129,18 @@ async fn tripline_run(
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = support::cpu_seconds() - cpu_before;
     running.stop().await;
-    let (files, chunks): (i64, i64) =
-        rusqlite::Connection::open(db)?
-            .query_row("SELECT count(*), sum(chunk_count) FROM file_events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let all = tripline::search::SearchQuery {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        filter: tripline::search::Filter::All(vec![]),
+        sort: tripline::search::Sort::default(),
+        page_size: 1,
+        after: None,
+        after_seq: None,
+    };
+    let files = store.count(&all, u64::MAX)?;
     Ok(Run {
-        stored: format!("{files} file events of {chunks} export events stored"),
+        stored: format!("{files} file events stored"),
         events_per_s: published as f64 / elapsed,
         cpu_s_per_million: cpu / published as f64 * 1e6,
         memory_mb: anon_peak - baseline_mb,

@@ -123,10 +123,20 @@ fn exports_are_stored_once_and_their_chunks_merge_with_the_checkpoint(f: &Fixtur
     let backfill = ReportBatch { exports: vec![event(3, 1_002, "bob", 1)], ..ReportBatch::default() };
     store.apply_reports("c", TOPIC, &backfill, None).expect("apply");
     assert_eq!(store.checkpoint("c", TOPIC).expect("checkpoint"), Some(Checkpoint::At(b"r3".to_vec())));
+    // Chunks of a new export and a replay within one delivery: one file event.
+    let (a, mut b) = (event(10, 2_000, "ann", 3), event(11, 2_001, "ann", 8));
+    b.file_event.id = a.file_event.id.clone();
+    let together = ReportBatch { exports: vec![event(12, 2_002, "bob", 1), a.clone(), b, a], ..ReportBatch::default() };
+    let outcome = store.apply_reports("c", TOPIC, &together, Some(b"r4")).expect("apply");
+    assert_eq!((outcome.new_file_events, outcome.merged_chunks, outcome.duplicates), (2, 1, 1));
+    assert_eq!(outcome.new_seqs.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1], "by their first chunk");
+    assert!(outcome.new_seqs[0].1 < outcome.new_seqs[1].1, "numbered in delivery order");
+    let merged = store.file_event("fe-10").expect("read").expect("stored");
+    assert_eq!((merged.chunk_count, merged.rows, merged.raw.len()), (2, 8, 2));
     // Stored order is `seq` order.
     let seqs: Vec<i64> = store.events_after(0, 10).expect("events").iter().map(|e| e.seq).collect();
-    assert_eq!(seqs.len(), 2);
-    assert!(seqs[0] < seqs[1]);
+    assert_eq!(seqs.len(), 4);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
 }
 
 fn logins_make_sessions_once_and_checkpoints_say_where_a_stream_stands(f: &Fixture) {

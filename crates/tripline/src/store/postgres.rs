@@ -11,6 +11,7 @@ mod db;
 pub mod import;
 mod partitions;
 pub mod private;
+mod reports;
 
 use sfwire::id::SfId;
 use tokio_postgres::GenericClient;
@@ -29,7 +30,7 @@ use crate::access::{Account, ApiToken, AuditEntry, ConsoleSession, Role};
 use crate::connection::{
     ConnectionRecord, ConnectionStatus, Gap, QuarantinedEvent, ScopeMode, StatusChange, StatusDetail,
 };
-use crate::events::{Evidence, FileEvent};
+use crate::events::FileEvent;
 use crate::people::{LoginRecord, SalesforceUser, Session};
 use crate::search::{SearchPage, SearchQuery};
 
@@ -464,137 +465,38 @@ impl Store for PostgresStore {
         batch: &ReportBatch,
         checkpoint: Option<&[u8]>,
     ) -> Result<ReportOutcome> {
-        let insert = format!(
-            "INSERT INTO file_events ({}) VALUES ({}) RETURNING seq",
-            &EVENT_COLUMNS[5..],
-            (1..=34).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-        );
-        self.pool.write(|tx| {
-            let mut outcome = ReportOutcome::default();
-            keep_aside(tx, connection, &batch.quarantined)?;
-            for id in &batch.out_of_scope {
-                if first_sighting(tx, connection, id)? {
-                    outcome.out_of_scope += 1;
-                }
-            }
-            if outcome.out_of_scope > 0 {
-                tx.exec(
-                    "INSERT INTO counters (connection_id, name, value) VALUES ($1, 'out_of_scope_exports', $2)
-                     ON CONFLICT (connection_id, name) DO UPDATE SET value = counters.value + excluded.value",
-                    &[&connection, &(outcome.out_of_scope as i64)],
-                )?;
-            }
-            let mut made = Vec::new();
-            if !batch.exports.is_empty() {
-                tx.one("SELECT pg_advisory_xact_lock($1)", &[&FILE_EVENT_LOCK])?;
-                made = self.partitions.ensure(tx, batch.exports.iter().map(|c| c.file_event.observed_at))?;
-            }
-            let mut users = std::collections::HashSet::new();
-            let mut sources = std::collections::HashSet::new();
-            for (index, chunk) in batch.exports.iter().enumerate() {
-                let e = &chunk.file_event;
-                // The file event's id derives from the export's ExecutionIdentifier, so the
-                // other chunks of an export (and replays of any chunk) find it by id.
-                // The chunks of an export are observed within moments of each other:
-                // the lookup searches the months of a day either side, not all.
-                let stored = tx.opt(
-                    "SELECT seq, raw, observed_at FROM file_events WHERE id = $1 AND observed_at >= $2 AND observed_at < $3
-                     FOR UPDATE",
-                    &[&e.id, &(e.observed_at - CHUNK_SPREAD_MS), &(e.observed_at + CHUNK_SPREAD_MS)],
-                )?;
-                if let Some(row) = stored {
-                    let (seq, observed_at) = (row.int(0)?, row.int(2)?);
-                    let mut all: Vec<Evidence> = row.json(1)?;
-                    let seen = all.iter().any(|r| r.event_identifier().as_deref() == Some(&chunk.event_identifier));
-                    if seen {
-                        outcome.duplicates += 1;
-                        continue;
+        self.pool
+            .write(|tx| {
+                let mut outcome = ReportOutcome::default();
+                keep_aside(tx, connection, &batch.quarantined)?;
+                for id in &batch.out_of_scope {
+                    if first_sighting(tx, connection, id)? {
+                        outcome.out_of_scope += 1;
                     }
-                    // Another chunk of an export we have: count it, keep its evidence.
-                    all.extend(e.raw.iter().cloned());
-                    tx.exec(
-                        "UPDATE file_events SET chunk_count = chunk_count + 1, rows = GREATEST(rows, $2), raw = $3
-                         WHERE seq = $1 AND observed_at = $4",
-                        &[&seq, &e.rows, &serde_json::to_string(&all)?, &observed_at],
-                    )?;
-                    outcome.merged_chunks += 1;
-                    continue;
                 }
-                let indicators = serde_json::to_string(&e.indicators)?;
-                let raw = serde_json::to_string(&e.raw)?;
-                let seq: i64 = tx
-                    .one(
-                        &insert,
-                        &[
-                            &e.id,
-                            &e.connection_id,
-                            &e.observed_at,
-                            &e.ingested_at,
-                            &e.attribution.as_str(),
-                            &e.user_id.as_str(),
-                            &e.username,
-                            &e.email,
-                            &e.user_name,
-                            &e.report_id,
-                            &e.report_name,
-                            &e.report_description,
-                            &e.report_type.map(|t| t.as_str()),
-                            &e.report_format,
-                            &e.export_format,
-                            &e.operation,
-                            &e.rows,
-                            &e.columns,
-                            &e.column_count,
-                            &e.queried_entities,
-                            &e.execution_id,
-                            &e.chunk_count,
-                            &e.file_name,
-                            &e.source_ip,
-                            &e.browser,
-                            &e.platform,
-                            &e.city,
-                            &e.country,
-                            &e.session_key,
-                            &e.destination.as_str(),
-                            &e.risk_score,
-                            &e.severity.as_str(),
-                            &indicators,
-                            &raw,
-                        ],
-                    )?
-                    .int(0)?;
-                outcome.new_file_events += 1;
-                outcome.new_seqs.push((index, seq));
-                if let Some(ip) = e.source_ip.as_deref()
-                    && sources.insert((e.user_id.as_str(), ip))
-                {
+                if outcome.out_of_scope > 0 {
                     tx.exec(
-                        "INSERT INTO user_sources (connection_id, user_id, source_ip) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                        &[&e.connection_id, &e.user_id.as_str(), &ip],
+                        "INSERT INTO counters (connection_id, name, value) VALUES ($1, 'out_of_scope_exports', $2)
+                     ON CONFLICT (connection_id, name) DO UPDATE SET value = counters.value + excluded.value",
+                        &[&connection, &(outcome.out_of_scope as i64)],
                     )?;
                 }
-                if !users.insert(e.user_id.as_str()) {
-                    continue; // known from this batch already
+                let mut made = Vec::new();
+                if !batch.exports.is_empty() {
+                    tx.one("SELECT pg_advisory_xact_lock($1)", &[&FILE_EVENT_LOCK])?;
+                    made = self.partitions.ensure(tx, batch.exports.iter().map(|c| c.file_event.observed_at))?;
+                    reports::store_exports(tx, &batch.exports, &mut outcome)?;
                 }
-                tx.exec(
-                    "INSERT INTO known_users (user_id, username, email, name) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, email = excluded.email, name = excluded.name
-                     WHERE known_users.username IS DISTINCT FROM excluded.username
-                        OR known_users.email IS DISTINCT FROM excluded.email
-                        OR known_users.name IS DISTINCT FROM excluded.name",
-                    &[&e.user_id.as_str(), &e.username, &e.email, &e.user_name],
-                )?;
-            }
-            if let Some(checkpoint) = checkpoint {
-                save_checkpoint(tx, connection, topic, checkpoint)?;
-            }
-            self.fence(tx, connection)?;
-            Ok((outcome, made))
-        })
-        .map(|(outcome, made)| {
-            self.partitions.known(made);
-            outcome
-        })
+                if let Some(checkpoint) = checkpoint {
+                    save_checkpoint(tx, connection, topic, checkpoint)?;
+                }
+                self.fence(tx, connection)?;
+                Ok((outcome, made))
+            })
+            .map(|(outcome, made)| {
+                self.partitions.known(made);
+                outcome
+            })
     }
 
     fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>> {
