@@ -218,7 +218,6 @@ CREATE TABLE file_events (
 -- arrive; retention drops whole months.
 CREATE INDEX file_events_time ON file_events (observed_at);
 CREATE INDEX file_events_user_time ON file_events (user_id, observed_at);
-CREATE INDEX file_events_connection_user ON file_events (connection_id, user_id);
 CREATE INDEX file_events_id ON file_events (id);
 
 CREATE TABLE user_sources (

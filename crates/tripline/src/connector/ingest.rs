@@ -351,7 +351,19 @@ impl ConnectionContext {
         }
         let mut batch = ReportBatch::default();
         let policy = self.risk.current();
-        let mut sessions: HashMap<String, Option<Session>> = HashMap::new();
+        // The login sessions the exports name, looked up together (one query, not one
+        // per export: a round trip each on PostgreSQL).
+        let keys: Vec<String> = events
+            .iter()
+            .filter_map(|e| e.as_ref().ok())
+            .filter(|e| e.Operation.as_deref().is_some_and(is_export_operation))
+            .filter_map(|e| given(e.SessionKey.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = self.store.sessions(&self.connection_id, &keys)?;
+        let mut sessions: HashMap<String, Option<Session>> =
+            keys.into_iter().map(|k| (k.clone(), found.get(&k).cloned())).collect();
         for event in events {
             let event = match event {
                 Ok(event) => event,

@@ -303,6 +303,16 @@ pub trait Store: AlertStore + Send + Sync {
     ) -> Result<ReportOutcome>;
 
     fn session(&self, connection: &str, session_key: &str) -> Result<Option<Session>>;
+    /// The stored sessions among `keys`, by key.
+    fn sessions(&self, connection: &str, keys: &[String]) -> Result<std::collections::HashMap<String, Session>> {
+        let mut found = std::collections::HashMap::new();
+        for key in keys {
+            if let Some(s) = self.session(connection, key)? {
+                found.insert(key.clone(), s);
+            }
+        }
+        Ok(found)
+    }
     /// Has this user any stored export (for the "first export" indicator)?
     fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool>;
     /// Has this user a stored export from this source IP (for "new source IP")?

@@ -45,10 +45,6 @@ const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The advisory lock under which file events are numbered (see the module comment).
 const FILE_EVENT_LOCK: i64 = 0x7472_6970_6c01;
-/// How far apart the chunks of one export (and the replays of one chunk) are observed
-/// at most: a day, where minutes are seen.
-const CHUNK_SPREAD_MS: i64 = 86_400_000;
-
 /// The advisory lock under which the schema is migrated.
 const MIGRATION_LOCK: i64 = 0x7472_6970_6c02;
 
@@ -507,6 +503,19 @@ impl Store for PostgresStore {
             )
         })?;
         row.as_ref().map(rows::session).transpose()
+    }
+
+    fn sessions(&self, connection: &str, keys: &[String]) -> Result<std::collections::HashMap<String, Session>> {
+        if keys.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows = self.pool.read(|db| {
+            db.rows(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE connection_id = $1 AND session_key = ANY($2)"),
+                &[&connection, &keys],
+            )
+        })?;
+        rows.iter().map(|r| rows::session(r).map(|s| (s.session_key.clone(), s))).collect()
     }
 
     fn user_has_file_events(&self, connection: &str, user_id: &SfId) -> Result<bool> {

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{CHUNK_SPREAD_MS, Tx};
+use super::Tx;
 use crate::events::{Evidence, FileEvent};
 use crate::store::rows::{Cells, EVENT_COLUMNS};
 use crate::store::{ExportChunk, ReportOutcome, Result};
@@ -34,13 +34,13 @@ pub(super) fn store_exports(tx: &mut Tx<'_, '_>, exports: &[ExportChunk], outcom
         return Ok(());
     }
     let ids: Vec<&str> = exports.iter().map(|c| c.file_event.id.as_str()).collect();
-    let from = exports.iter().map(|c| c.file_event.observed_at).min().unwrap_or_default() - CHUNK_SPREAD_MS;
-    let to = exports.iter().map(|c| c.file_event.observed_at).max().unwrap_or_default() + CHUNK_SPREAD_MS;
     let mut stored: HashMap<String, (i64, i64, i64, i64, Vec<Evidence>)> = HashMap::new();
+    // By id alone, each month's id index probed: bounding the months by time made the
+    // planner walk the time index over every recent event instead (measured: catch-up
+    // held at 5,200 events/s by this one statement).
     for row in tx.rows(
-        "SELECT id, seq, observed_at, chunk_count, rows, raw FROM file_events
-         WHERE id = ANY($1) AND observed_at >= $2 AND observed_at < $3 FOR UPDATE",
-        &[&ids, &from, &to],
+        "SELECT id, seq, observed_at, chunk_count, rows, raw FROM file_events WHERE id = ANY($1) FOR UPDATE",
+        &[&ids],
     )? {
         stored.insert(row.text(0)?, (row.int(1)?, row.int(2)?, row.int(3)?, row.int(4)?, row.json(5)?));
     }
