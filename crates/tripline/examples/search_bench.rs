@@ -3,6 +3,9 @@
 //!   search_bench load DB N   — N synthetic file events over 90 days (2,000 people)
 //!   search_bench query DB    — p50/p99 of typical searches through `Store::search`
 //!   search_bench export DB N — the newest N events as CSV, paged as the CLI does
+//!   search_bench postgres DB — the same database moved into PostgreSQL (a private,
+//!                              durable server) by `tripline migrate`'s copy, timed,
+//!                              then the same searches and export there
 
 mod support;
 
@@ -120,7 +123,10 @@ fn load(path: &str, n: u64) -> anyhow::Result<()> {
 }
 
 fn query(path: &str) -> anyhow::Result<()> {
-    let store = SqliteStore::open(path.as_ref())?;
+    searches(&SqliteStore::open(path.as_ref())?)
+}
+
+fn searches(store: &dyn Store) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut rng = Lcg(7);
     type Make = fn(&mut Lcg, i64) -> SearchQuery;
@@ -177,7 +183,26 @@ fn base_query() -> SearchQuery {
 }
 
 fn export(path: &str, n: usize) -> anyhow::Result<()> {
-    let store = SqliteStore::open(path.as_ref())?;
+    export_from(&SqliteStore::open(path.as_ref())?, n)
+}
+
+/// The SQLite database moved to PostgreSQL, then searched and exported there.
+fn postgres(path: &str) -> anyhow::Result<()> {
+    use tripline::store::postgres::PostgresStore;
+    use tripline::store::secrets::SecretBox;
+    let server = tripline::store::postgres::private::PrivateServer::start(true)?;
+    let store = PostgresStore::connect(&server.database()?, SecretBox::from_key(&[1; 32])?)?;
+    let started = Instant::now();
+    let report = store
+        .import_sqlite(path.as_ref(), &SecretBox::from_key(&[1; 32])?, |_| true)?
+        .ok_or_else(|| anyhow::anyhow!("the copy stopped"))?;
+    let rows: u64 = report.tables.iter().map(|(_, n)| n).sum();
+    println!("migrate: {rows} rows into PostgreSQL, copied and verified in {:.1} s", started.elapsed().as_secs_f64());
+    searches(&store)?;
+    export_from(&store, 1_000_000)
+}
+
+fn export_from(store: &dyn Store, n: usize) -> anyhow::Result<()> {
     let out = std::io::BufWriter::new(std::fs::File::create("/dev/null")?);
     let mut writer = Writer::new(out, Format::Csv, None);
     writer.header()?;
@@ -209,11 +234,12 @@ fn export(path: &str, n: usize) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: search_bench load DB N | query DB | export DB N";
+    let usage = "usage: search_bench load DB N | query DB | export DB N | postgres DB";
     match (args.get(1).map(String::as_str), args.get(2)) {
         (Some("load"), Some(db)) => load(db, args.get(3).and_then(|n| n.parse().ok()).unwrap_or(10_000_000)),
         (Some("query"), Some(db)) => query(db),
         (Some("export"), Some(db)) => export(db, args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1_000_000)),
+        (Some("postgres"), Some(db)) => postgres(db),
         _ => anyhow::bail!(usage),
     }
 }

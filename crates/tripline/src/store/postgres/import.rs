@@ -16,8 +16,9 @@ use super::db::Arg;
 use crate::store::secrets::SecretBox;
 use crate::store::{Result, StoreError};
 
-/// Node state, not data: each installation's nodes claim their own.
-const NOT_COPIED: &[&str] = &["sqlite_sequence", "leases", "nodes"];
+/// Node state, not data: each installation's nodes claim their own. (SQLite's own
+/// tables, `sqlite_*`, are not copied either.)
+const NOT_COPIED: &[&str] = &["leases", "nodes"];
 /// Copied first: other tables refer to them.
 const FIRST: &[&str] = &["connections", "accounts"];
 /// Sealed with the installation's key: opened and sealed again.
@@ -65,7 +66,7 @@ fn source_tables(db: &rusqlite::Connection) -> Result<Vec<(String, bool)>> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?
         .into_iter()
-        .filter(|(n, _)| !NOT_COPIED.contains(&n.as_str()))
+        .filter(|(n, _)| !NOT_COPIED.contains(&n.as_str()) && !n.starts_with("sqlite_"))
         .collect();
     tables.sort_by_key(|(n, _)| (FIRST.iter().position(|f| f == n).unwrap_or(FIRST.len()), n.clone()));
     Ok(tables)
@@ -196,7 +197,8 @@ impl PostgresStore {
             let table = self.describe(&db, name, rowid)?;
             self.verify(&db, &table, *rows, source_key)?;
         }
-        self.pool.write(|tx| tx.batch("DROP TABLE import_progress"))?;
+        // Statistics for the planner, as a bulk load leaves it none.
+        self.pool.write(|tx| tx.batch("DROP TABLE import_progress; ANALYZE"))?;
         Ok(Some(report))
     }
 
