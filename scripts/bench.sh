@@ -17,6 +17,9 @@ echo "== sfsim: preload 1,000,000 retained events, drain with one Subscribe clie
 echo "== catch-up: 1,000,000 retained events from EARLIEST into SQLite, Tripline and the Python peer (bench/peer.py) alternating"
 ./target/release/examples/ingest_bench --events "${INGEST_BENCH_EVENTS:-1000000}" --runs "${INGEST_BENCH_RUNS:-3}" \
   --python target/bench-pyenv/bin/python
+echo "== catch-up into PostgreSQL (a private durable server from the machine's PostgreSQL binaries): one connection, then two at once"
+./target/release/examples/ingest_bench --events "${INGEST_BENCH_EVENTS:-1000000}" --runs "${INGEST_BENCH_RUNS:-3}" --store postgres
+./target/release/examples/ingest_bench --events "${INGEST_BENCH_EVENTS:-1000000}" --runs 1 --store postgres --connections 2
 echo "== live: one export among ~1,000 events/s of background, publish to searchable"
 ./target/release/examples/live_bench
 echo "== alerts: one export among ~1,000 events/s of background, publish to the webhook receiver holding its alert"
@@ -28,6 +31,8 @@ db="$(mktemp -d)/search-bench.db"
 ./target/release/examples/search_bench load "$db" "${SEARCH_BENCH_EVENTS:-10000000}"
 ./target/release/examples/search_bench query "$db"
 ./target/release/examples/search_bench export "$db" 1000000
+echo "== search on PostgreSQL: the same 10,000,000 events moved by tripline migrate's copy (timed), the same searches and export"
+./target/release/examples/search_bench postgres "$db"
 echo "== alerts: back-tests over the same 10,000,000 events"
 ./target/release/examples/alert_bench backtest "$db"
 echo "== console: every page's server time on the same 10,000,000 events (the dashboard's counts built first)"

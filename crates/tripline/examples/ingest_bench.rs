@@ -10,7 +10,10 @@
 //! (the machine's PostgreSQL binaries, durable settings: fsync and full page writes
 //! on) started by the benchmark, a new database each run.
 //!
-//! `ingest_bench [--events N] [--runs R] [--python PATH] [--store sqlite|postgres]`
+//! `--connections C` runs C connections of the org at once (each drains the whole
+//! backlog into the one database): the aggregate rate is C × events / time.
+//!
+//! `ingest_bench [--events N] [--runs R] [--python PATH] [--store sqlite|postgres] [--connections C]`
 
 mod support;
 
@@ -32,6 +35,7 @@ struct Run {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (mut events, mut runs, mut python, mut postgres) = (1_000_000_usize, 1_usize, None::<String>, false);
+    let mut connections = 1_usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a value"));
@@ -39,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
             "--events" => events = value()?.parse()?,
             "--runs" => runs = value()?.parse()?,
             "--python" => python = Some(value()?),
+            "--connections" => connections = value()?.parse::<usize>()?.max(1),
             "--store" => {
                 postgres = match value()?.as_str() {
                     "sqlite" => false,
@@ -47,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             other => anyhow::bail!(
-                "unknown argument {other:?} (ingest_bench [--events N] [--runs R] [--python PATH] [--store sqlite|postgres])"
+                "unknown argument {other:?} (ingest_bench [--events N] [--runs R] [--python PATH] [--store sqlite|postgres] [--connections C])"
             ),
         }
     }
@@ -70,10 +75,14 @@ async fn main() -> anyhow::Result<()> {
             )?),
             None => Arc::new(SqliteStore::create(&dir.path().join("bench.db"))?),
         };
-        let record = support::connect(&*store, app, org, "bench").await?;
-        let r = tripline_run(&store, &record, &backlog, baseline).await?;
+        let mut records = Vec::new();
+        for c in 0..connections {
+            records.push(support::connect(&*store, app, org, &format!("bench {c}")).await?);
+        }
+        let record = records[0].clone();
+        let r = tripline_run(&store, &records, &backlog, baseline).await?;
         println!(
-            "run {run} tripline ({}): {:.0} events/s, {:.1} CPU s per 1M (sfsim{} included), connector memory {:.0} MB ({})",
+            "run {run} tripline ({}, {connections} connection(s)): {:.0} events/s, {:.1} CPU s per 1M (sfsim{} included), connector memory {:.0} MB ({})",
             if postgres { "PostgreSQL" } else { "SQLite" },
             r.events_per_s,
             r.cpu_s_per_million,
@@ -106,29 +115,39 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The connector from EARLIEST until the report checkpoint reaches the backlog's last event.
+/// The connectors from EARLIEST until each report checkpoint reaches the backlog's
+/// last event.
 async fn tripline_run(
     store: &Arc<dyn Store>,
-    record: &tripline::connection::ConnectionRecord,
+    records: &[tripline::connection::ConnectionRecord],
     backlog: &support::Backlog,
     baseline_mb: f64,
 ) -> anyhow::Result<Run> {
-    let published = backlog.published;
+    let published = backlog.published * records.len();
     let settings = RunSettings { monitor_from_ms: Some(0), ..Default::default() };
     let cpu_before = support::cpu_seconds();
     let started = Instant::now();
-    let running = tripline::connector::start(store.clone(), record, &backlog.app, settings).await?;
+    let mut running = Vec::new();
+    for record in records {
+        running.push(tripline::connector::start(store.clone(), record, &backlog.app, settings.clone()).await?);
+    }
     let mut anon_peak = baseline_mb;
     loop {
         anon_peak = anon_peak.max(support::anon_rss_mb());
-        if backlog.caught_up(&**store, &record.id)? {
+        let mut all = true;
+        for record in records {
+            all &= backlog.caught_up(&**store, &record.id)?;
+        }
+        if all {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = support::cpu_seconds() - cpu_before;
-    running.stop().await;
+    for r in running {
+        r.stop().await;
+    }
     let all = tripline::search::SearchQuery {
         from_ms: 0,
         to_ms: i64::MAX,

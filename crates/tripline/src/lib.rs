@@ -23,5 +23,6 @@ pub mod risk;
 pub mod search;
 pub mod server;
 pub mod store;
+mod tls;
 
 pub use named::UnknownName;

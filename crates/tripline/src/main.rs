@@ -438,7 +438,8 @@ fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
         anyhow::bail!("--to must be a postgres:// URL");
     };
     let source_key = SecretBox::of_sqlite(&args.from)?;
-    let target = tripline::store::postgres::PostgresStore::connect(&url, SecretBox::from_env()?)
+    let ca = tripline::store::Database::postgres_ca()?;
+    let target = tripline::store::postgres::PostgresStore::connect_with_ca(&url, SecretBox::from_env()?, ca.as_deref())
         .context("connecting to the PostgreSQL database")?;
     let mut shown = (String::new(), std::time::Instant::now());
     let outcome = target.import_sqlite(&args.from, &source_key, |p| {

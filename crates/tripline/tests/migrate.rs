@@ -19,8 +19,15 @@ use common::{Scenario, id};
 
 const KEY: [u8; 32] = [42; 32];
 
-fn key_text() -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, KEY)
+/// `tripline migrate` from the SQLite file at `from` to `to`.
+fn migrate(from: &std::path::Path, to: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
+        .args(["migrate", "--from"])
+        .arg(from)
+        .args(["--to", to])
+        .env("TRIPLINE_SECRET_KEY", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, KEY))
+        .output()
+        .expect("tripline migrate")
 }
 
 /// Everything a person would miss, as the store answers it.
@@ -161,13 +168,7 @@ async fn an_embedded_installation_moves_to_postgres_whole_and_resumes_when_inter
         assert!(stopped.is_none(), "stopped as asked");
     }
     // ... and resumed by the command, which verifies what it copied.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
-        .args(["migrate", "--from"])
-        .arg(&path)
-        .args(["--to", &url])
-        .env("TRIPLINE_SECRET_KEY", key_text())
-        .output()
-        .expect("tripline migrate");
+    let output = migrate(&path, &url);
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("continuing an interrupted copy") && stdout.contains("verified"), "{stdout}");
@@ -181,13 +182,7 @@ async fn an_embedded_installation_moves_to_postgres_whole_and_resumes_when_inter
     assert!(before["accounts"].as_array().expect("accounts").iter().all(|a| a[0].as_i64() < Some(next.id)));
 
     // Migrating again into a database in use is refused, and changes nothing.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
-        .args(["migrate", "--from"])
-        .arg(&path)
-        .args(["--to", &url])
-        .env("TRIPLINE_SECRET_KEY", key_text())
-        .output()
-        .expect("tripline migrate");
+    let again = migrate(&path, &url);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds Tripline data"));
     assert_eq!(target.accounts().expect("accounts").len(), before["accounts"].as_array().map_or(0, Vec::len) + 1);

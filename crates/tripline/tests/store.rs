@@ -756,3 +756,24 @@ fn downloads_older_than_the_retention_are_removed_with_their_hours(f: &Fixture) 
     store.set_retention(None, "admin").expect("for ever");
     assert_eq!(store.retention().expect("retention"), None);
 }
+
+/// TLS to PostgreSQL: asked for with `sslmode=require`, the server's certificate is
+/// checked (refused when no trusted CA issued it), and a server without TLS is refused.
+#[test]
+fn postgres_over_tls_checks_the_servers_certificate() {
+    use tripline::store::postgres::PostgresStore;
+    use tripline::store::postgres::private::PrivateServer;
+    use tripline::store::secrets::SecretBox;
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    let key32 = || SecretBox::from_key(&[7; 32]).expect("key");
+    let server = PrivateServer::start_tls(&cert, &key).expect("a PostgreSQL server with TLS");
+    let url = format!("{}?sslmode=require", server.database().expect("a database"));
+    let store = PostgresStore::connect_with_ca(&url, key32(), Some(&cert)).expect("TLS with the trusted certificate");
+    store.audit("tests", "test.tls", "over TLS").expect("a write over TLS");
+    let refused = PostgresStore::connect(&url, key32()).err().expect("a certificate no trusted CA issued");
+    assert!(format!("{refused:?}").to_lowercase().contains("certificate"), "{refused:?}");
+    let plain = PrivateServer::start(false).expect("a PostgreSQL server without TLS");
+    let url = format!("{}?sslmode=require", plain.database().expect("a database"));
+    assert!(PostgresStore::connect_with_ca(&url, key32(), Some(&cert)).is_err(), "TLS required, not offered");
+}

@@ -69,13 +69,24 @@ impl std::fmt::Display for Database {
 
 impl Database {
     /// Opens the store; an SQLite file must exist. A PostgreSQL database is brought
-    /// up to date, its tokens sealed with `TRIPLINE_SECRET_KEY`.
+    /// up to date, its tokens sealed with `TRIPLINE_SECRET_KEY`; the server's
+    /// certificate may be issued by the CA in the PEM file `TRIPLINE_POSTGRES_CA`.
     pub fn open(&self) -> Result<Box<dyn Store>> {
         Ok(match self {
             Database::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
             Database::Postgres(url) => {
-                Box::new(postgres::PostgresStore::connect(url, secrets::SecretBox::from_env()?)?)
+                let ca = Database::postgres_ca()?;
+                Box::new(postgres::PostgresStore::connect_with_ca(url, secrets::SecretBox::from_env()?, ca.as_deref())?)
             }
+        })
+    }
+
+    /// The private CA (PEM) a PostgreSQL server's certificate may be issued by: the
+    /// file `TRIPLINE_POSTGRES_CA` names, if it does.
+    pub fn postgres_ca() -> Result<Option<String>> {
+        let Some(path) = std::env::var_os("TRIPLINE_POSTGRES_CA") else { return Ok(None) };
+        std::fs::read_to_string(&path).map(Some).map_err(|e| {
+            StoreError::Database(format!("TRIPLINE_POSTGRES_CA {}: {e}", std::path::Path::new(&path).display()).into())
         })
     }
 

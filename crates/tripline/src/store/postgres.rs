@@ -60,11 +60,21 @@ fn now_ms() -> i64 {
 }
 
 impl PostgresStore {
-    /// Connects to the database at `url` (`postgres://user:password@host/db`) and brings
-    /// its schema up to date; `secrets` seals tokens (every node must share the key).
+    /// Connects to the database at `url` (`postgres://user:password@host/db`, with
+    /// `?sslmode=require` to insist on TLS) and brings its schema up to date; `secrets`
+    /// seals tokens (every node must share the key).
     pub fn connect(url: &str, secrets: SecretBox) -> Result<PostgresStore> {
-        let store =
-            PostgresStore { pool: Pool::new(url)?, secrets, fences: Fences::default(), partitions: Default::default() };
+        PostgresStore::connect_with_ca(url, secrets, None)
+    }
+
+    /// `connect`, trusting a private CA's certificates (PEM) beside the public roots.
+    pub fn connect_with_ca(url: &str, secrets: SecretBox, ca_pem: Option<&str>) -> Result<PostgresStore> {
+        let store = PostgresStore {
+            pool: Pool::new(url, ca_pem)?,
+            secrets,
+            fences: Fences::default(),
+            partitions: Default::default(),
+        };
         store.migrate()?;
         // This month's and the next month's partitions, made ahead of their events.
         let now = now_ms();

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement};
+use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 use crate::store::rows::Cells;
 use crate::store::sql::Param;
@@ -82,6 +82,9 @@ struct Slot {
 /// A few connections to one database.
 pub(super) struct Pool {
     url: String,
+    /// TLS as the URL's `sslmode` asks (`prefer` by default: TLS when the server
+    /// offers it, its certificate checked against the public roots and a private CA).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     slots: Vec<Mutex<Option<Slot>>>,
     turn: std::sync::atomic::AtomicUsize,
     runtime: Option<tokio::runtime::Runtime>,
@@ -159,7 +162,8 @@ impl<C: GenericClient + Sync> Db<'_, C> {
 const CONNECTIONS: usize = 6;
 
 impl Pool {
-    pub(super) fn new(url: &str) -> Result<Pool> {
+    pub(super) fn new(url: &str, ca_pem: Option<&str>) -> Result<Pool> {
+        let tls = crate::tls::client_config(ca_pem).map_err(|e| StoreError::Database(e.into()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("tripline-postgres")
@@ -168,6 +172,7 @@ impl Pool {
             .map_err(|e| StoreError::Database(Box::new(e)))?;
         let pool = Pool {
             url: url.to_owned(),
+            tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
             slots: (0..CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             turn: Default::default(),
             runtime: Some(runtime),
@@ -179,9 +184,9 @@ impl Pool {
 
     fn connect(&self) -> Result<Slot> {
         let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Database("the store is closed".into()))?;
-        let url = self.url.clone();
+        let (url, tls) = (self.url.clone(), self.tls.clone());
         let task = runtime.spawn(async move {
-            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+            let (client, connection) = tokio_postgres::connect(&url, tls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!("PostgreSQL connection ended: {e}");

@@ -75,6 +75,15 @@ impl PrivateServer {
     /// Starts a server. `durable` keeps PostgreSQL's crash safety (fsync, full page
     /// writes) as a real installation has it, for benchmarks; tests go without.
     pub fn start(durable: bool) -> Result<PrivateServer> {
+        PrivateServer::start_with(durable, None)
+    }
+
+    /// A server that also offers TLS with this certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<PrivateServer> {
+        PrivateServer::start_with(false, Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(durable: bool, tls: Option<(&str, &str)>) -> Result<PrivateServer> {
         if let Ok(url) = std::env::var("TRIPLINE_TEST_POSTGRES") {
             return Ok(PrivateServer { base: url.trim_end_matches('/').to_owned(), process: None });
         }
@@ -83,8 +92,8 @@ impl PrivateServer {
         let root =
             std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").map_err(|e| failed("uid", e))?) == 0;
         let owner = root.then(|| "postgres".to_owned());
-        if root {
-            let uid = passwd_uid("postgres")?;
+        let uid = if root { Some(passwd_uid("postgres")?) } else { None };
+        if let Some(uid) = uid {
             std::os::unix::fs::chown(dir.path(), Some(uid), None).map_err(|e| failed("chown", e))?;
         }
         let data = dir.path().join("data");
@@ -112,6 +121,22 @@ impl PrivateServer {
             format!("-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=200", dir.path().display());
         if !durable {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user, the key readable by it alone.
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, pem).map_err(|e| failed(name, e))?;
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .map_err(|e| failed(name, e))?;
+                if let Some(uid) = uid {
+                    std::os::unix::fs::chown(&path, Some(uid), None).map_err(|e| failed("chown", e))?;
+                }
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                dir.path().display()
+            ));
         }
         let log = dir.path().join("server.log");
         run(
