@@ -366,11 +366,15 @@ const FIRST_RECHECK: Duration = Duration::from_millis(500);
 
 impl HealthWatch {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        // The first check runs at once.
+        // The first check runs at once. The next check keeps its time when a
+        // subscriber's change wakes the loop: a stream changing state every few
+        // seconds (reconnecting) had kept pushing the org's check back, and Event
+        // Manager's streaming switched off went unseen (the soak, seed 1795870077636386387).
         let mut wait = Duration::ZERO;
+        let mut next_check = tokio::time::Instant::now();
         loop {
             let check = tokio::select! {
-                _ = tokio::time::sleep(wait) => true,
+                _ = tokio::time::sleep_until(next_check) => true,
                 _ = self.context.changed.notified() => false,
                 _ = shutdown.changed() => return,
             };
@@ -412,6 +416,8 @@ impl HealthWatch {
                 (true, false) => first,
                 (true, true) => (wait * 2).clamp(first, self.settings.check_every),
             };
+            let due = tokio::time::Instant::now() + wait;
+            next_check = if check { due } else { next_check.min(due) };
         }
     }
 
